@@ -1,0 +1,102 @@
+"""The one interface every backend implements, Polygraphy-style: build lazily, then infer.
+
+A runner is constructed cheaply (no heavy import) and builds its session in ``activate()``,
+so listing backends or printing ``--help`` never imports ONNX Runtime, CUDA or TensorRT.
+Inference is split in three so ``bench`` can time the compute alone:
+``prepare`` (host -> device), ``execute`` (the work, returns device outputs), ``fetch``
+(device -> host numpy). ``infer`` chains them for ``check``.
+"""
+
+from __future__ import annotations
+
+import time
+from abc import ABC, abstractmethod
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+
+class Stopwatch:
+    """Host clock around a synchronous call: right for CPU backends."""
+
+    def start(self) -> None:
+        self._start = time.perf_counter()
+
+    def stop(self) -> float:
+        """Milliseconds since ``start``."""
+        return (time.perf_counter() - self._start) * 1e3
+
+
+@dataclass
+class RunnerOptions:
+    """What every runner may be given; each uses the fields it needs."""
+
+    model: Any = None  # deploykit.spec.LoadedModel, for runners that execute PyTorch
+    onnx_path: Path | None = None  # for runners that execute an ONNX graph
+    threads: int | None = None  # intra-op threads; None = the backend's own default
+    precision: str = "fp32"
+
+
+class Runner(ABC):
+    """A backend that turns a list of input arrays into a list of output arrays."""
+
+    name: str = "runner"
+    needs_onnx: bool = False
+
+    def __init__(self, options: RunnerOptions):
+        self.options = options
+        self.active = False
+
+    @classmethod
+    def check_available(cls) -> None:
+        """Raise BackendUnavailable (naming what to install) if this backend cannot run here.
+
+        Cheap: looks for packages and devices without building anything.
+        """
+
+    def activate(self) -> None:
+        if not self.active:
+            self._activate()
+            self.active = True
+
+    def deactivate(self) -> None:
+        if self.active:
+            self._deactivate()
+            self.active = False
+
+    def __enter__(self) -> "Runner":
+        self.activate()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.deactivate()
+
+    def infer(self, inputs: list[np.ndarray]) -> list[np.ndarray]:
+        if not self.active:
+            raise RuntimeError(f"runner {self.name} used before activate()")
+        return self.fetch(self.execute(self.prepare(inputs)))
+
+    def stopwatch(self) -> Stopwatch:
+        """The clock ``bench`` uses around ``execute``; GPU runners return a CUDA-event one."""
+        return Stopwatch()
+
+    @abstractmethod
+    def _activate(self) -> None: ...
+
+    def _deactivate(self) -> None:
+        """Drop the session; override when there is more to free."""
+
+    @abstractmethod
+    def prepare(self, inputs: list[np.ndarray]) -> Any: ...
+
+    @abstractmethod
+    def execute(self, prepared: Any) -> Any: ...
+
+    @abstractmethod
+    def fetch(self, outputs: Any) -> list[np.ndarray]: ...
+
+    @abstractmethod
+    def describe(self) -> dict[str, Any]:
+        """Device, provider, threads: printed with results so numbers can be reproduced."""

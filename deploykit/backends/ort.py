@@ -1,0 +1,94 @@
+"""ONNX Runtime runners: CPU provider, and CUDA / TensorRT providers with onnxruntime-gpu."""
+
+from __future__ import annotations
+
+import importlib.util
+from typing import Any
+
+import numpy as np
+
+from deploykit.backends.base import Runner
+from deploykit.errors import BackendUnavailable, UserError
+
+
+class OrtCpuRunner(Runner):
+    """ONNX Runtime on CPUExecutionProvider with an explicit intra-op thread count."""
+
+    name = "ort"
+    needs_onnx = True
+    provider = "CPUExecutionProvider"
+
+    @classmethod
+    def check_available(cls) -> None:
+        if importlib.util.find_spec("onnxruntime") is None:
+            raise BackendUnavailable(f"backend {cls.name} needs ONNX Runtime, which is not installed",
+                                     "pip install onnxruntime (or onnxruntime-gpu, not both)")
+        import onnxruntime as ort
+
+        if cls.provider not in ort.get_available_providers():
+            raise BackendUnavailable(
+                f"backend {cls.name} needs {cls.provider}, which this onnxruntime build lacks "
+                f"(has {', '.join(ort.get_available_providers())})",
+                "install onnxruntime-gpu on a machine with an NVIDIA GPU, or use --backends ort")
+
+    def _activate(self) -> None:
+        import onnxruntime as ort
+
+        path = self.options.onnx_path
+        if path is None:
+            raise UserError(f"backend {self.name} needs an ONNX file", "pass --onnx model.onnx")
+        session_options = ort.SessionOptions()
+        session_options.log_severity_level = 3
+        if self.options.threads:
+            session_options.intra_op_num_threads = self.options.threads
+            session_options.inter_op_num_threads = 1
+        try:
+            self.session = ort.InferenceSession(str(path), session_options, providers=[self.provider])
+        except Exception as exc:  # ORT raises its own untyped errors for bad graphs
+            raise UserError(f"ONNX Runtime cannot load {path}: {str(exc).splitlines()[0][:240]}",
+                            "re-export the model with 'deploykit export'") from None
+        if self.session.get_providers()[0] != self.provider:
+            raise BackendUnavailable(
+                f"backend {self.name}: ONNX Runtime fell back to {self.session.get_providers()[0]} "
+                f"({self.provider} could not start)", "check the CUDA/TensorRT libraries, or use --backends ort")
+        self.input_names = [i.name for i in self.session.get_inputs()]
+        self.input_dims = [i.shape for i in self.session.get_inputs()]
+
+    def _deactivate(self) -> None:
+        del self.session
+
+    def prepare(self, inputs: list[np.ndarray]) -> dict[str, np.ndarray]:
+        if len(inputs) != len(self.input_names):
+            raise UserError(f"{self.options.onnx_path} takes {len(self.input_names)} inputs, given {len(inputs)}",
+                            "check that --onnx was exported from the same SPEC")
+        for name, dims, array in zip(self.input_names, self.input_dims, inputs):
+            fixed = [d if isinstance(d, int) else None for d in dims]
+            if len(fixed) != array.ndim or any(f is not None and f != s for f, s in zip(fixed, array.shape)):
+                wanted = "x".join(str(d) if isinstance(d, int) else "?" for d in dims)
+                given = "x".join(map(str, array.shape))
+                raise UserError(f"{self.options.onnx_path} input {name!r} takes {wanted}, not {given}",
+                                "re-export without --static, or pass a --shape that fits the graph")
+        return {name: np.ascontiguousarray(a, dtype=np.float32) for name, a in zip(self.input_names, inputs)}
+
+    def execute(self, prepared: dict[str, np.ndarray]) -> list[np.ndarray]:
+        return self.session.run(None, prepared)
+
+    def fetch(self, outputs: list[np.ndarray]) -> list[np.ndarray]:
+        return [np.asarray(o, dtype=np.float32) for o in outputs]
+
+    def describe(self) -> dict[str, Any]:
+        import onnxruntime as ort
+
+        options = self.session.get_session_options()
+        return {"device": self.session.get_providers()[0], "threads": options.intra_op_num_threads or "default",
+                "onnxruntime": ort.__version__}
+
+
+class OrtCudaRunner(OrtCpuRunner):
+    name = "ort-cuda"
+    provider = "CUDAExecutionProvider"
+
+
+class OrtTensorrtRunner(OrtCpuRunner):
+    name = "ort-trt"
+    provider = "TensorrtExecutionProvider"

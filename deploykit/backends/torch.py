@@ -1,0 +1,98 @@
+"""PyTorch eager runners: the reference itself (CPU, fp32) and the same module on CUDA."""
+
+from __future__ import annotations
+
+import copy
+from typing import Any
+
+import numpy as np
+
+from deploykit.backends.base import Runner, Stopwatch
+from deploykit.errors import BackendUnavailable
+
+
+class TorchRunner(Runner):
+    """Eager PyTorch on the CPU."""
+
+    name = "torch"
+    device = "cpu"
+
+    def _activate(self) -> None:
+        import torch
+
+        if self.options.model is None:
+            raise BackendUnavailable(f"backend {self.name} needs a PyTorch model",
+                                     "give a zoo name or package.module:callable as SPEC")
+        if self.options.threads:
+            torch.set_num_threads(self.options.threads)
+        dtype = torch.float16 if self.options.precision == "fp16" else torch.float32
+        # A copy, so moving/casting never changes the model the reference is computed with.
+        self.module = copy.deepcopy(self.options.model.module).to(self.device, dtype).eval()
+        self.dtype = dtype
+
+    def _deactivate(self) -> None:
+        del self.module
+
+    def prepare(self, inputs: list[np.ndarray]) -> list[Any]:
+        import torch
+
+        return [torch.from_numpy(np.ascontiguousarray(a)).to(self.device, self.dtype) for a in inputs]
+
+    def execute(self, prepared: list[Any]) -> Any:
+        import torch
+
+        with torch.inference_mode():
+            return self.module(*prepared)
+
+    def fetch(self, outputs: Any) -> list[np.ndarray]:
+        if not isinstance(outputs, (tuple, list)):
+            outputs = [outputs]
+        return [o.detach().float().cpu().numpy() for o in outputs]
+
+    def describe(self) -> dict[str, Any]:
+        import torch
+
+        return {"device": self.device, "threads": torch.get_num_threads(), "torch": torch.__version__,
+                "precision": self.options.precision}
+
+
+class CudaEventStopwatch(Stopwatch):
+    """CUDA events on the current stream: times GPU work, not the host's launch calls."""
+
+    def __init__(self) -> None:
+        import torch
+
+        self._torch = torch
+        self._begin = torch.cuda.Event(enable_timing=True)
+        self._end = torch.cuda.Event(enable_timing=True)
+
+    def start(self) -> None:
+        self._begin.record()
+
+    def stop(self) -> float:
+        self._end.record()
+        self._end.synchronize()
+        return self._begin.elapsed_time(self._end)
+
+
+class TorchCudaRunner(TorchRunner):
+    """Eager PyTorch on the first CUDA device."""
+
+    name = "torch-cuda"
+    device = "cuda"
+
+    @classmethod
+    def check_available(cls) -> None:
+        import torch
+
+        if not torch.cuda.is_available():
+            raise BackendUnavailable("backend torch-cuda needs a CUDA GPU and a CUDA build of PyTorch; "
+                                     "none is available here", "use --backends torch on this machine")
+
+    def stopwatch(self) -> Stopwatch:
+        return CudaEventStopwatch()
+
+    def describe(self) -> dict[str, Any]:
+        import torch
+
+        return {**super().describe(), "device": torch.cuda.get_device_name(0)}

@@ -1,0 +1,112 @@
+"""Latency: the one place deploykit times anything.
+
+trtexec's discipline: warm up first, time only the execution (inputs already on the device),
+use the runner's own clock (CUDA events on a GPU, never a host clock around an unsynchronised
+call), report the distribution rather than one number, and warn when it is spread wide.
+"""
+
+from __future__ import annotations
+
+import statistics
+from dataclasses import asdict, dataclass, field
+
+import numpy as np
+
+from deploykit.backends import Runner
+from deploykit.pipeline import make_inputs, open_runners, reference_outputs
+from deploykit.spec import LoadedModel, Shape
+
+# trtexec warns when the coefficient of variation passes 10%; CPU timings on a shared
+# 2-core machine are noisier, so we flag at p99 > 1.5 x p50 instead.
+UNSTABLE_P99_OVER_P50 = 1.5
+
+
+@dataclass
+class LatencyStats:
+    min_ms: float
+    p50_ms: float
+    p90_ms: float
+    p99_ms: float
+    mean_ms: float
+    std_ms: float
+    iters: int
+    throughput: float  # samples (batch items) per second, from the mean
+
+    @property
+    def unstable(self) -> bool:
+        return self.p99_ms > UNSTABLE_P99_OVER_P50 * self.p50_ms
+
+
+def measure(runner: Runner, inputs: list[np.ndarray], warmup: int, iters: int) -> LatencyStats:
+    """Time ``runner.execute`` alone, ``iters`` times after ``warmup`` untimed runs."""
+    prepared = runner.prepare(inputs)
+    watch = runner.stopwatch()
+    for _ in range(warmup):
+        watch.start()
+        runner.execute(prepared)
+        watch.stop()
+    times = []
+    for _ in range(iters):
+        watch.start()
+        runner.execute(prepared)
+        times.append(watch.stop())
+    return summarize(times, batch=inputs[0].shape[0])
+
+
+def summarize(times_ms: list[float], batch: int) -> LatencyStats:
+    ordered = np.asarray(sorted(times_ms), dtype=np.float64)
+    mean = float(ordered.mean())
+    return LatencyStats(
+        min_ms=float(ordered[0]),
+        p50_ms=float(np.percentile(ordered, 50)),
+        p90_ms=float(np.percentile(ordered, 90)),
+        p99_ms=float(np.percentile(ordered, 99)),
+        mean_ms=mean,
+        std_ms=statistics.pstdev(ordered.tolist()) if len(ordered) > 1 else 0.0,
+        iters=len(ordered),
+        throughput=batch * 1e3 / mean if mean > 0 else float("inf"),
+    )
+
+
+@dataclass
+class BenchResult:
+    backend: str
+    shape: Shape
+    stats: LatencyStats
+    ratio_to_torch: float | None = None  # p50 / torch p50 at the same shape
+
+    def as_json(self) -> dict:
+        return {"backend": self.backend, "shape": list(self.shape), **asdict(self.stats),
+                "ratio_to_torch": self.ratio_to_torch, "unstable": self.stats.unstable}
+
+
+@dataclass
+class BenchReport:
+    spec: str
+    warmup: int
+    iters: int
+    threads: int | None
+    backends: dict[str, dict] = field(default_factory=dict)
+    results: list[BenchResult] = field(default_factory=list)
+
+    def as_json(self) -> dict:
+        return {"spec": self.spec, "warmup": self.warmup, "iters": self.iters, "threads": self.threads,
+                "backends": self.backends, "results": [r.as_json() for r in self.results]}
+
+
+def run_bench(model: LoadedModel, backends: list[str], shapes: list[Shape] | None, *, warmup: int, iters: int,
+              threads: int | None, onnx_path=None, precision: str = "fp32") -> BenchReport:
+    """Measure every backend at every shape, side by side in one process and one run."""
+    shapes = model.shapes_or_default(shapes)
+    report = BenchReport(spec=model.spec, warmup=warmup, iters=iters, threads=threads)
+    with open_runners(model, backends, onnx_path, threads, precision) as runners:
+        report.backends = {name: runner.describe() for name, runner in runners.items()}
+        for shape in shapes:
+            inputs = make_inputs(shape, model.seed)
+            reference_outputs(model, inputs)  # a shape the module cannot take fails here, clearly
+            row = {name: measure(runner, inputs, warmup, iters) for name, runner in runners.items()}
+            torch_p50 = row["torch"].p50_ms if "torch" in row else None
+            for name, stats in row.items():
+                ratio = stats.p50_ms / torch_p50 if torch_p50 else None
+                report.results.append(BenchResult(name, shape, stats, ratio))
+    return report

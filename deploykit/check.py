@@ -1,0 +1,61 @@
+"""Parity: every backend against one PyTorch fp32 reference, at every shape."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from deploykit.compare import Metrics, Tolerance, compare
+from deploykit.pipeline import make_inputs, open_runners, reference_outputs
+from deploykit.spec import LoadedModel, Shape
+
+
+@dataclass
+class CheckResult:
+    backend: str
+    shape: Shape
+    output: int
+    metrics: Metrics
+
+    def as_json(self) -> dict:
+        return {"backend": self.backend, "shape": list(self.shape), "output": self.output,
+                **self.metrics.as_json()}
+
+
+@dataclass
+class CheckReport:
+    spec: str
+    seed: int
+    tolerance: Tolerance
+    onnx: str | None
+    backends: dict[str, dict] = field(default_factory=dict)
+    results: list[CheckResult] = field(default_factory=list)
+
+    @property
+    def passed(self) -> bool:
+        return bool(self.results) and all(r.metrics.passed for r in self.results)
+
+    def as_json(self) -> dict:
+        return {"passed": self.passed, "spec": self.spec, "seed": self.seed,
+                "tolerance": {"atol": self.tolerance.atol, "rtol": self.tolerance.rtol},
+                "onnx": self.onnx, "backends": self.backends,
+                "results": [r.as_json() for r in self.results]}
+
+
+def run_check(model: LoadedModel, backends: list[str], shapes: list[Shape] | None, tolerance: Tolerance, *,
+              onnx_path: Path | None = None, threads: int | None = None, precision: str = "fp32") -> CheckReport:
+    """Run each backend at each shape on seeded inputs and compare with PyTorch fp32 eager on the CPU."""
+    shapes = model.shapes_or_default(shapes)
+    report = CheckReport(spec=model.spec, seed=model.seed, tolerance=tolerance,
+                         onnx=str(onnx_path) if onnx_path else None)
+    with open_runners(model, backends, onnx_path, threads, precision) as runners:
+        report.backends = {name: runner.describe() for name, runner in runners.items()}
+        for shape in shapes:
+            inputs = make_inputs(shape, model.seed)
+            references = reference_outputs(model, inputs)
+            for name, runner in runners.items():
+                outputs = runner.infer(inputs)
+                for index, reference in enumerate(references):
+                    actual = outputs[index] if index < len(outputs) else reference[:0]
+                    report.results.append(CheckResult(name, shape, index, compare(reference, actual, tolerance)))
+    return report

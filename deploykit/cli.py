@@ -1,0 +1,202 @@
+"""The deploykit command line: parse, call the library, map errors to exit codes.
+
+Exit codes: 0 success, 1 parity failure, 2 a usage or input error (one line, no traceback).
+"""
+
+from __future__ import annotations
+
+import functools
+import os
+import sys
+from pathlib import Path
+
+import click
+
+from deploykit.errors import UserError
+
+_CONTEXT = {"help_option_names": ["-h", "--help"], "max_content_width": 100}
+
+
+def _console():
+    from rich.console import Console
+
+    return Console(width=max(120, Console().width))
+
+
+def fail_cleanly(command):
+    """Turn library errors into one line on stderr and the right exit code."""
+
+    @functools.wraps(command)
+    def wrapper(*args, **kwargs):
+        try:
+            return command(*args, **kwargs)
+        except UserError as exc:
+            click.echo(f"error: {exc}", err=True)
+            sys.exit(exc.exit_code)
+        except KeyboardInterrupt:
+            click.echo("interrupted", err=True)
+            sys.exit(130)
+
+    return wrapper
+
+
+def model_options(command):
+    """SPEC plus what fixes the model's weights: shared by export, check and bench."""
+    decorators = [
+        click.argument("spec"),
+        click.option("-p", "--param", "params", multiple=True, metavar="KEY=VALUE",
+                     help="Zoo/constructor parameter (repeatable); see 'deploykit list NAME'."),
+        click.option("--weights", type=click.Path(path_type=Path), default=None,
+                     help="State dict to load (torch.load with weights_only=True)."),
+        click.option("--seed", type=int, default=0, show_default=True,
+                     help="Seeds the initial weights and the test inputs."),
+    ]
+    for decorator in reversed(decorators):
+        command = decorator(command)
+    return command
+
+
+def shape_option(help_text: str):
+    return click.option("--shape", "shapes", multiple=True, metavar="NxCxHxW", help=help_text)
+
+
+def run_options(command):
+    """Backends, ONNX file and threads: shared by check and bench."""
+    decorators = [
+        click.option("--onnx", "onnx_path", type=click.Path(path_type=Path), default=None,
+                     help="ONNX file for ONNX backends (default: export SPEC to a temporary file)."),
+        click.option("--backends", default="torch,ort", show_default=True,
+                     help="Comma-separated: torch, torch-cuda, ort, ort-cuda, ort-trt."),
+        shape_option("Input shape (repeatable). Default: three shapes incl. batch>1 and odd, non-square H, W."),
+        click.option("--threads", type=click.IntRange(min=1), default=os.cpu_count() or 1, show_default=True,
+                     help="Intra-op threads for torch and ONNX Runtime."),
+        click.option("--report", "report_path", type=click.Path(path_type=Path), default=None,
+                     help="Also write the results as JSON."),
+        click.option("--force", is_flag=True, help="Overwrite an existing report file."),
+    ]
+    for decorator in reversed(decorators):
+        command = decorator(command)
+    return command
+
+
+def _load(spec, params, weights, seed):
+    from deploykit.spec import parse_assignments, resolve_model
+
+    return resolve_model(spec, parse_assignments(params), weights, seed)
+
+
+def _shapes(texts):
+    from deploykit.spec import parse_shape
+
+    return [parse_shape(t) for t in texts] or None
+
+
+def _precheck_report(path: Path | None, force: bool) -> None:
+    """Fail on an existing report before minutes of work, not after."""
+    if path is not None:
+        from deploykit.files import ensure_writable
+
+        ensure_writable(path, force)
+
+
+@click.group(context_settings=_CONTEXT)
+@click.version_option(package_name="deploykit")
+def main():
+    """Export PyTorch upsamplers to ONNX, check every backend against PyTorch, and time them."""
+
+
+@main.command("list")
+@click.argument("name", required=False)
+@fail_cleanly
+def list_command(name):
+    """List zoo entries, or one entry's parameters, defaults and valid ranges."""
+    from deploykit import zoo
+    from deploykit.report import print_entries
+
+    entries = {name: zoo.get(name)} if name else zoo.entries()
+    print_entries(entries, _console(), detail=bool(name))
+
+
+@main.command("export")
+@model_options
+@click.option("-o", "--output", type=click.Path(path_type=Path), required=True, help="ONNX file to write.")
+@click.option("--opset", type=int, default=None,
+              help="ONNX opset (16..23). Default: 17, or the lowest an op needs (antialias Resize: 18).")
+@click.option("--static", is_flag=True, help="Fix every dim to the traced shape (default: dynamic batch, H, W).")
+@shape_option("Shape to trace with (default: batch 2, odd non-square H, W).")
+@click.option("--target", type=click.Choice(["ort", "trt"]), default=None,
+              help="Where the graph will run; trt refuses graphs TensorRT would misread. Default: ort.")
+@click.option("--force", is_flag=True, help="Overwrite an existing output file.")
+@fail_cleanly
+def export_command(spec, params, weights, seed, output, opset, static, shapes, target, force):
+    """Export SPEC (zoo name, package.module:callable, or recipe .toml) to ONNX."""
+    from deploykit.export import describe, export_onnx
+
+    _precheck_report(output, force)
+    model, recipe = _load(spec, params, weights, seed)
+    trace = _shapes(shapes)
+    if trace and len(trace) > 1:
+        raise UserError("export traces one shape, got several --shape", "pass --shape once")
+    result = export_onnx(
+        model, output,
+        opset=opset if opset is not None else (recipe.opset if recipe else None),
+        dynamic=not (static or (recipe.static if recipe else False)),
+        trace_shape=trace[0] if trace else (recipe.trace_shape if recipe else None),
+        target=target or (recipe.target if recipe and recipe.target else "ort"),
+        force=force,
+    )
+    click.echo(describe(result))
+
+
+@main.command("check")
+@model_options
+@run_options
+@click.option("--precision", type=click.Choice(["fp32", "fp16"]), default="fp32", show_default=True,
+              help="Tolerance preset (fp16 also runs torch backends in half precision).")
+@click.option("--atol", type=float, default=None, help="Absolute tolerance (overrides the preset).")
+@click.option("--rtol", type=float, default=None, help="Relative tolerance (overrides the preset).")
+@fail_cleanly
+def check_command(spec, params, weights, seed, onnx_path, backends, shapes, threads, report_path, force,
+                  precision, atol, rtol):
+    """Compare every backend with PyTorch fp32 at several shapes. Exit 1 on a parity failure."""
+    from deploykit.backends import parse_backends
+    from deploykit.check import run_check
+    from deploykit.compare import tolerance_for
+    from deploykit.report import print_check, write_json
+
+    _precheck_report(report_path, force)
+    chosen = parse_backends(backends)
+    model, _ = _load(spec, params, weights, seed)
+    report = run_check(model, chosen, _shapes(shapes), tolerance_for(precision, atol, rtol),
+                       onnx_path=onnx_path, threads=threads, precision=precision)
+    print_check(report, _console())
+    if report_path:
+        write_json(report_path, report.as_json(), force=force)
+    sys.exit(0 if report.passed else 1)
+
+
+@main.command("bench")
+@model_options
+@run_options
+@click.option("--warmup", type=click.IntRange(min=0), default=10, show_default=True, help="Untimed runs first.")
+@click.option("--iters", type=click.IntRange(min=1), default=50, show_default=True, help="Timed runs.")
+@fail_cleanly
+def bench_command(spec, params, weights, seed, onnx_path, backends, shapes, threads, report_path, force,
+                  warmup, iters):
+    """Time every backend at every shape: min/p50/p90/p99/mean, throughput, ratio to torch."""
+    from deploykit.backends import parse_backends
+    from deploykit.bench import run_bench
+    from deploykit.report import print_bench, write_json
+
+    _precheck_report(report_path, force)
+    chosen = parse_backends(backends)
+    model, _ = _load(spec, params, weights, seed)
+    report = run_bench(model, chosen, _shapes(shapes), warmup=warmup, iters=iters, threads=threads,
+                       onnx_path=onnx_path)
+    print_bench(report, _console())
+    if report_path:
+        write_json(report_path, report.as_json(), force=force)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,70 @@
+"""What check and bench share: seeded inputs, the ONNX file (given or exported), open runners."""
+
+from __future__ import annotations
+
+import contextlib
+import tempfile
+from pathlib import Path
+from typing import Iterator
+
+import numpy as np
+
+from deploykit.backends import Runner, RunnerOptions, create_runner
+from deploykit.errors import UserError
+from deploykit.spec import LoadedModel, Shape
+
+
+def make_inputs(shape: Shape, seed: int) -> list[np.ndarray]:
+    """Standard-normal float32 input, a pure function of (seed, shape)."""
+    rng = np.random.default_rng([seed, *shape])
+    return [rng.standard_normal(shape, dtype=np.float32)]
+
+
+def reference_outputs(model: LoadedModel, inputs: list[np.ndarray]) -> list[np.ndarray]:
+    """PyTorch fp32 eager on the CPU: what every backend is compared with."""
+    import torch
+
+    outputs = model.forward(*[torch.from_numpy(a.copy()) for a in inputs])
+    if not isinstance(outputs, (tuple, list)):
+        outputs = [outputs]
+    return [o.detach().float().numpy() for o in outputs]
+
+
+def validate_onnx_file(path: Path) -> None:
+    """Missing or corrupt --onnx files fail here with a fix, not deep inside a backend."""
+    import onnx
+
+    path = Path(path)
+    if not path.is_file():
+        raise UserError(f"ONNX file {path} not found", "check the --onnx path or create it with 'deploykit export'")
+    try:
+        proto = onnx.load(str(path))
+        onnx.checker.check_model(proto)
+    except Exception as exc:  # protobuf DecodeError, ValidationError, OSError...
+        head = str(exc).strip().splitlines()[0][:200] if str(exc).strip() else type(exc).__name__
+        raise UserError(f"{path} is not a valid ONNX model ({head})",
+                        "re-export it with 'deploykit export'") from None
+    if not proto.graph.input:
+        raise UserError(f"{path} has no graph inputs", "re-export it with 'deploykit export'")
+
+
+@contextlib.contextmanager
+def open_runners(model: LoadedModel, backends: list[str], onnx_path: Path | None, threads: int | None,
+                 precision: str = "fp32") -> Iterator[dict[str, Runner]]:
+    """Activate each backend once; export a temporary dynamic ONNX file if one is needed."""
+    from deploykit.backends import runner_class
+
+    needs_onnx = any(runner_class(name).needs_onnx for name in backends)
+    with contextlib.ExitStack() as stack:
+        if needs_onnx and onnx_path is None:
+            from deploykit.export import export_onnx
+
+            work_dir = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="deploykit-")))
+            onnx_path = export_onnx(model, work_dir / "model.onnx").path
+        elif onnx_path is not None:
+            validate_onnx_file(onnx_path)
+        options = RunnerOptions(model=model, onnx_path=onnx_path, threads=threads, precision=precision)
+        runners = {name: create_runner(name, options) for name in backends}
+        for runner in runners.values():
+            stack.enter_context(runner)
+        yield runners

@@ -1,0 +1,99 @@
+"""Human tables (rich) and JSON files for check, bench and list."""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+from typing import Any
+
+from rich.console import Console
+from rich.table import Table
+
+from deploykit.files import write_text_atomic
+from deploykit.spec import format_shape
+
+
+def write_json(path: Path, data: Any, force: bool = False) -> None:
+    write_text_atomic(Path(path), json.dumps(data, indent=2, allow_nan=False) + "\n", force=force)
+
+
+def _num(value: float, fmt: str = ".3g") -> str:
+    if value is None:
+        return "-"
+    if isinstance(value, float) and math.isnan(value):
+        return "nan"
+    if isinstance(value, float) and math.isinf(value):
+        return "inf"
+    return format(value, fmt)
+
+
+def _runner_line(backends: dict[str, dict]) -> str:
+    parts = []
+    for name, info in backends.items():
+        details = ", ".join(f"{k}={v}" for k, v in info.items())
+        parts.append(f"{name} ({details})")
+    return "; ".join(parts)
+
+
+def print_check(report, console: Console) -> None:
+    table = Table(title=f"parity vs PyTorch fp32: {report.spec} (seed {report.seed}, "
+                        f"atol {report.tolerance.atol:g}, rtol {report.tolerance.rtol:g})")
+    for column in ("backend", "shape", "out", "max abs", "mean abs", "max rel", "cosine", "PSNR dB", "result"):
+        table.add_column(column, justify="left" if column in ("backend", "shape", "result") else "right")
+    for r in report.results:
+        m = r.metrics
+        verdict = "[green]pass[/green]" if m.passed else f"[red]FAIL[/red] {m.reason}"
+        table.add_row(r.backend, format_shape(r.shape), str(r.output), _num(m.max_abs), _num(m.mean_abs),
+                      _num(m.max_rel), _num(m.cosine, ".6f"), _num(m.psnr, ".1f"), verdict)
+    console.print(table)
+    console.print(f"backends: {_runner_line(report.backends)}", highlight=False)
+    failed = sum(not r.metrics.passed for r in report.results)
+    if failed:
+        console.print(f"[red]parity FAILED[/red]: {failed} of {len(report.results)} comparisons")
+    else:
+        console.print(f"[green]parity passed[/green]: {len(report.results)} comparisons")
+
+
+def print_bench(report, console: Console) -> None:
+    table = Table(title=f"latency: {report.spec} (warmup {report.warmup}, iters {report.iters}, "
+                        f"threads {report.threads or 'default'})")
+    for column in ("backend", "shape", "min ms", "p50 ms", "p90 ms", "p99 ms", "mean ms", "samples/s", "vs torch"):
+        table.add_column(column, justify="left" if column in ("backend", "shape") else "right")
+    for r in report.results:
+        s = r.stats
+        ratio = f"{r.ratio_to_torch:.2f}x" if r.ratio_to_torch is not None else "-"
+        p99 = _num(s.p99_ms, ".3f") + (" [yellow]![/yellow]" if s.unstable else "")
+        table.add_row(r.backend, format_shape(r.shape), _num(s.min_ms, ".3f"), _num(s.p50_ms, ".3f"),
+                      _num(s.p90_ms, ".3f"), p99, _num(s.mean_ms, ".3f"), _num(s.throughput, ".1f"), ratio)
+    console.print(table)
+    console.print(f"backends: {_runner_line(report.backends)}", highlight=False)
+    console.print("vs torch = p50 / torch p50 at the same shape (below 1 is faster). Times are execution only: "
+                  "inputs are prepared on the device before timing.", highlight=False)
+    if any(r.stats.unstable for r in report.results):
+        console.print("[yellow]![/yellow] p99 above 1.5x p50: the machine was busy or the timing is noisy; "
+                      "raise --iters or close other work", highlight=False)
+
+
+def print_entries(entries: dict, console: Console, detail: bool) -> None:
+    if not detail:
+        table = Table(title="deploykit zoo")
+        for column in ("name", "family", "summary", "parameters"):
+            table.add_column(column)
+        for entry in entries.values():
+            params = ", ".join(f"{p.name}={p.default}" for p in entry.params)
+            table.add_row(entry.name, entry.family, entry.summary, params)
+        console.print(table)
+        console.print("details: deploykit list NAME", highlight=False)
+        return
+    for entry in entries.values():
+        table = Table(title=f"{entry.name} ({entry.family}): {entry.summary}")
+        for column in ("parameter", "default", "valid values", "meaning"):
+            table.add_column(column, overflow="fold")
+        for p in entry.params:
+            table.add_row(p.name, str(p.default).lower() if p.default is None else str(p.default),
+                          p.valid_range(), p.help)
+        console.print(table)
+        defaults = entry.resolve_params()
+        shapes = ", ".join(format_shape(s) for s in entry.default_shapes(defaults))
+        console.print(f"default shapes: {shapes}", highlight=False)

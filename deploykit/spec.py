@@ -1,0 +1,187 @@
+"""From what the user typed (SPEC, -p, --weights, --seed, --shape) to a ready PyTorch model.
+
+SPEC is a zoo entry name or ``package.module:callable``. The same SPEC, parameters and seed
+always give the same weights, so ``export`` and a later ``check --onnx`` compare one model.
+"""
+
+from __future__ import annotations
+
+import ast
+import importlib
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from deploykit.errors import UserError
+
+Shape = tuple[int, ...]
+_SHAPE = re.compile(r"^\d+(x\d+)*$")
+
+
+def parse_shape(text: str) -> Shape:
+    """'2x64x37x45' -> (2, 64, 37, 45)."""
+    cleaned = text.strip().lower().replace(",", "x")
+    if not _SHAPE.match(cleaned):
+        raise UserError(f"malformed shape {text!r}", "write it as NxCxHxW, e.g. 1x64x32x32")
+    shape = tuple(int(d) for d in cleaned.split("x"))
+    if len(shape) < 2 or any(d < 1 for d in shape):
+        raise UserError(f"malformed shape {text!r}: needs a batch, a channel dim and sizes >= 1",
+                        "write it as NxCxHxW, e.g. 1x64x32x32")
+    return shape
+
+
+def format_shape(shape: Shape) -> str:
+    return "x".join(str(d) for d in shape)
+
+
+def parse_assignments(pairs: tuple[str, ...] | list[str]) -> dict[str, str]:
+    """['scale=2', 'style=pl'] -> {'scale': '2', 'style': 'pl'}."""
+    values: dict[str, str] = {}
+    for pair in pairs:
+        key, sep, value = pair.partition("=")
+        if not sep or not key.strip():
+            raise UserError(f"malformed parameter {pair!r}", "write -p key=value, e.g. -p scale=2")
+        values[key.strip()] = value.strip()
+    return values
+
+
+@dataclass
+class LoadedModel:
+    """A model in eval mode, with what deploykit needs to feed it."""
+
+    spec: str
+    module: Any  # torch.nn.Module
+    params: dict[str, Any]
+    default_shapes: list[Shape] | None
+    shape_rule: Any = None  # callable(shape) -> problem text or None
+    seed: int = 0
+    extra: dict = field(default_factory=dict)
+
+    def shapes_or_default(self, shapes: list[Shape] | None) -> list[Shape]:
+        if shapes:
+            for shape in shapes:
+                self.validate_shape(shape)
+            return list(shapes)
+        if not self.default_shapes:
+            raise UserError(f"{self.spec} has no default input shapes", "pass --shape NxCxHxW (repeatable)")
+        return list(self.default_shapes)
+
+    def forward(self, x: Any) -> Any:
+        """Run the module once; a shape it cannot take becomes a UserError, not a traceback."""
+        import torch
+
+        try:
+            with torch.no_grad():
+                return self.module(x)
+        except (RuntimeError, ValueError, IndexError) as exc:
+            head = str(exc).strip().splitlines()[0][:200] if str(exc).strip() else type(exc).__name__
+            raise UserError(f"{self.spec} cannot take input {format_shape(tuple(x.shape))}: {head}",
+                            "pass a --shape the module accepts") from None
+
+    def validate_shape(self, shape: Shape) -> None:
+        problem = self.shape_rule(shape) if self.shape_rule else None
+        if problem:
+            raise UserError(f"shape {format_shape(shape)} does not fit {self.spec}: {problem}",
+                            "pass a --shape the module can take")
+
+
+def resolve_model(spec: str, params: dict[str, str] | None = None, weights: Path | None = None,
+                  seed: int = 0):
+    """Load SPEC, which may also be an export recipe (.toml); returns (model, recipe or None)."""
+    from deploykit.export.recipe import is_recipe, load_recipe
+
+    if not is_recipe(spec):
+        return load_model(spec, params, weights, seed), None
+    recipe = load_recipe(spec)
+    model = load_model(recipe.spec, {**recipe.params, **(params or {})}, weights, seed)
+    if recipe.shapes:
+        model.default_shapes = recipe.shapes
+    return model, recipe
+
+
+def load_model(spec: str, params: dict[str, str] | None = None, weights: Path | None = None,
+               seed: int = 0) -> LoadedModel:
+    """Build the module for SPEC with deterministic weights, then load --weights if given."""
+    import torch
+
+    params = params or {}
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        if ":" in spec:
+            module, typed = _build_callable(spec, params), dict(params)
+            default_shapes, rule = None, None
+        else:
+            from deploykit import zoo
+
+            entry = zoo.get(spec)
+            typed = entry.resolve_params(params)
+            module = entry.build(**typed)
+            default_shapes = entry.default_shapes(typed)
+            rule = lambda shape, e=entry, p=typed: e.shape_problem(shape, p)  # noqa: E731
+    if weights is not None:
+        load_weights(module, Path(weights))
+    module.eval()
+    return LoadedModel(spec=spec, module=module, params=typed, default_shapes=default_shapes,
+                       shape_rule=rule, seed=seed)
+
+
+def _build_callable(spec: str, params: dict[str, str]) -> Any:
+    import torch
+
+    module_name, _, attr = spec.partition(":")
+    try:
+        target = importlib.import_module(module_name)
+    except ImportError as exc:
+        raise UserError(f"cannot import {module_name!r} for SPEC {spec!r}: {exc}",
+                        "check the module path and that it is importable (PYTHONPATH)") from None
+    factory = target
+    for part in attr.split("."):
+        factory = getattr(factory, part, None)
+        if factory is None:
+            raise UserError(f"{module_name} has no attribute {attr!r}", "give package.module:callable")
+    kwargs = {key: _literal(value) for key, value in params.items()}
+    try:
+        module = factory(**kwargs)
+    except TypeError as exc:
+        raise UserError(f"{spec} does not accept these parameters: {exc}", "check the -p names") from None
+    if not isinstance(module, torch.nn.Module):
+        raise UserError(f"{spec} returned {type(module).__name__}, not a torch.nn.Module",
+                        "point SPEC at a callable that returns an nn.Module")
+    return module
+
+
+def _literal(text: str) -> Any:
+    try:
+        return ast.literal_eval(text)
+    except (ValueError, SyntaxError):
+        return text
+
+
+def load_weights(module: Any, path: Path) -> None:
+    """Load a state dict with ``weights_only=True``: a checkpoint cannot run code."""
+    import pickle
+    import zipfile
+
+    import torch
+
+    if not path.is_file():
+        raise UserError(f"weights file {path} not found", "check the --weights path")
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    except (pickle.UnpicklingError, RuntimeError, EOFError, zipfile.BadZipFile, ValueError, OSError) as exc:
+        reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise UserError(f"weights file {path} cannot be read as a state dict ({reason[:160]})",
+                        "save it with torch.save(model.state_dict(), path)") from None
+    if isinstance(state, dict) and isinstance(state.get("state_dict"), dict):
+        state = state["state_dict"]
+    if not isinstance(state, dict):
+        raise UserError(f"weights file {path} holds a {type(state).__name__}, not a state dict",
+                        "save it with torch.save(model.state_dict(), path)")
+    try:
+        module.load_state_dict(state, strict=True)
+    except RuntimeError as exc:
+        lines = [line.strip() for line in str(exc).splitlines() if line.strip()]
+        detail = " ".join(lines[1:3])[:240] if len(lines) > 1 else lines[0][:240]
+        raise UserError(f"weights file {path} does not match the model: {detail}",
+                        "use the same SPEC and -p values the weights were saved with") from None

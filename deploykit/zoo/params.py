@@ -1,0 +1,82 @@
+"""Typed, range-checked zoo parameters, so ``-p key=value`` errors name the valid range."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from deploykit.errors import UserError
+
+_TRUE = {"1", "true", "yes", "on"}
+_FALSE = {"0", "false", "no", "off"}
+
+
+@dataclass(frozen=True)
+class Param:
+    """One constructor argument of a zoo entry: its type, default and valid values."""
+
+    name: str
+    kind: type
+    default: Any
+    help: str
+    choices: tuple | None = None
+    low: float | None = None
+    high: float | None = None
+    optional: bool = False  # True when "none" is a valid value
+
+    def valid_range(self) -> str:
+        if self.choices is not None:
+            text = "|".join(str(c) for c in self.choices)
+        elif self.kind is bool:
+            text = "true|false"
+        elif self.low is not None or self.high is not None:
+            low = "-inf" if self.low is None else _fmt(self.low)
+            high = "inf" if self.high is None else _fmt(self.high)
+            text = f"{self.kind.__name__} in [{low}, {high}]"
+        else:
+            text = self.kind.__name__
+        return f"{text}|none" if self.optional else text
+
+    def parse(self, text: str, entry: str) -> Any:
+        """Turn the command-line text into a value, or say which values are allowed."""
+        bad = UserError(
+            f"bad value {text!r} for parameter {self.name!r} of {entry}",
+            f"use {self.valid_range()}",
+        )
+        raw = text.strip()
+        if self.optional and raw.lower() == "none":
+            return None
+        if self.kind is bool:
+            if raw.lower() in _TRUE:
+                return True
+            if raw.lower() in _FALSE:
+                return False
+            raise bad
+        try:
+            value = self.kind(raw)
+        except ValueError:
+            raise bad from None
+        if self.kind is float and value != value:  # NaN
+            raise bad
+        return self.validate(value, entry)
+
+    def validate(self, value: Any, entry: str) -> Any:
+        bad = UserError(
+            f"bad value {value!r} for parameter {self.name!r} of {entry}",
+            f"use {self.valid_range()}",
+        )
+        if value is None:
+            if self.optional:
+                return None
+            raise bad
+        if self.choices is not None and value not in self.choices:
+            raise bad
+        if self.low is not None and value < self.low:
+            raise bad
+        if self.high is not None and value > self.high:
+            raise bad
+        return value
+
+
+def _fmt(number: float) -> str:
+    return str(int(number)) if float(number).is_integer() else str(number)
