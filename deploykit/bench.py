@@ -99,7 +99,7 @@ def run_bench(model: LoadedModel, backends: list[str], shapes: list[Shape] | Non
     """Measure every backend at every shape, side by side in one process and one run."""
     shapes = model.shapes_or_default(shapes)
     report = BenchReport(spec=model.spec, warmup=warmup, iters=iters, threads=threads)
-    with open_runners(model, backends, onnx_path, threads, precision) as runners:
+    with open_runners(model, backends, shapes, onnx_path, threads, precision) as runners:
         report.backends = {name: runner.describe() for name, runner in runners.items()}
         for shape in shapes:
             inputs = make_inputs(shape, model.seed)

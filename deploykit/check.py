@@ -48,7 +48,7 @@ def run_check(model: LoadedModel, backends: list[str], shapes: list[Shape] | Non
     shapes = model.shapes_or_default(shapes)
     report = CheckReport(spec=model.spec, seed=model.seed, tolerance=tolerance,
                          onnx=str(onnx_path) if onnx_path else None)
-    with open_runners(model, backends, onnx_path, threads, precision) as runners:
+    with open_runners(model, backends, shapes, onnx_path, threads, precision) as runners:
         report.backends = {name: runner.describe() for name, runner in runners.items()}
         for shape in shapes:
             inputs = make_inputs(shape, model.seed)

@@ -49,18 +49,23 @@ def validate_onnx_file(path: Path) -> None:
 
 
 @contextlib.contextmanager
-def open_runners(model: LoadedModel, backends: list[str], onnx_path: Path | None, threads: int | None,
-                 precision: str = "fp32") -> Iterator[dict[str, Runner]]:
-    """Activate each backend once; export a temporary dynamic ONNX file if one is needed."""
+def open_runners(model: LoadedModel, backends: list[str], shapes: list[Shape], onnx_path: Path | None,
+                 threads: int | None, precision: str = "fp32") -> Iterator[dict[str, Runner]]:
+    """Activate each backend once; export a temporary dynamic ONNX file if one is needed,
+    traced at one of ``shapes`` (batch above 1 preferred)."""
     from deploykit.backends import runner_class
 
-    needs_onnx = any(runner_class(name).needs_onnx for name in backends)
+    classes = [runner_class(name) for name in backends]
+    for cls in classes:  # before any export: a missing backend should fail in a second, not after one
+        cls.check_available()
+    needs_onnx = any(cls.needs_onnx for cls in classes)
     with contextlib.ExitStack() as stack:
         if needs_onnx and onnx_path is None:
-            from deploykit.export import export_onnx
+            from deploykit.export.onnx_export import export_onnx, preferred_trace_shape
 
             work_dir = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="deploykit-")))
-            onnx_path = export_onnx(model, work_dir / "model.onnx").path
+            trace = preferred_trace_shape(shapes)
+            onnx_path = export_onnx(model, work_dir / "model.onnx", trace_shape=trace).path
         elif onnx_path is not None:
             validate_onnx_file(onnx_path)
         options = RunnerOptions(model=model, onnx_path=onnx_path, threads=threads, precision=precision)

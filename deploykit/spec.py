@@ -109,7 +109,8 @@ def load_model(spec: str, params: dict[str, str] | None = None, weights: Path | 
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
         if ":" in spec:
-            module, typed = _build_callable(spec, params), dict(params)
+            typed = {key: _literal(value) for key, value in params.items()}
+            module = _build_callable(spec, typed)
             default_shapes, rule = None, None
         else:
             from deploykit import zoo
@@ -126,7 +127,7 @@ def load_model(spec: str, params: dict[str, str] | None = None, weights: Path | 
                        shape_rule=rule, seed=seed)
 
 
-def _build_callable(spec: str, params: dict[str, str]) -> Any:
+def _build_callable(spec: str, kwargs: dict[str, Any]) -> Any:
     import torch
 
     module_name, _, attr = spec.partition(":")
@@ -140,7 +141,6 @@ def _build_callable(spec: str, params: dict[str, str]) -> Any:
         factory = getattr(factory, part, None)
         if factory is None:
             raise UserError(f"{module_name} has no attribute {attr!r}", "give package.module:callable")
-    kwargs = {key: _literal(value) for key, value in params.items()}
     try:
         module = factory(**kwargs)
     except TypeError as exc:

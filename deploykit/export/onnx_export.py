@@ -85,7 +85,10 @@ def export_onnx(model: LoadedModel, path: Path, *, opset: int | None = None, dyn
 
 def _trace_shape(model: LoadedModel) -> Shape:
     """Trace at batch 2 with odd, non-square sizes: size 1 and equal sizes invite specialisation."""
-    shapes = model.shapes_or_default(None)
+    return preferred_trace_shape(model.shapes_or_default(None))
+
+
+def preferred_trace_shape(shapes: list[Shape]) -> Shape:
     return max(shapes, key=lambda s: (s[0] > 1, s[0] == 2))
 
 

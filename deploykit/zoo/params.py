@@ -58,7 +58,10 @@ class Param:
             raise bad from None
         if self.kind is float and value != value:  # NaN
             raise bad
-        return self.validate(value, entry)
+        try:
+            return self.validate(value, entry)
+        except UserError:
+            raise bad from None
 
     def validate(self, value: Any, entry: str) -> Any:
         bad = UserError(

@@ -1,0 +1,66 @@
+"""One contract, every registered backend: available ones must honour it, missing ones must say so."""
+
+import numpy as np
+import pytest
+
+from deploykit import backends
+from deploykit.errors import BackendUnavailable, UserError
+from deploykit.export import export_onnx
+from deploykit.pipeline import make_inputs, reference_outputs
+from deploykit.spec import load_model
+
+
+@pytest.fixture(scope="module")
+def model_and_onnx(tmp_path_factory):
+    model = load_model("conv_transpose")
+    path = export_onnx(model, tmp_path_factory.mktemp("contract") / "m.onnx").path
+    return model, path
+
+
+@pytest.mark.parametrize("name", backends.names())
+def test_backend_contract(name, model_and_onnx):
+    model, path = model_and_onnx
+    cls = backends.runner_class(name)
+    try:
+        cls.check_available()
+    except BackendUnavailable as exc:
+        assert exc.fix, "an unavailable backend must say how to get it"
+        pytest.skip(f"{name} not available here: {exc}")
+    runner = backends.create_runner(name, backends.RunnerOptions(model=model, onnx_path=path, threads=1))
+    assert not runner.active
+    with pytest.raises(RuntimeError, match="before activate"):
+        runner.infer(make_inputs((1, 32, 8, 8), 0))
+    with runner:
+        assert runner.active
+        info = runner.describe()
+        assert {"device", "threads"} <= set(info)
+        for shape in [(1, 32, 8, 8), (2, 32, 5, 7)]:
+            inputs = make_inputs(shape, 0)
+            outputs = runner.infer(inputs)
+            assert isinstance(outputs, list) and all(isinstance(o, np.ndarray) for o in outputs)
+            np.testing.assert_allclose(outputs[0], reference_outputs(model, inputs)[0], atol=1e-4, rtol=1e-4)
+            watch = runner.stopwatch()
+            prepared = runner.prepare(inputs)
+            watch.start()
+            runner.execute(prepared)
+            assert watch.stop() >= 0
+    assert not runner.active
+
+
+def test_unknown_backend_lists_the_valid_ones():
+    with pytest.raises(UserError, match="choose from torch, torch-cuda, ort"):
+        backends.parse_backends("torch,tensorrtt")
+
+
+def test_backends_are_deduplicated_in_order():
+    assert backends.parse_backends("ort, torch,ort") == ["ort", "torch"]
+
+
+def test_listing_backends_imports_no_runtime():
+    import subprocess
+    import sys
+
+    code = ("import sys, deploykit.backends as b; b.names(); b.parse_backends('torch,ort');"
+            "print(sorted(m for m in ('onnxruntime', 'torch', 'tensorrt') if m in sys.modules))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.strip() == "[]"

@@ -1,0 +1,186 @@
+"""The CLI driven through click's CliRunner: happy paths, and one line + exit 2 for every bad input."""
+
+import json
+import subprocess
+import sys
+
+import numpy as np
+import onnx
+import pytest
+import torch
+from click.testing import CliRunner
+from onnx import numpy_helper
+
+from deploykit.cli import main
+
+
+def run(*args):
+    return CliRunner().invoke(main, [str(a) for a in args])
+
+
+def assert_user_error(result, *fragments):
+    assert result.exit_code == 2, result.output
+    assert "Traceback" not in result.output
+    lines = [line for line in result.stderr.splitlines() if line.strip()]
+    assert len(lines) == 1 and lines[0].startswith("error: "), result.stderr
+    for fragment in fragments:
+        assert fragment in lines[0], lines[0]
+
+
+@pytest.fixture(scope="module")
+def exported(tmp_path_factory):
+    path = tmp_path_factory.mktemp("cli") / "up.onnx"
+    result = run("export", "conv_transpose", "--seed", 7, "-o", path)
+    assert result.exit_code == 0, result.output
+    return path
+
+
+def test_help_imports_no_heavy_backend():
+    code = ("import sys; from click.testing import CliRunner; from deploykit.cli import main;"
+            "r = CliRunner().invoke(main, ['--help']); assert r.exit_code == 0;"
+            "print(sorted(m for m in ('torch', 'onnxruntime', 'tensorrt', 'onnx') if m in sys.modules))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.strip() == "[]"
+
+
+def test_list_shows_entries_and_parameter_ranges():
+    result = run("list")
+    assert result.exit_code == 0 and "dysample_s_plus" in result.output and "max_unpool" in result.output
+    detail = run("list", "dysample")
+    assert "int in [2, 4]" in detail.output and "default shapes: 1x64x32x32" in detail.output
+
+
+def test_export_then_check_same_seed_passes(exported, tmp_path):
+    report = tmp_path / "r.json"
+    result = run("check", "conv_transpose", "--seed", 7, "--onnx", exported, "--report", report)
+    assert result.exit_code == 0, result.output
+    assert "parity passed" in result.output
+    data = json.loads(report.read_text())
+    assert data["passed"] is True and len(data["results"]) == 6
+    row = data["results"][1]
+    assert {"backend", "shape", "max_abs", "mean_abs", "max_rel", "cosine", "psnr", "passed"} <= set(row)
+    assert {tuple(r["shape"]) for r in data["results"]} == {(1, 32, 32, 32), (2, 32, 37, 45), (3, 32, 27, 20)}
+
+
+def test_check_with_a_different_seed_fails_with_exit_1(exported):
+    result = run("check", "conv_transpose", "--seed", 8, "--onnx", exported, "--backends", "ort")
+    assert result.exit_code == 1 and "parity FAILED" in result.output
+
+
+def _corrupt(src, dst, how):
+    model = onnx.load(str(src))
+    init = max(model.graph.initializer, key=lambda t: int(np.prod(t.dims)))
+    values = numpy_helper.to_array(init).copy()
+    values.flat[3] = np.nan if how == "nan" else values.flat[3] + 0.5
+    init.CopyFrom(numpy_helper.from_array(values, init.name))
+    onnx.save(model, str(dst))
+    return dst
+
+
+@pytest.mark.parametrize("how", ["perturb", "nan"])
+def test_corrupted_weight_fails_check_with_exit_1(exported, tmp_path, how):
+    bad = _corrupt(exported, tmp_path / f"{how}.onnx", how)
+    report = tmp_path / "r.json"
+    result = run("check", "conv_transpose", "--seed", 7, "--onnx", bad, "--backends", "ort", "--report", report)
+    assert result.exit_code == 1, result.output
+    data = json.loads(report.read_text())
+    assert data["passed"] is False and not any(r["passed"] for r in data["results"])
+    if how == "nan":
+        assert "NaN/Inf" in result.output
+
+
+def test_antialias_scale_factor_export_divergence_is_caught():
+    result = run("check", "interpolate", "-p", "antialias=true", "-p", "scale_factor=0.5", "--backends", "ort")
+    assert result.exit_code == 1 and "FAIL" in result.output
+
+
+def test_bench_prints_latency_table_and_json(tmp_path):
+    report = tmp_path / "b.json"
+    result = run("bench", "pixel_shuffle", "--shape", "1x64x16x16", "--warmup", 1, "--iters", 3, "--threads", 1,
+                 "--report", report)
+    assert result.exit_code == 0, result.output
+    for column in ("p50 ms", "p99 ms", "samples/s", "vs torch", "threads 1"):
+        assert column in result.output
+    rows = json.loads(report.read_text())["results"]
+    assert [r["backend"] for r in rows] == ["torch", "ort"] and all(r["iters"] == 3 for r in rows)
+
+
+def test_custom_module_spec_and_weights(tmp_path):
+    spec = "tests.custom_models:tiny_decoder"
+    torch.manual_seed(1)
+    weights = tmp_path / "w.pt"
+    from tests.custom_models import tiny_decoder
+
+    torch.save(tiny_decoder(channels=4).state_dict(), weights)
+    result = run("check", spec, "-p", "channels=4", "--weights", weights, "--shape", "1x4x8x8", "--shape", "2x4x9x13")
+    assert result.exit_code == 0, result.output
+
+
+def test_recipe_exports(tmp_path):
+    out = tmp_path / "sr.onnx"
+    result = run("export", "exports/super_resolution.toml", "-o", out)
+    assert result.exit_code == 0, result.output
+    assert out.is_file() and "opset 17" in result.output
+
+
+def test_existing_output_needs_force(exported, tmp_path):
+    out = tmp_path / "m.onnx"
+    out.write_bytes(b"precious")
+    assert_user_error(run("export", "pool", "-o", out), "already exists", "--force")
+    assert out.read_bytes() == b"precious"
+    assert run("export", "pool", "-o", out, "--force").exit_code == 0
+
+
+def test_existing_report_needs_force_before_any_work(tmp_path):
+    report = tmp_path / "r.json"
+    report.write_text("{}")
+    assert_user_error(run("check", "pool", "--report", report), "already exists")
+
+
+@pytest.fixture
+def garbage_file(tmp_path):
+    path = tmp_path / "garbage.bin"
+    path.write_bytes(b"\x00\x01not a protobuf or zip\xff" * 10)
+    return path
+
+
+@pytest.mark.parametrize("args,fragments", [
+    (["check", "dysampel"], ["unknown zoo entry 'dysampel'", "choose one of"]),
+    (["check", "dysample", "-p", "bogus=1"], ["unknown parameter 'bogus'", "valid parameters"]),
+    (["check", "dysample", "-p", "scale=9"], ["bad value '9' for parameter 'scale'", "int in [2, 4]"]),
+    (["check", "dysample", "-p", "scale"], ["malformed parameter 'scale'", "key=value"]),
+    (["check", "dysample", "--shape", "1x64xx32"], ["malformed shape '1x64xx32'", "NxCxHxW"]),
+    (["check", "dysample", "--shape", "1x32x16x16"], ["does not fit dysample", "64 channels"]),
+    (["check", "dysample_s", "-p", "in_channels=10"], ["divisible by scale^2"]),
+    (["check", "dysample", "--backends", "torch,onnx"], ["unknown backend 'onnx'", "choose from"]),
+    (["check", "dysample", "--backends", "torch-cuda"], ["torch-cuda needs a CUDA GPU"]),
+    (["bench", "dysample", "--backends", "ort-cuda"], ["ort-cuda needs CUDAExecutionProvider"]),
+    (["check", "dysample", "--onnx", "missing.onnx"], ["ONNX file missing.onnx not found"]),
+    (["check", "dysample", "--weights", "missing.pt"], ["weights file missing.pt not found"]),
+    (["check", "tests.custom_models:nope"], ["has no attribute 'nope'"]),
+    (["check", "tests.custom_models:not_a_module", "--shape", "1x1x2x2"], ["not a torch.nn.Module"]),
+    (["check", "no_such_pkg.mod:fn"], ["cannot import 'no_such_pkg.mod'"]),
+    (["check", "tests.custom_models:tiny_decoder"], ["no default input shapes", "--shape"]),
+    (["check", "tests.custom_models:tiny_decoder", "--shape", "1x3x8x8"], ["cannot take input 1x3x8x8"]),
+    (["export", "dysample", "-o", "x.onnx", "--opset", "12"], ["opset 12 is not supported"]),
+    (["export", "exports/missing.toml", "-o", "x.onnx"], ["recipe exports/missing.toml not found"]),
+])
+def test_bad_input_is_one_line_and_exit_2(args, fragments):
+    assert_user_error(run(*args), *fragments)
+
+
+def test_corrupt_onnx_and_weights_files(garbage_file):
+    assert_user_error(run("check", "pool", "--onnx", garbage_file), "is not a valid ONNX model", "re-export")
+    assert_user_error(run("check", "pool", "--weights", garbage_file), "cannot be read as a state dict")
+
+
+def test_weights_for_another_model(tmp_path):
+    weights = tmp_path / "w.pt"
+    torch.save({"weight": torch.zeros(3)}, weights)
+    assert_user_error(run("check", "conv", "--weights", weights), "does not match the model")
+
+
+def test_static_onnx_at_other_shape_is_a_user_error(tmp_path):
+    path = tmp_path / "s.onnx"
+    assert run("export", "pool", "-o", path, "--static", "--shape", "1x16x8x8").exit_code == 0
+    assert_user_error(run("check", "pool", "--onnx", path, "--backends", "ort"), "takes 1x16x8x8", "--static")
