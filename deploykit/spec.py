@@ -9,7 +9,7 @@ from __future__ import annotations
 import ast
 import importlib
 import re
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -56,7 +56,6 @@ class LoadedModel:
     default_shapes: list[Shape] | None
     shape_rule: Any = None  # callable(shape) -> problem text or None
     seed: int = 0
-    extra: dict = field(default_factory=dict)
 
     def shapes_or_default(self, shapes: list[Shape] | None) -> list[Shape]:
         if shapes:

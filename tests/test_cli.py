@@ -184,3 +184,17 @@ def test_static_onnx_at_other_shape_is_a_user_error(tmp_path):
     path = tmp_path / "s.onnx"
     assert run("export", "pool", "-o", path, "--static", "--shape", "1x16x8x8").exit_code == 0
     assert_user_error(run("check", "pool", "--onnx", path, "--backends", "ort"), "takes 1x16x8x8", "--static")
+
+
+def test_fp16_runs_torch_in_half_precision_with_the_fp16_preset(tmp_path):
+    report = tmp_path / "r.json"
+    result = run("check", "upsample_conv", "--precision", "fp16", "--backends", "torch", "--report", report)
+    assert result.exit_code == 0, result.output
+    data = json.loads(report.read_text())
+    assert data["tolerance"] == {"atol": 1e-2, "rtol": 1e-2} and data["backends"]["torch"]["precision"] == "fp16"
+    assert all(0 < r["max_abs"] < 1e-2 for r in data["results"])
+
+
+def test_tolerance_override_turns_a_pass_into_a_failure():
+    result = run("check", "upsample_conv", "--backends", "ort", "--atol", "0", "--rtol", "0")
+    assert result.exit_code == 1 and "atol=0 rtol=0" in result.output

@@ -4,14 +4,8 @@ from __future__ import annotations
 
 from torch import nn
 
-from deploykit.zoo.params import Param
+from deploykit.zoo.params import Param, groups_problem, pool_padding_problem
 from deploykit.zoo.registry import ZooEntry, register
-
-
-def _conv_problem(p: dict) -> str | None:
-    if p["in_channels"] % p["groups"] or p["out_channels"] % p["groups"]:
-        return f"in_channels and out_channels must be divisible by groups ({p['groups']})"
-    return None
 
 
 register(ZooEntry(
@@ -30,15 +24,9 @@ register(ZooEntry(
     ),
     build=lambda **p: nn.Conv2d(**p),
     channels=lambda p: p["in_channels"],
-    constraints=_conv_problem,
+    constraints=groups_problem,
     examples=({}, {"stride": 1, "dilation": 2, "padding": 2}, {"stride": 1, "dilation": 4, "padding": 4, "groups": 4}),
 ))
-
-
-def _pool_problem(p: dict) -> str | None:
-    if p["padding"] * 2 > p["kernel_size"]:
-        return f"padding ({p['padding']}) must be at most half of kernel_size ({p['kernel_size']})"
-    return None
 
 
 def _build_pool(kind: str, kernel_size: int, stride: int, padding: int, ceil_mode: bool, channels: int) -> nn.Module:
@@ -61,6 +49,6 @@ register(ZooEntry(
     ),
     build=lambda **p: _build_pool(**p),
     channels=lambda p: p["channels"],
-    constraints=_pool_problem,
+    constraints=pool_padding_problem,
     examples=({}, {"kind": "avg"}, {"kind": "max", "kernel_size": 3, "stride": 2, "padding": 1, "ceil_mode": True}),
 ))

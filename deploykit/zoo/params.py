@@ -83,3 +83,17 @@ class Param:
 
 def _fmt(number: float) -> str:
     return str(int(number)) if float(number).is_integer() else str(number)
+
+
+# Constraints several entries share (each returns a message, or None when the values fit).
+
+def groups_problem(p: dict) -> str | None:
+    if p["in_channels"] % p["groups"] or p["out_channels"] % p["groups"]:
+        return f"in_channels and out_channels must be divisible by groups ({p['groups']})"
+    return None
+
+
+def pool_padding_problem(p: dict) -> str | None:
+    if p["padding"] * 2 > p["kernel_size"]:
+        return f"padding ({p['padding']}) must be at most half of kernel_size ({p['kernel_size']})"
+    return None

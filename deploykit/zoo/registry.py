@@ -42,24 +42,23 @@ class ZooEntry:
 
     def resolve_params(self, given: dict[str, str] | None = None, typed: dict | None = None) -> dict:
         """Defaults overlaid with the user's ``-p`` texts (parsed) and/or typed values."""
-        known = {p.name: p for p in self.params}
         values = {p.name: p.default for p in self.params}
         for key, text in (given or {}).items():
-            if key not in known:
-                raise UserError(
-                    f"unknown parameter {key!r} for zoo entry {self.name!r}",
-                    f"valid parameters: {', '.join(known) or 'none'} (see 'deploykit list {self.name}')",
-                )
-            values[key] = known[key].parse(text, self.name)
+            values[key] = self._param(key).parse(text, self.name)
         for key, value in (typed or {}).items():
-            if key not in known:
-                raise UserError(f"unknown parameter {key!r} for zoo entry {self.name!r}",
-                                f"valid parameters: {', '.join(known) or 'none'}")
-            values[key] = known[key].validate(value, self.name)
+            values[key] = self._param(key).validate(value, self.name)
         problem = self.constraints(values)
         if problem:
-            raise UserError(f"{self.name}: {problem}", "change the -p values (see 'deploykit list " f"{self.name}')")
+            raise UserError(f"{self.name}: {problem}", f"change the -p values (see 'deploykit list {self.name}')")
         return values
+
+    def _param(self, key: str) -> Param:
+        for param in self.params:
+            if param.name == key:
+                return param
+        raise UserError(f"unknown parameter {key!r} for zoo entry {self.name!r}",
+                        f"valid parameters: {', '.join(p.name for p in self.params) or 'none'} "
+                        f"(see 'deploykit list {self.name}')")
 
     def input_rank(self, params: dict) -> int:
         return self.rank(params) if callable(self.rank) else self.rank

@@ -5,7 +5,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from deploykit.zoo.params import Param
+from deploykit.zoo.params import Param, pool_padding_problem
 from deploykit.zoo.registry import ZooEntry, register
 
 
@@ -24,12 +24,6 @@ class PoolUnpool(nn.Module):
         return self.unpool(pooled, indices, output_size=size)
 
 
-def _problem(p: dict) -> str | None:
-    if p["padding"] * 2 > p["kernel_size"]:
-        return f"padding ({p['padding']}) must be at most half of kernel_size ({p['kernel_size']})"
-    return None
-
-
 register(ZooEntry(
     name="max_unpool",
     family="unpool",
@@ -43,6 +37,6 @@ register(ZooEntry(
     ),
     build=lambda **p: PoolUnpool(**p),
     channels=lambda p: p["channels"],
-    constraints=_problem,
+    constraints=pool_padding_problem,
     examples=({}, {"kernel_size": 3, "stride": 1, "padding": 1}, {"kernel_size": 3, "stride": 2, "padding": 1}),
 ))

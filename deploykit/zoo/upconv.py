@@ -6,16 +6,14 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from deploykit.zoo.params import Param
+from deploykit.zoo.params import Param, groups_problem
 from deploykit.zoo.registry import ZooEntry, register
 
 
 def _conv_transpose_problem(p: dict) -> str | None:
-    if p["in_channels"] % p["groups"] or p["out_channels"] % p["groups"]:
-        return f"in_channels and out_channels must be divisible by groups ({p['groups']})"
     if p["output_padding"] >= max(p["stride"], p["dilation"]):
         return "output_padding must be smaller than stride or dilation"
-    return None
+    return groups_problem(p)
 
 
 register(ZooEntry(
