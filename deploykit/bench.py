@@ -13,7 +13,7 @@ from dataclasses import asdict, dataclass, field
 import numpy as np
 
 from deploykit.backends import Runner
-from deploykit.pipeline import make_inputs, open_runners, reference_outputs
+from deploykit.pipeline import describe_runners, make_inputs, open_runners, reference_outputs, run_backend
 from deploykit.spec import LoadedModel, Shape
 
 # trtexec warns when the coefficient of variation passes 10%; CPU timings on a shared
@@ -39,6 +39,7 @@ class LatencyStats:
 
 def measure(runner: Runner, inputs: list[np.ndarray], warmup: int, iters: int) -> LatencyStats:
     """Time ``runner.execute`` alone, ``iters`` times after ``warmup`` untimed runs."""
+    run_backend(runner, inputs)  # fails clearly here, before any timing, if the backend cannot run
     prepared = runner.prepare(inputs)
     watch = runner.stopwatch()
     for _ in range(warmup):
@@ -95,12 +96,13 @@ class BenchReport:
 
 
 def run_bench(model: LoadedModel, backends: list[str], shapes: list[Shape] | None, *, warmup: int, iters: int,
-              threads: int | None, onnx_path=None, precision: str = "fp32") -> BenchReport:
+              threads: int | None, onnx_path=None, precision: str = "fp32",
+              dysample_impl: str = "standard") -> BenchReport:
     """Measure every backend at every shape, side by side in one process and one run."""
     shapes = model.shapes_or_default(shapes)
     report = BenchReport(spec=model.spec, warmup=warmup, iters=iters, threads=threads)
-    with open_runners(model, backends, shapes, onnx_path, threads, precision) as runners:
-        report.backends = {name: runner.describe() for name, runner in runners.items()}
+    with open_runners(model, backends, shapes, onnx_path, threads, precision, dysample_impl) as runners:
+        report.backends = describe_runners(runners)
         for shape in shapes:
             inputs = make_inputs(shape, model.seed)
             reference_outputs(model, inputs)  # a shape the module cannot take fails here, clearly

@@ -6,7 +6,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from deploykit.compare import Metrics, Tolerance, compare
-from deploykit.pipeline import make_inputs, open_runners, reference_outputs
+from deploykit.pipeline import describe_runners, make_inputs, open_runners, reference_outputs, run_backend
 from deploykit.spec import LoadedModel, Shape
 
 
@@ -43,18 +43,19 @@ class CheckReport:
 
 
 def run_check(model: LoadedModel, backends: list[str], shapes: list[Shape] | None, tolerance: Tolerance, *,
-              onnx_path: Path | None = None, threads: int | None = None, precision: str = "fp32") -> CheckReport:
+              onnx_path: Path | None = None, threads: int | None = None, precision: str = "fp32",
+              dysample_impl: str = "standard") -> CheckReport:
     """Run each backend at each shape on seeded inputs and compare with PyTorch fp32 eager on the CPU."""
     shapes = model.shapes_or_default(shapes)
     report = CheckReport(spec=model.spec, seed=model.seed, tolerance=tolerance,
                          onnx=str(onnx_path) if onnx_path else None)
-    with open_runners(model, backends, shapes, onnx_path, threads, precision) as runners:
-        report.backends = {name: runner.describe() for name, runner in runners.items()}
+    with open_runners(model, backends, shapes, onnx_path, threads, precision, dysample_impl) as runners:
+        report.backends = describe_runners(runners)
         for shape in shapes:
             inputs = make_inputs(shape, model.seed)
             references = reference_outputs(model, inputs)
             for name, runner in runners.items():
-                outputs = runner.infer(inputs)
+                outputs = run_backend(runner, inputs)
                 for index, reference in enumerate(references):
                     actual = outputs[index] if index < len(outputs) else reference[:0]
                     report.results.append(CheckResult(name, shape, index, compare(reference, actual, tolerance)))

@@ -14,6 +14,7 @@ import click
 
 from deploykit.errors import UserError
 
+MAX_THREADS = 256  # beyond this a typo, not a setting: ONNX Runtime would start that many threads
 _CONTEXT = {"help_option_names": ["-h", "--help"], "max_content_width": 100}
 
 
@@ -60,19 +61,27 @@ def shape_option(help_text: str):
     return click.option("--shape", "shapes", multiple=True, metavar="NxCxHxW", help=help_text)
 
 
+def dysample_impl_option(help_text: str):
+    return click.option("--dysample-impl", type=click.Choice(["standard", "plugin"]), default=None,
+                        help=f"{help_text} standard: ONNX ops with GridSample (default); plugin: one "
+                             "deploykit::DySample node for the TensorRT plugin.")
+
+
 def run_options(command):
     """Backends, ONNX file and threads: shared by check and bench."""
     decorators = [
         click.option("--onnx", "onnx_path", type=click.Path(path_type=Path), default=None,
                      help="ONNX file for ONNX backends (default: export SPEC to a temporary file)."),
         click.option("--backends", default="torch,ort", show_default=True,
-                     help="Comma-separated: torch, torch-cuda, ort, ort-cuda, ort-trt."),
+                     help="Comma-separated: torch, torch-cuda, ort, ort-cuda, ort-trt, onnx-ref."),
         shape_option("Input shape (repeatable). Default: three shapes incl. batch>1 and odd, non-square H, W."),
-        click.option("--threads", type=click.IntRange(min=1), default=os.cpu_count() or 1, show_default=True,
+        click.option("--threads", type=click.IntRange(min=1, max=MAX_THREADS), default=os.cpu_count() or 1,
+                     show_default=True,
                      help="Intra-op threads for torch and ONNX Runtime."),
         click.option("--report", "report_path", type=click.Path(path_type=Path), default=None,
                      help="Also write the results as JSON."),
         click.option("--force", is_flag=True, help="Overwrite an existing report file."),
+        dysample_impl_option("How DySample is exported when SPEC is exported for an ONNX backend."),
     ]
     for decorator in reversed(decorators):
         command = decorator(command)
@@ -127,8 +136,9 @@ def list_command(name):
 @click.option("--target", type=click.Choice(["ort", "trt"]), default=None,
               help="Where the graph will run; trt refuses graphs TensorRT would misread. Default: ort.")
 @click.option("--force", is_flag=True, help="Overwrite an existing output file.")
+@dysample_impl_option("How DySample's sample step is exported.")
 @fail_cleanly
-def export_command(spec, params, weights, seed, output, opset, static, shapes, target, force):
+def export_command(spec, params, weights, seed, output, opset, static, shapes, target, force, dysample_impl):
     """Export SPEC (zoo name, package.module:callable, or recipe .toml) to ONNX."""
     from deploykit.export import describe, export_onnx
 
@@ -143,6 +153,7 @@ def export_command(spec, params, weights, seed, output, opset, static, shapes, t
         dynamic=not (static or (recipe.static if recipe else False)),
         trace_shape=trace[0] if trace else (recipe.trace_shape if recipe else None),
         target=target or (recipe.target if recipe and recipe.target else "ort"),
+        dysample_impl=dysample_impl or (recipe.dysample_impl if recipe else "standard"),
         force=force,
     )
     click.echo(describe(result))
@@ -157,7 +168,7 @@ def export_command(spec, params, weights, seed, output, opset, static, shapes, t
 @click.option("--rtol", type=float, default=None, help="Relative tolerance (overrides the preset).")
 @fail_cleanly
 def check_command(spec, params, weights, seed, onnx_path, backends, shapes, threads, report_path, force,
-                  precision, atol, rtol):
+                  dysample_impl, precision, atol, rtol):
     """Compare every backend with PyTorch fp32 at several shapes. Exit 1 on a parity failure."""
     from deploykit.backends import parse_backends
     from deploykit.check import run_check
@@ -168,7 +179,8 @@ def check_command(spec, params, weights, seed, onnx_path, backends, shapes, thre
     chosen = parse_backends(backends)
     model, _ = _load(spec, params, weights, seed)
     report = run_check(model, chosen, _shapes(shapes), tolerance_for(precision, atol, rtol),
-                       onnx_path=onnx_path, threads=threads, precision=precision)
+                       onnx_path=onnx_path, threads=threads, precision=precision,
+                       dysample_impl=dysample_impl or "standard")
     print_check(report, _console())
     if report_path:
         write_json(report_path, report.as_json(), force=force)
@@ -182,7 +194,7 @@ def check_command(spec, params, weights, seed, onnx_path, backends, shapes, thre
 @click.option("--iters", type=click.IntRange(min=1), default=50, show_default=True, help="Timed runs.")
 @fail_cleanly
 def bench_command(spec, params, weights, seed, onnx_path, backends, shapes, threads, report_path, force,
-                  warmup, iters):
+                  dysample_impl, warmup, iters):
     """Time every backend at every shape: min/p50/p90/p99/mean, throughput, ratio to torch."""
     from deploykit.backends import parse_backends
     from deploykit.bench import run_bench
@@ -192,7 +204,7 @@ def bench_command(spec, params, weights, seed, onnx_path, backends, shapes, thre
     chosen = parse_backends(backends)
     model, _ = _load(spec, params, weights, seed)
     report = run_bench(model, chosen, _shapes(shapes), warmup=warmup, iters=iters, threads=threads,
-                       onnx_path=onnx_path)
+                       onnx_path=onnx_path, dysample_impl=dysample_impl or "standard")
     print_bench(report, _console())
     if report_path:
         write_json(report_path, report.as_json(), force=force)

@@ -16,6 +16,7 @@ _BACKENDS = {
     "ort": ("deploykit.backends.ort", "OrtCpuRunner"),
     "ort-cuda": ("deploykit.backends.ort", "OrtCudaRunner"),
     "ort-trt": ("deploykit.backends.ort", "OrtTensorrtRunner"),
+    "onnx-ref": ("deploykit.backends.onnxref", "OnnxReferenceRunner"),
 }
 
 

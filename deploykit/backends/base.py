@@ -48,6 +48,7 @@ class Runner(ABC):
     def __init__(self, options: RunnerOptions):
         self.options = options
         self.active = False
+        self.substituted_for: str | None = None  # the backend asked for, when this one runs instead
 
     @classmethod
     def check_available(cls) -> None:

@@ -25,6 +25,9 @@ MIN_OPSET, MAX_OPSET = 16, 23
 # parser maps names it does not know to NEAREST without a warning.
 TRT_GRIDSAMPLE_MAX_OPSET = 19
 TARGETS = ("ort", "trt")
+# How DySample's sample step is exported: "standard" ONNX ops (GridSample), or "plugin", one
+# deploykit::DySample node that the TensorRT plugin (or the NumPy reference) runs.
+DYSAMPLE_IMPLS = ("standard", "plugin")
 
 _DIM_NAMES = {3: ("length",), 4: ("height", "width"), 5: ("depth", "height", "width")}
 
@@ -50,7 +53,8 @@ def dynamic_dims(rank: int) -> dict[int, str]:
 
 
 def export_onnx(model: LoadedModel, path: Path, *, opset: int | None = None, dynamic: bool = True,
-                trace_shape: Shape | None = None, target: str = "ort", force: bool = False) -> ExportResult:
+                trace_shape: Shape | None = None, target: str = "ort", dysample_impl: str = "standard",
+                force: bool = False) -> ExportResult:
     """Export ``model`` to ``path`` atomically; the file exists only if every check passed.
 
     ``opset=None`` asks for DEFAULT_OPSET and accepts a higher one when an op needs it
@@ -63,14 +67,16 @@ def export_onnx(model: LoadedModel, path: Path, *, opset: int | None = None, dyn
         raise UserError(f"opset {opset} is not supported", f"use --opset {MIN_OPSET}..{MAX_OPSET}")
     if target not in TARGETS:
         raise UserError(f"unknown target {target!r}", f"use one of {', '.join(TARGETS)}")
+    if dysample_impl not in DYSAMPLE_IMPLS:
+        raise UserError(f"unknown DySample export strategy {dysample_impl!r}", f"use one of {', '.join(DYSAMPLE_IMPLS)}")
     shape = trace_shape or _trace_shape(model)
     model.validate_shape(shape)
     example = torch.randn(*shape, generator=torch.Generator().manual_seed(model.seed))
     output_names = _output_names(model.forward(example))
     dims = (dynamic_dims(len(shape)),) if dynamic else None
 
-    with atomic_path(Path(path), force) as tmp:
-        program = _run_exporter(model, example, dims, opset or DEFAULT_OPSET, output_names)
+    with atomic_path(Path(path), force) as tmp, _dysample_strategy(model.module, dysample_impl) as table:
+        program = _run_exporter(model, example, dims, opset or DEFAULT_OPSET, output_names, table)
         program.save(str(tmp))
         proto = onnx.load(str(tmp))
         actual = _check_graph(proto, opset, target, model.spec)
@@ -97,7 +103,22 @@ def _output_names(outputs) -> list[str]:
     return ["output"] if count == 1 else [f"output_{i}" for i in range(count)]
 
 
-def _run_exporter(model: LoadedModel, example, dims, opset: int, output_names: list[str]):
+@contextlib.contextmanager
+def _dysample_strategy(module, dysample_impl: str):
+    """Switch DySample layers to the implementation the strategy exports; yield the translation table."""
+    from deploykit.zoo.dysample import dysample_impl as switch
+
+    if dysample_impl == "plugin":
+        from deploykit.ops.onnx_translation import translation_table
+
+        with switch(module, "fused"):
+            yield translation_table()
+    else:
+        with switch(module, "reference"):
+            yield None
+
+
+def _run_exporter(model: LoadedModel, example, dims, opset: int, output_names: list[str], table):
     import torch
 
     captured = io.StringIO()
@@ -108,6 +129,7 @@ def _run_exporter(model: LoadedModel, example, dims, opset: int, output_names: l
             return torch.onnx.export(
                 model.module, (example,), dynamo=True, opset_version=opset, dynamic_shapes=dims,
                 input_names=["input"], output_names=output_names, verbose=False, optimize=True,
+                custom_translation_table=table,
             )
     except Exception as exc:  # the exporter raises many types; all mean "could not export"
         head = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__

@@ -15,7 +15,7 @@ from deploykit.errors import UserError
 from deploykit.spec import Shape, parse_shape
 
 _TOP_KEYS = {"description", "spec", "params", "export"}
-_EXPORT_KEYS = {"opset", "target", "static", "trace_shape", "shapes"}
+_EXPORT_KEYS = {"opset", "target", "static", "trace_shape", "shapes", "dysample_impl"}
 
 
 @dataclass
@@ -29,6 +29,7 @@ class Recipe:
     static: bool = False
     trace_shape: Shape | None = None
     shapes: list[Shape] = field(default_factory=list)
+    dysample_impl: str = "standard"
 
 
 def is_recipe(spec: str) -> bool:
@@ -64,4 +65,5 @@ def load_recipe(path: Path | str) -> Recipe:
         static=bool(export.get("static", False)),
         trace_shape=parse_shape(export["trace_shape"]) if "trace_shape" in export else None,
         shapes=[parse_shape(s) for s in export.get("shapes", [])],
+        dysample_impl=export.get("dysample_impl", "standard"),
     )

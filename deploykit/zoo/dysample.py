@@ -1,30 +1,42 @@
 """DySample (Liu et al., ICCV 2023): content-aware upsampling by learned point sampling.
 
 The math is the published code's, operation for operation (``tests/zoo/test_dysample.py``
-checks bit-equality against a transcription of it). What differs is only how the sampling
-grid's constants are built: from the traced shape with ``torch.arange``/``torch.stack`` so
-the dynamo exporter keeps H and W symbolic, where ``torch.tensor([W, H])`` would not.
+checks bit-equality against a transcription of it); the sample step lives in
+``deploykit.ops`` so the fused kernel can replace it (``impl="fused"``).
 """
 
 from __future__ import annotations
+
+import contextlib
+from typing import Iterator
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
+from deploykit.ops.fused import fused_sample
+from deploykit.ops.reference import reference_sample
 from deploykit.zoo.params import Param
 from deploykit.zoo.registry import ZooEntry, register
+
+
+# "reference": the published math in PyTorch ops (exports to standard ONNX ops);
+# "fused": torch.ops.deploykit.dysample_sample, one C++/CUDA kernel (exports to the plugin node).
+IMPLS = ("reference", "fused")
 
 
 class DySample(nn.Module):
     """DySample upsampler; ``style`` lp (linear then pixel-shuffle) or pl, ``dyscope`` for the + variants."""
 
     def __init__(self, in_channels: int = 64, scale: int = 2, style: str = "lp", groups: int = 4,
-                 dyscope: bool = False):
+                 dyscope: bool = False, impl: str = "reference"):
         super().__init__()
         problem = dysample_problem(in_channels, scale, style, groups)
         if problem:
             raise ValueError(problem)
+        if impl not in IMPLS:
+            raise ValueError(f"impl must be one of {', '.join(IMPLS)}, got {impl!r}")
+        self.impl = impl
         self.scale = scale
         self.style = style
         self.groups = groups
@@ -48,18 +60,9 @@ class DySample(nn.Module):
 
     def sample(self, x: torch.Tensor, offset: torch.Tensor) -> torch.Tensor:
         """Bilinear, border-clamped sampling of x at (pixel centre + offset), pixel-shuffled by s."""
-        B, _, H, W = offset.shape
-        offset = offset.view(B, 2, -1, H, W)
-        coords_h = torch.arange(H, device=x.device, dtype=x.dtype) + 0.5
-        coords_w = torch.arange(W, device=x.device, dtype=x.dtype) + 0.5
-        coords = torch.stack(torch.meshgrid([coords_w, coords_h], indexing="ij"))
-        coords = coords.transpose(1, 2).unsqueeze(1).unsqueeze(0)
-        normalizer = torch.stack([coords_w.new_full((), W), coords_w.new_full((), H)]).view(1, 2, 1, 1, 1)
-        coords = 2 * (coords + offset) / normalizer - 1
-        coords = F.pixel_shuffle(coords.view(B, -1, H, W), self.scale).view(
-            B, 2, -1, self.scale * H, self.scale * W).permute(0, 2, 3, 4, 1).contiguous().flatten(0, 1)
-        return F.grid_sample(x.reshape(B * self.groups, -1, H, W), coords, mode="bilinear",
-                             align_corners=False, padding_mode="border").view(B, -1, self.scale * H, self.scale * W)
+        if self.impl == "fused":
+            return fused_sample(x, offset, self.scale, self.groups)
+        return reference_sample(x, offset, self.scale, self.groups)
 
     def forward_lp(self, x: torch.Tensor) -> torch.Tensor:
         if hasattr(self, "scope"):
@@ -80,6 +83,20 @@ class DySample(nn.Module):
         return self.forward_pl(x) if self.style == "pl" else self.forward_lp(x)
 
 
+@contextlib.contextmanager
+def dysample_impl(module: nn.Module, impl: str) -> Iterator[None]:
+    """Temporarily switch every DySample inside ``module`` (a user's model too) to ``impl``."""
+    layers = [m for m in module.modules() if isinstance(m, DySample)]
+    previous = [m.impl for m in layers]
+    for layer in layers:
+        layer.impl = impl
+    try:
+        yield
+    finally:
+        for layer, old in zip(layers, previous):
+            layer.impl = old
+
+
 def dysample_problem(in_channels: int, scale: int, style: str, groups: int) -> str | None:
     """The published code's assertions, as a message instead of an AssertionError."""
     if style == "pl" and in_channels % scale**2:
@@ -93,6 +110,8 @@ _PARAMS = (
     Param("in_channels", int, 64, "input channels", low=1, high=4096),
     Param("scale", int, 2, "upsampling factor", low=2, high=4),
     Param("groups", int, 4, "offset groups (channels in a group share offsets)", low=1, high=64),
+    Param("impl", str, "reference", "sample step: reference (PyTorch ops) or fused (C++/CUDA kernel)",
+          choices=IMPLS),
 )
 
 

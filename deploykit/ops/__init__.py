@@ -1,0 +1,1 @@
+"""DySample's sample step three ways: PyTorch reference, fused kernel (custom op), NumPy node."""

@@ -1,0 +1,88 @@
+"""``torch.ops.deploykit.dysample_sample``: the fused C++/CUDA kernel from plugins/dysample.
+
+Built on first use with PyTorch's JIT extension builder (ninja), into a cache keyed by the
+sources, the torch version and whether CUDA is compiled in; later uses load the cached build.
+No build isolation is involved, so no CUDA torch is ever pulled onto a CPU machine.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import sys
+from pathlib import Path
+
+from deploykit.errors import UserError
+
+PLUGIN_DIR = Path(__file__).resolve().parents[2] / "plugins" / "dysample"
+_CPU_SOURCES = ("torch_op.cpp", "dysample_cpu.cpp")
+_CUDA_SOURCES = ("torch_op_cuda.cu", "dysample_cuda.cu")
+_NAME = "deploykit_dysample"
+_loaded = False
+
+
+def cache_dir() -> Path:
+    return Path(os.environ.get("DEPLOYKIT_CACHE", Path.home() / ".cache" / "deploykit"))
+
+
+def load() -> None:
+    """Make ``torch.ops.deploykit.dysample_sample`` available, building it if needed."""
+    global _loaded
+    if _loaded:
+        return
+    import torch
+    from torch.utils import cpp_extension
+
+    if not (PLUGIN_DIR / "dysample_sample.h").is_file():
+        raise UserError(f"the fused DySample sources are not at {PLUGIN_DIR}",
+                        "install deploykit from its source checkout (pip install -e .)")
+    with_cuda = torch.cuda.is_available() and cpp_extension.CUDA_HOME is not None
+    sources = _CPU_SOURCES + (_CUDA_SOURCES if with_cuda else ())
+    digest = hashlib.sha256(f"{torch.__version__}|{with_cuda}".encode())
+    for path in sorted(PLUGIN_DIR.iterdir()):
+        if path.suffix in {".h", ".cpp", ".cu"}:
+            digest.update(path.name.encode() + path.read_bytes())
+    build_dir = cache_dir() / f"{_NAME}-{digest.hexdigest()[:16]}"
+    build_dir.mkdir(parents=True, exist_ok=True)
+    if not (build_dir / f"{_NAME}.so").exists():
+        where = "CPU and CUDA" if with_cuda else "CPU"
+        print(f"deploykit: building the fused DySample kernel ({where}) into {build_dir}; "
+              "first use only, about a minute...", file=sys.stderr, flush=True)
+    _put_venv_on_path()  # pip's ninja lives beside the interpreter
+    try:
+        cpp_extension.load(
+            name=_NAME, sources=[str(PLUGIN_DIR / s) for s in sources], build_directory=str(build_dir),
+            extra_cflags=["-O3", "-ffp-contract=off", "-fopenmp", "-DDYSAMPLE_WITH_TORCH"],
+            extra_cuda_cflags=["-O3", "--fmad=false"], extra_ldflags=["-fopenmp"],
+            with_cuda=with_cuda, is_python_module=False, verbose=False,
+        )
+    except (RuntimeError, OSError, ImportError) as exc:
+        head = str(exc).strip().splitlines()[0][:200] if str(exc).strip() else type(exc).__name__
+        raise UserError(f"building the fused DySample kernel failed: {head}",
+                        f"check that g++ and ninja are installed; the build log is in {build_dir}") from None
+    _register_fake()
+    _loaded = True
+
+
+def _put_venv_on_path() -> None:
+    bin_dir = str(Path(sys.executable).parent)
+    if bin_dir not in os.environ.get("PATH", "").split(os.pathsep):
+        os.environ["PATH"] = bin_dir + os.pathsep + os.environ.get("PATH", "")
+
+
+def _register_fake() -> None:
+    import torch
+
+    @torch.library.register_fake("deploykit::dysample_sample")
+    def _(x, offset, scale, groups):
+        torch._check(x.dim() == 4 and offset.dim() == 4, lambda: "dysample_sample: x and offset must be 4-D")
+        torch._check(offset.shape[1] == 2 * groups * scale * scale,
+                     lambda: "dysample_sample: offset must have 2 * groups * scale^2 channels")
+        return x.new_empty(x.shape[0], x.shape[1], x.shape[2] * scale, x.shape[3] * scale)
+
+
+def fused_sample(x, offset, scale: int, groups: int):
+    load()
+    import torch
+
+    return torch.ops.deploykit.dysample_sample(x, offset, scale, groups)

@@ -1,0 +1,59 @@
+"""How ``torch.ops.deploykit.dysample_sample`` becomes one ``deploykit::DySample`` ONNX node.
+
+The attributes plugin_version and plugin_namespace are how TensorRT's ONNX parser finds a
+plugin for a node of an unknown op type (creator "DySample", version "1", namespace
+"deploykit"); scale and groups become the plugin's fields.
+"""
+
+from __future__ import annotations
+
+from deploykit.ops.numpy_reference import DOMAIN, OP_TYPE
+
+PLUGIN_VERSION = "1"
+PLUGIN_NAMESPACE = "deploykit"
+
+
+def translation_table() -> dict:
+    """``custom_translation_table`` for ``torch.onnx.export(dynamo=True)``."""
+    import onnxscript
+    import torch
+
+    from deploykit.ops.fused import load
+
+    load()
+    register_schema()
+    node = onnxscript.values.Opset(DOMAIN, 1)[OP_TYPE]
+
+    def dysample(x, offset, scale: int, groups: int):
+        return node(x, offset, scale=scale, groups=groups, plugin_version=PLUGIN_VERSION,
+                    plugin_namespace=PLUGIN_NAMESPACE)
+
+    return {torch.ops.deploykit.dysample_sample.default: dysample}
+
+
+def register_schema() -> None:
+    """Declare ``deploykit::DySample`` to ONNX, so the exporter can emit it and checkers accept it."""
+    from onnx import defs
+
+    if defs.has(OP_TYPE, DOMAIN):
+        return
+    OpSchema = defs.OpSchema
+    defs.register_schema(OpSchema(
+        OP_TYPE, DOMAIN, 1,
+        doc="DySample sample step: bilinear, border-clamped sampling of x at pixel centre + offset, "
+            "pixel-shuffled by scale. x (B, C, H, W), offset (B, 2*groups*scale^2, H, W) -> (B, C, sH, sW).",
+        inputs=[OpSchema.FormalParameter("x", "T"), OpSchema.FormalParameter("offset", "T")],
+        outputs=[OpSchema.FormalParameter("y", "T")],
+        type_constraints=[("T", ["tensor(float)", "tensor(float16)"], "float32 or float16")],
+        attributes=[
+            OpSchema.Attribute("scale", OpSchema.AttrType.INT, "upsampling factor"),
+            OpSchema.Attribute("groups", OpSchema.AttrType.INT, "offset groups"),
+            OpSchema.Attribute("plugin_version", OpSchema.AttrType.STRING, "TensorRT plugin version"),
+            OpSchema.Attribute("plugin_namespace", OpSchema.AttrType.STRING, "TensorRT plugin namespace"),
+        ],
+    ))
+
+
+def plugin_nodes(proto) -> list:
+    """The graph's nodes in deploykit's domain (they need the plugin or the NumPy reference)."""
+    return [node for node in proto.graph.node if node.domain == DOMAIN]

@@ -1,0 +1,98 @@
+"""The fused kernel (torch.ops.deploykit.dysample_sample) against the reference sample()."""
+
+import pytest
+import torch
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from deploykit.ops.fused import fused_sample, load
+from deploykit.ops.reference import reference_sample
+from deploykit.spec import load_model
+
+
+@st.composite
+def problems(draw):
+    scale = draw(st.integers(2, 4))
+    groups = draw(st.integers(1, 4))
+    batch = draw(st.integers(1, 3))
+    channels = groups * draw(st.integers(1, 4))
+    height, width = draw(st.integers(1, 9)), draw(st.integers(1, 9))
+    spread = draw(st.sampled_from([0.3, 3.0, 40.0]))  # sub-pixel, a few pixels, far outside the image
+    integer = draw(st.booleans())  # integer positions put samples exactly on pixels
+    seed = draw(st.integers(0, 2**31 - 1))
+    gen = torch.Generator().manual_seed(seed)
+    x = torch.randn(batch, channels, height, width, generator=gen)
+    offset = torch.randn(batch, 2 * groups * scale * scale, height, width, generator=gen) * spread
+    if integer:
+        offset = offset.round()
+    return x, offset, scale, groups
+
+
+@settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(problems())
+def test_fused_matches_reference_fp32(problem):
+    x, offset, scale, groups = problem
+    fused = fused_sample(x, offset, scale, groups)
+    reference = reference_sample(x, offset, scale, groups)
+    assert fused.shape == reference.shape and fused.dtype == torch.float32
+    assert (fused - reference).abs().max().item() <= 1e-5
+
+
+def test_far_outside_offsets_clamp_to_the_border():
+    x = torch.arange(12.0).view(1, 1, 3, 4)
+    offset = torch.zeros(1, 8, 3, 4)
+    offset[:, :4] = 1000.0  # every sample far to the east
+    offset[:, 4:] = -1000.0  # and far to the north
+    out = fused_sample(x, offset, 2, 1)
+    assert torch.equal(out, torch.full((1, 1, 6, 8), 3.0))  # the top-right pixel
+
+
+def test_fp16_in_and_out_with_fp32_arithmetic():
+    gen = torch.Generator().manual_seed(0)
+    x = torch.randn(2, 8, 11, 7, generator=gen).half()
+    offset = (torch.randn(2, 2 * 2 * 9, 11, 7, generator=gen) * 2).half()
+    out = fused_sample(x, offset, 3, 2)
+    assert out.dtype == torch.float16
+    reference = reference_sample(x.float(), offset.float(), 3, 2)
+    assert (out.float() - reference).abs().max().item() <= 2e-3
+
+
+@pytest.mark.parametrize("name", ["dysample", "dysample_plus", "dysample_s", "dysample_s_plus"])
+def test_zoo_impl_switch_gives_the_same_output(name):
+    fused = load_model(name, {"impl": "fused"}).module
+    reference = load_model(name).module
+    with torch.no_grad():
+        for module in (fused, reference):
+            for p in module.parameters():
+                p.copy_(torch.randn(p.shape, generator=torch.Generator().manual_seed(p.numel())) * 0.5)
+        x = torch.randn(2, 64, 13, 10)
+        assert (fused(x) - reference(x)).abs().max().item() <= 1e-5
+
+
+def _args(**over):
+    args = {"x": torch.randn(1, 8, 5, 6), "offset": torch.randn(1, 2 * 2 * 4, 5, 6), "scale": 2, "groups": 2}
+    args.update(over)
+    return args
+
+
+@pytest.mark.parametrize("args,message", [
+    (_args(groups=3, offset=torch.randn(1, 24, 5, 6)), "divisible by groups"),
+    (_args(offset=torch.randn(1, 12, 5, 6)), "2 * groups * scale^2 channels"),
+    (_args(offset=torch.randn(2, 16, 5, 6)), "same batch size"),
+    (_args(offset=torch.randn(1, 16, 5, 7)), "same height and width"),
+    (_args(x=torch.randn(1, 8, 5, 6, dtype=torch.float64), offset=torch.randn(1, 16, 5, 6, dtype=torch.float64)),
+     "float32 or float16"),
+    (_args(offset=torch.randn(1, 16, 5, 6).half()), "dtype of x"),
+    (_args(x=torch.randn(8, 5, 6)), "x must be 4-D"),
+    (_args(scale=0), "scale must be at least 1"),
+])
+def test_bad_arguments_raise_clear_errors(args, message):
+    load()
+    with pytest.raises(RuntimeError, match=message.replace("^", r"\^").replace("*", r"\*")):
+        torch.ops.deploykit.dysample_sample(args["x"], args["offset"], args["scale"], args["groups"])
+
+
+def test_non_contiguous_inputs_are_handled():
+    x = torch.randn(1, 6, 8, 5).transpose(2, 3)  # (1, 6, 5, 8), non-contiguous
+    offset = torch.randn(1, 2 * 3 * 4, 5, 8) * 2
+    assert (fused_sample(x, offset, 2, 3) - reference_sample(x, offset, 2, 3)).abs().max().item() <= 1e-5
