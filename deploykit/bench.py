@@ -13,6 +13,7 @@ from dataclasses import asdict, dataclass, field
 import numpy as np
 
 from deploykit.backends import Runner
+from deploykit.errors import BackendRunError, UserError
 from deploykit.pipeline import describe_runners, make_inputs, open_runners, reference_outputs, run_backend
 from deploykit.spec import LoadedModel, Shape
 
@@ -39,7 +40,10 @@ class LatencyStats:
 
 def measure(runner: Runner, inputs: list[np.ndarray], warmup: int, iters: int) -> LatencyStats:
     """Time ``runner.execute`` alone, ``iters`` times after ``warmup`` untimed runs."""
-    run_backend(runner, inputs)  # fails clearly here, before any timing, if the backend cannot run
+    try:
+        run_backend(runner, inputs)  # fails clearly here, before any timing, if the backend cannot run
+    except BackendRunError as exc:
+        raise UserError(str(exc), "check it first with 'deploykit check'; bench times what runs") from None
     prepared = runner.prepare(inputs)
     watch = runner.stopwatch()
     for _ in range(warmup):
@@ -97,11 +101,12 @@ class BenchReport:
 
 def run_bench(model: LoadedModel, backends: list[str], shapes: list[Shape] | None, *, warmup: int, iters: int,
               threads: int | None, onnx_path=None, precision: str = "fp32",
-              dysample_impl: str = "standard") -> BenchReport:
+              export_options: dict | None = None) -> BenchReport:
     """Measure every backend at every shape, side by side in one process and one run."""
     shapes = model.shapes_or_default(shapes)
     report = BenchReport(spec=model.spec, warmup=warmup, iters=iters, threads=threads)
-    with open_runners(model, backends, shapes, onnx_path, threads, precision, dysample_impl) as runners:
+    with open_runners(model, backends, shapes, onnx_path, threads, precision, export_options,
+                      allow_substitutes=False) as runners:
         report.backends = describe_runners(runners)
         for shape in shapes:
             inputs = make_inputs(shape, model.seed)

@@ -5,7 +5,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from deploykit.compare import Metrics, Tolerance, compare
+from deploykit.compare import Metrics, Tolerance, compare, failed
+from deploykit.errors import BackendRunError
 from deploykit.pipeline import describe_runners, make_inputs, open_runners, reference_outputs, run_backend
 from deploykit.spec import LoadedModel, Shape
 
@@ -44,19 +45,29 @@ class CheckReport:
 
 def run_check(model: LoadedModel, backends: list[str], shapes: list[Shape] | None, tolerance: Tolerance, *,
               onnx_path: Path | None = None, threads: int | None = None, precision: str = "fp32",
-              dysample_impl: str = "standard") -> CheckReport:
-    """Run each backend at each shape on seeded inputs and compare with PyTorch fp32 eager on the CPU."""
+              export_options: dict | None = None) -> CheckReport:
+    """Run each backend at each shape on seeded inputs and compare with PyTorch fp32 eager on the
+    CPU. A backend that fails to compute is a failed comparison (its error is the reason)."""
     shapes = model.shapes_or_default(shapes)
     report = CheckReport(spec=model.spec, seed=model.seed, tolerance=tolerance,
                          onnx=str(onnx_path) if onnx_path else None)
-    with open_runners(model, backends, shapes, onnx_path, threads, precision, dysample_impl) as runners:
+    with open_runners(model, backends, shapes, onnx_path, threads, precision, export_options) as runners:
         report.backends = describe_runners(runners)
         for shape in shapes:
             inputs = make_inputs(shape, model.seed)
             references = reference_outputs(model, inputs)
             for name, runner in runners.items():
-                outputs = run_backend(runner, inputs)
-                for index, reference in enumerate(references):
-                    actual = outputs[index] if index < len(outputs) else reference[:0]
-                    report.results.append(CheckResult(name, shape, index, compare(reference, actual, tolerance)))
+                report.results.extend(_compare_backend(name, runner, shape, inputs, references, tolerance))
     return report
+
+
+def _compare_backend(name, runner, shape, inputs, references, tolerance) -> list[CheckResult]:
+    try:
+        outputs = run_backend(runner, inputs)
+    except BackendRunError as exc:
+        return [CheckResult(name, shape, i, failed(str(exc))) for i in range(len(references))]
+    if len(outputs) != len(references):
+        reason = f"{name} returned {len(outputs)} outputs, PyTorch returns {len(references)}"
+        return [CheckResult(name, shape, i, failed(reason)) for i in range(len(references))]
+    return [CheckResult(name, shape, i, compare(ref, out, tolerance))
+            for i, (ref, out) in enumerate(zip(references, outputs))]

@@ -6,6 +6,7 @@ Exit codes: 0 success, 1 parity failure, 2 a usage or input error (one line, no 
 from __future__ import annotations
 
 import functools
+import math
 import os
 import sys
 from pathlib import Path
@@ -15,7 +16,28 @@ import click
 from deploykit.errors import UserError
 
 MAX_THREADS = 256  # beyond this a typo, not a setting: ONNX Runtime would start that many threads
+MAX_SEED = 2**32 - 1
 _CONTEXT = {"help_option_names": ["-h", "--help"], "max_content_width": 100}
+
+
+class OneLineErrors(click.Group):
+    """Click's own usage errors (bad option value, unknown option) as one line and exit 2,
+    like deploykit's, instead of a usage block."""
+
+    def main(self, args=None, prog_name=None, complete_var=None, standalone_mode=True, **extra):
+        try:
+            result = super().main(args, prog_name or "deploykit", complete_var, standalone_mode=False, **extra)
+        except click.exceptions.NoArgsIsHelpError as exc:
+            click.echo(exc.ctx.get_help() if exc.ctx else str(exc))
+            sys.exit(0)
+        except click.ClickException as exc:
+            command = exc.ctx.command_path if getattr(exc, "ctx", None) else "deploykit"
+            click.echo(f"error: {exc.format_message()}; see '{command} --help'", err=True)
+            sys.exit(2)
+        except click.exceptions.Abort:
+            click.echo("interrupted", err=True)
+            sys.exit(130)
+        sys.exit(result if isinstance(result, int) else 0)
 
 
 def _console():
@@ -34,11 +56,20 @@ def fail_cleanly(command):
         except UserError as exc:
             click.echo(f"error: {exc}", err=True)
             sys.exit(exc.exit_code)
+        except MemoryError:
+            click.echo("error: out of memory; use a smaller --shape or fewer backends", err=True)
+            sys.exit(2)
         except KeyboardInterrupt:
             click.echo("interrupted", err=True)
             sys.exit(130)
 
     return wrapper
+
+
+def _finite_tolerance(ctx, param, value):
+    if value is not None and not (math.isfinite(value) and value >= 0):
+        raise click.BadParameter(f"{value} is not a finite number >= 0", ctx=ctx, param=param)
+    return value
 
 
 def model_options(command):
@@ -49,7 +80,7 @@ def model_options(command):
                      help="Zoo/constructor parameter (repeatable); see 'deploykit list NAME'."),
         click.option("--weights", type=click.Path(path_type=Path), default=None,
                      help="State dict to load (torch.load with weights_only=True)."),
-        click.option("--seed", type=int, default=0, show_default=True,
+        click.option("--seed", type=click.IntRange(0, MAX_SEED), default=0, show_default=True,
                      help="Seeds the initial weights and the test inputs."),
     ]
     for decorator in reversed(decorators):
@@ -68,7 +99,7 @@ def dysample_impl_option(help_text: str):
 
 
 def run_options(command):
-    """Backends, ONNX file and threads: shared by check and bench."""
+    """Backends, ONNX file, threads, precision and report: shared by check and bench."""
     decorators = [
         click.option("--onnx", "onnx_path", type=click.Path(path_type=Path), default=None,
                      help="ONNX file for ONNX backends (default: export SPEC to a temporary file)."),
@@ -76,8 +107,10 @@ def run_options(command):
                      help="Comma-separated: torch, torch-cuda, ort, ort-cuda, ort-trt, onnx-ref."),
         shape_option("Input shape (repeatable). Default: three shapes incl. batch>1 and odd, non-square H, W."),
         click.option("--threads", type=click.IntRange(min=1, max=MAX_THREADS), default=os.cpu_count() or 1,
-                     show_default=True,
-                     help="Intra-op threads for torch and ONNX Runtime."),
+                     show_default=True, help="Intra-op threads for torch and ONNX Runtime."),
+        click.option("--precision", type=click.Choice(["fp32", "fp16"]), default="fp32", show_default=True,
+                     help="fp16 runs the torch backends in half precision (and, in check, uses the fp16 "
+                          "tolerance preset); ONNX graphs run as exported."),
         click.option("--report", "report_path", type=click.Path(path_type=Path), default=None,
                      help="Also write the results as JSON."),
         click.option("--force", is_flag=True, help="Overwrite an existing report file."),
@@ -100,15 +133,26 @@ def _shapes(texts):
     return [parse_shape(t) for t in texts] or None
 
 
-def _precheck_report(path: Path | None, force: bool) -> None:
-    """Fail on an existing report before minutes of work, not after."""
+def _export_options(recipe, dysample_impl=None, opset=None, static=False, target=None, trace=None) -> dict:
+    """Export settings: the command line's, else the recipe's, else the defaults."""
+    return {
+        "opset": opset if opset is not None else (recipe.opset if recipe else None),
+        "dynamic": not (static or (recipe.static if recipe else False)),
+        "trace_shape": trace or (recipe.trace_shape if recipe else None),
+        "target": target or (recipe.target if recipe and recipe.target else "ort"),
+        "dysample_impl": dysample_impl or (recipe.dysample_impl if recipe else "standard"),
+    }
+
+
+def _refuse_to_overwrite(path: Path | None, force: bool) -> None:
+    """Fail on an existing output before minutes of work, not after."""
     if path is not None:
         from deploykit.files import ensure_writable
 
         ensure_writable(path, force)
 
 
-@click.group(context_settings=_CONTEXT)
+@click.group(cls=OneLineErrors, context_settings=_CONTEXT)
 @click.version_option(package_name="deploykit")
 def main():
     """Export PyTorch upsamplers to ONNX, check every backend against PyTorch, and time them."""
@@ -142,45 +186,37 @@ def export_command(spec, params, weights, seed, output, opset, static, shapes, t
     """Export SPEC (zoo name, package.module:callable, or recipe .toml) to ONNX."""
     from deploykit.export import describe, export_onnx
 
-    _precheck_report(output, force)
+    _refuse_to_overwrite(output, force)
     model, recipe = _load(spec, params, weights, seed)
     trace = _shapes(shapes)
     if trace and len(trace) > 1:
         raise UserError("export traces one shape, got several --shape", "pass --shape once")
-    result = export_onnx(
-        model, output,
-        opset=opset if opset is not None else (recipe.opset if recipe else None),
-        dynamic=not (static or (recipe.static if recipe else False)),
-        trace_shape=trace[0] if trace else (recipe.trace_shape if recipe else None),
-        target=target or (recipe.target if recipe and recipe.target else "ort"),
-        dysample_impl=dysample_impl or (recipe.dysample_impl if recipe else "standard"),
-        force=force,
-    )
-    click.echo(describe(result))
+    options = _export_options(recipe, dysample_impl, opset, static, target, trace[0] if trace else None)
+    click.echo(describe(export_onnx(model, output, force=force, **options)))
 
 
 @main.command("check")
 @model_options
 @run_options
-@click.option("--precision", type=click.Choice(["fp32", "fp16"]), default="fp32", show_default=True,
-              help="Tolerance preset (fp16 also runs torch backends in half precision).")
-@click.option("--atol", type=float, default=None, help="Absolute tolerance (overrides the preset).")
-@click.option("--rtol", type=float, default=None, help="Relative tolerance (overrides the preset).")
+@click.option("--atol", type=float, default=None, callback=_finite_tolerance,
+              help="Absolute tolerance (overrides the preset).")
+@click.option("--rtol", type=float, default=None, callback=_finite_tolerance,
+              help="Relative tolerance (overrides the preset).")
 @fail_cleanly
-def check_command(spec, params, weights, seed, onnx_path, backends, shapes, threads, report_path, force,
-                  dysample_impl, precision, atol, rtol):
+def check_command(spec, params, weights, seed, onnx_path, backends, shapes, threads, precision, report_path, force,
+                  dysample_impl, atol, rtol):
     """Compare every backend with PyTorch fp32 at several shapes. Exit 1 on a parity failure."""
     from deploykit.backends import parse_backends
     from deploykit.check import run_check
     from deploykit.compare import tolerance_for
     from deploykit.report import print_check, write_json
 
-    _precheck_report(report_path, force)
+    _refuse_to_overwrite(report_path, force)
     chosen = parse_backends(backends)
-    model, _ = _load(spec, params, weights, seed)
+    model, recipe = _load(spec, params, weights, seed)
     report = run_check(model, chosen, _shapes(shapes), tolerance_for(precision, atol, rtol),
                        onnx_path=onnx_path, threads=threads, precision=precision,
-                       dysample_impl=dysample_impl or "standard")
+                       export_options=_export_options(recipe, dysample_impl))
     print_check(report, _console())
     if report_path:
         write_json(report_path, report.as_json(), force=force)
@@ -193,18 +229,19 @@ def check_command(spec, params, weights, seed, onnx_path, backends, shapes, thre
 @click.option("--warmup", type=click.IntRange(min=0), default=10, show_default=True, help="Untimed runs first.")
 @click.option("--iters", type=click.IntRange(min=1), default=50, show_default=True, help="Timed runs.")
 @fail_cleanly
-def bench_command(spec, params, weights, seed, onnx_path, backends, shapes, threads, report_path, force,
+def bench_command(spec, params, weights, seed, onnx_path, backends, shapes, threads, precision, report_path, force,
                   dysample_impl, warmup, iters):
     """Time every backend at every shape: min/p50/p90/p99/mean, throughput, ratio to torch."""
     from deploykit.backends import parse_backends
     from deploykit.bench import run_bench
     from deploykit.report import print_bench, write_json
 
-    _precheck_report(report_path, force)
+    _refuse_to_overwrite(report_path, force)
     chosen = parse_backends(backends)
-    model, _ = _load(spec, params, weights, seed)
+    model, recipe = _load(spec, params, weights, seed)
     report = run_bench(model, chosen, _shapes(shapes), warmup=warmup, iters=iters, threads=threads,
-                       onnx_path=onnx_path, dysample_impl=dysample_impl or "standard")
+                       onnx_path=onnx_path, precision=precision,
+                       export_options=_export_options(recipe, dysample_impl))
     print_bench(report, _console())
     if report_path:
         write_json(report_path, report.as_json(), force=force)

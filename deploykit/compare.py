@@ -24,6 +24,11 @@ PRESETS = {
 }
 
 
+# |ref| below this counts as this in max_rel, so exact zeros in the reference do not turn a
+# 1e-7 difference into a relative error of 1e31.
+REL_FLOOR = 1e-6
+
+
 def tolerance_for(precision: str, atol: float | None = None, rtol: float | None = None) -> Tolerance:
     preset = PRESETS[precision]
     return Tolerance(atol=preset.atol if atol is None else atol, rtol=preset.rtol if rtol is None else rtol)
@@ -47,26 +52,29 @@ class Metrics:
         return {k: (None if isinstance(v, float) and not math.isfinite(v) else v) for k, v in data.items()}
 
 
+def failed(reason: str) -> Metrics:
+    """A comparison that could not be made: no metrics (null in JSON), not passed, and why."""
+    nan = float("nan")
+    return Metrics(nan, nan, nan, nan, nan, False, reason)
+
+
 def compare(reference: np.ndarray, actual: np.ndarray, tolerance: Tolerance) -> Metrics:
     """Compare one output. NaN or Inf in ``actual`` is always a failure."""
-    nan = float("nan")
     if reference.shape != actual.shape:
-        return Metrics(nan, nan, nan, nan, nan, False,
-                       f"shape {tuple(actual.shape)} != reference {tuple(reference.shape)}")
+        return failed(f"shape {tuple(actual.shape)} != reference {tuple(reference.shape)}")
     ref = reference.astype(np.float64)
     out = actual.astype(np.float64)
     if not np.all(np.isfinite(ref)):
-        return Metrics(nan, nan, nan, nan, nan, False, "reference output has NaN/Inf")
+        return failed("reference output has NaN/Inf")
     finite = np.isfinite(out)
     if not np.all(finite):
-        bad = int(out.size - np.count_nonzero(finite))
-        return Metrics(nan, nan, nan, nan, nan, False, f"{bad} NaN/Inf values in output")
+        return failed(f"{int(out.size - np.count_nonzero(finite))} NaN/Inf values in output")
     if out.size == 0:
         return Metrics(0.0, 0.0, 0.0, 1.0, math.inf, True)
     diff = np.abs(out - ref)
     max_abs = float(diff.max())
     mean_abs = float(diff.mean())
-    max_rel = float((diff / np.maximum(np.abs(ref), np.finfo(np.float32).tiny)).max())
+    max_rel = float((diff / np.maximum(np.abs(ref), REL_FLOOR)).max())
     cosine = _cosine(ref.ravel(), out.ravel())
     psnr = _psnr(ref, diff)
     within = diff <= tolerance.atol + tolerance.rtol * np.abs(ref)

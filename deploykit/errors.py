@@ -1,7 +1,6 @@
-"""The two kinds of failure a user sees, each with its own exit code.
-
-Library code raises these; the CLI turns them into one line and an exit code, never a
-traceback. Anything else that escapes is a bug in deploykit and keeps its traceback.
+"""The failures a user sees. A UserError becomes one line and exit code 2 in the CLI;
+a parity failure is a result (exit code 1), not an exception. Anything else that escapes
+is a bug in deploykit and keeps its traceback.
 """
 
 
@@ -23,7 +22,13 @@ class BackendUnavailable(UserError):
     """A backend the user asked for is not installed or cannot run on this machine."""
 
 
-class ParityFailure(Exception):
-    """A backend's outputs differ from PyTorch beyond tolerance: exit code 1."""
 
-    exit_code = 1
+
+class BackendRunError(Exception):
+    """A backend accepted the inputs but failed while computing: a finding, not a user error."""
+
+
+def first_line(exc: BaseException, limit: int = 200) -> str:
+    """The first line of an exception's message (third-party messages run to pages)."""
+    text = str(exc).strip()
+    return text.splitlines()[0][:limit] if text else type(exc).__name__

@@ -12,13 +12,17 @@ from deploykit.errors import UserError
 
 
 def ensure_writable(path: Path, force: bool) -> None:
-    """Refuse to replace an existing file unless the user said --force."""
-    if path.exists() and not force:
-        raise UserError(f"{path} already exists", "pass --force to overwrite it or choose another -o path")
-    if path.exists() and path.is_dir():
+    """Refuse to replace an existing file (or link, even a dangling one) unless --force."""
+    path = Path(path)
+    if not path.name:
+        raise UserError("an empty output path was given", "give a file name")
+    if path.is_dir():
         raise UserError(f"{path} is a directory", "give a file path")
-    if not path.parent.exists():
-        raise UserError(f"directory {path.parent} does not exist", "create it first or choose another path")
+    if os.path.lexists(path) and not force:
+        raise UserError(f"{path} already exists", "pass --force to overwrite it, or choose another path")
+    if not path.parent.is_dir():
+        what = "is not a directory" if path.parent.exists() else "does not exist"
+        raise UserError(f"{path.parent} {what}", "choose a path in an existing directory")
 
 
 @contextlib.contextmanager
@@ -29,6 +33,7 @@ def atomic_path(path: Path, force: bool = False) -> Iterator[Path]:
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     os.close(fd)
     tmp_path = Path(tmp)
+    os.chmod(tmp_path, 0o666 & ~_umask())  # mkstemp makes 0600; the user expects their umask
     try:
         yield tmp_path
         os.replace(tmp_path, path)
@@ -36,6 +41,35 @@ def atomic_path(path: Path, force: bool = False) -> Iterator[Path]:
         tmp_path.unlink(missing_ok=True)
 
 
+@contextlib.contextmanager
+def staged_files(path: Path, force: bool = False) -> Iterator[Path]:
+    """Like ``atomic_path`` for writers that may add sibling files (ONNX external data):
+    yield ``path``'s name inside a private directory beside it; on success, move every file
+    written there into place, each by an atomic rename."""
+    import shutil
+
+    path = Path(path)
+    ensure_writable(path, force)
+    stage = Path(tempfile.mkdtemp(prefix=f".{path.name}.", dir=path.parent))
+    try:
+        yield stage / path.name
+        produced = sorted(stage.iterdir())
+        for item in produced:
+            if item.name != path.name:
+                ensure_writable(path.parent / item.name, force)
+        for item in produced:
+            os.chmod(item, 0o666 & ~_umask())
+            os.replace(item, path.parent / item.name)
+    finally:
+        shutil.rmtree(stage, ignore_errors=True)
+
+
 def write_text_atomic(path: Path, text: str, force: bool = False) -> None:
     with atomic_path(path, force) as tmp:
         tmp.write_text(text)
+
+
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask

@@ -9,9 +9,13 @@ from typing import Iterator
 
 import numpy as np
 
-from deploykit.backends import Runner, RunnerOptions, create_runner
-from deploykit.errors import UserError
+from deploykit.backends import Runner, RunnerOptions, runner_class
+from deploykit.errors import BackendRunError, UserError, first_line
 from deploykit.spec import LoadedModel, Shape
+
+# Backends that cannot run deploykit::DySample nodes, and what runs such a graph instead.
+_PLUGIN_SUBSTITUTES = {"ort": "onnx-ref", "ort-cuda": "onnx-ref"}
+_SUBSTITUTE_WHY = "the graph has deploykit::DySample plugin nodes, which ONNX Runtime cannot run"
 
 
 def make_inputs(shape: Shape, seed: int) -> list[np.ndarray]:
@@ -39,14 +43,15 @@ def validate_onnx_file(path: Path) -> None:
     import onnx
 
     path = Path(path)
+    if path.is_dir():
+        raise UserError(f"--onnx {path} is a directory", "give the path of an .onnx file")
     if not path.is_file():
         raise UserError(f"ONNX file {path} not found", "check the --onnx path or create it with 'deploykit export'")
     try:
-        proto = onnx.load(str(path))
-        onnx.checker.check_model(proto)
+        onnx.checker.check_model(str(path))
+        proto = onnx.load(str(path), load_external_data=False)
     except Exception as exc:  # protobuf DecodeError, ValidationError, OSError...
-        head = str(exc).strip().splitlines()[0][:200] if str(exc).strip() else type(exc).__name__
-        raise UserError(f"{path} is not a valid ONNX model ({head})",
+        raise UserError(f"{path} is not a valid ONNX model ({first_line(exc)})",
                         "re-export it with 'deploykit export'") from None
     if not proto.graph.input:
         raise UserError(f"{path} has no graph inputs", "re-export it with 'deploykit export'")
@@ -60,43 +65,49 @@ def has_plugin_nodes(onnx_path: Path) -> bool:
     return bool(plugin_nodes(onnx.load(str(onnx_path), load_external_data=False)))
 
 
+def _contains_dysample(model: LoadedModel) -> bool:
+    from deploykit.zoo.dysample import DySample
+
+    return any(isinstance(m, DySample) for m in model.module.modules())
+
+
 @contextlib.contextmanager
 def open_runners(model: LoadedModel, backends: list[str], shapes: list[Shape], onnx_path: Path | None,
-                 threads: int | None, precision: str = "fp32",
-                 dysample_impl: str = "standard") -> Iterator[dict[str, Runner]]:
-    """Activate each backend once; export a temporary dynamic ONNX file if one is needed,
-    traced at one of ``shapes`` (batch above 1 preferred).
+                 threads: int | None, precision: str = "fp32", export_options: dict | None = None,
+                 allow_substitutes: bool = True) -> Iterator[dict[str, Runner]]:
+    """Activate each backend once; export a temporary ONNX file if one is needed (with
+    ``export_options``, traced at one of ``shapes``, batch above 1 preferred).
 
-    A graph with ``deploykit::DySample`` nodes cannot run in ONNX Runtime: the ONNX Runtime
-    backends are then replaced by ``onnx-ref`` (the NumPy plugin reference), and say so.
+    A graph with ``deploykit::DySample`` nodes cannot run in ONNX Runtime: "ort" and
+    "ort-cuda" are then replaced by "onnx-ref" (the NumPy plugin reference), which says so.
     """
-    from deploykit.backends import runner_class
-
-    classes = [runner_class(name) for name in backends]
-    for cls in classes:  # before any export: a missing backend should fail in a second, not after one
+    export_options = dict(export_options or {})
+    needs_onnx = any(runner_class(name).needs_onnx for name in backends)
+    if onnx_path is not None and needs_onnx:
+        validate_onnx_file(onnx_path)
+        plugin_graph = has_plugin_nodes(onnx_path)
+    else:
+        plugin_graph = (needs_onnx and export_options.get("dysample_impl") == "plugin"
+                        and _contains_dysample(model))
+    actual = {name: _PLUGIN_SUBSTITUTES.get(name, name) if plugin_graph else name for name in backends}
+    if not allow_substitutes and any(a != n for n, a in actual.items()):
+        raise UserError(f"{_SUBSTITUTE_WHY}, and the NumPy reference that checks such graphs is not worth timing",
+                        "bench the standard export (--dysample-impl standard) or, later, the TensorRT engine")
+    classes = {name: runner_class(name) for name in dict.fromkeys(actual.values())}
+    for cls in classes.values():  # before any export: a missing backend should fail in a second
         cls.check_available()
-    needs_onnx = any(cls.needs_onnx for cls in classes)
     with contextlib.ExitStack() as stack:
         if needs_onnx and onnx_path is None:
             from deploykit.export.onnx_export import export_onnx, preferred_trace_shape
 
             work_dir = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="deploykit-")))
-            trace = preferred_trace_shape(shapes)
-            onnx_path = export_onnx(model, work_dir / "model.onnx", trace_shape=trace,
-                                    dysample_impl=dysample_impl).path
-        elif onnx_path is not None:
-            validate_onnx_file(onnx_path)
-        substitutes = {}
-        if needs_onnx and has_plugin_nodes(onnx_path):
-            substitutes = {name: "onnx-ref" for name in backends if name.startswith("ort")}
+            export_options["trace_shape"] = export_options.get("trace_shape") or preferred_trace_shape(shapes)
+            onnx_path = export_onnx(model, work_dir / "model.onnx", **export_options).path
         options = RunnerOptions(model=model, onnx_path=onnx_path, threads=threads, precision=precision)
-        runners = {}
-        for name in backends:
-            actual = substitutes.get(name, name)
-            if actual not in runners:
-                runners[actual] = create_runner(actual, options)
-                if actual != name:
-                    runners[actual].substituted_for = name
+        runners = {name: cls(options) for name, cls in classes.items()}
+        for asked, name in actual.items():
+            if asked != name:
+                runners[name].substituted_for = asked
         for runner in runners.values():
             stack.enter_context(runner)
         yield runners
@@ -109,20 +120,18 @@ def describe_runners(runners: dict[str, Runner]) -> dict[str, dict]:
         info = runner.describe()
         if runner.substituted_for:
             info["instead_of"] = runner.substituted_for
-            info["why"] = "the graph has deploykit::DySample plugin nodes, which ONNX Runtime cannot run"
+            info["why"] = _SUBSTITUTE_WHY
         described[name] = info
     return described
 
 
 def run_backend(runner: Runner, inputs: list[np.ndarray]) -> list[np.ndarray]:
-    """``runner.infer``, with a runtime's own failure (a graph that does not fit SPEC, a bad
-    node) turned into one line naming the backend and the shape."""
+    """``runner.infer``; a runtime's own failure (a node it rejects, a graph that does not fit)
+    becomes a BackendRunError naming the backend and the shape."""
     try:
         return runner.infer(inputs)
     except UserError:
         raise
     except Exception as exc:  # ONNX Runtime and onnx.reference raise untyped errors
-        head = str(exc).strip().splitlines()[0][:200] if str(exc).strip() else type(exc).__name__
         shape = "x".join(str(d) for d in inputs[0].shape)
-        raise UserError(f"backend {runner.name} failed at shape {shape}: {head}",
-                        "check that --onnx was exported from this SPEC, or re-export it") from None
+        raise BackendRunError(f"backend {runner.name} failed at shape {shape}: {first_line(exc)}") from None

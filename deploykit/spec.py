@@ -8,26 +8,33 @@ from __future__ import annotations
 
 import ast
 import importlib
+import math
 import re
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from deploykit.errors import UserError
+from deploykit.errors import UserError, first_line
 
 Shape = tuple[int, ...]
-_SHAPE = re.compile(r"^\d+(x\d+)*$")
+_SHAPE = re.compile(r"^[0-9]{1,9}(x[0-9]{1,9}){2,4}$")
+# 2^31 elements is 8 GiB of float32 per tensor: beyond what a parity check or benchmark needs.
+MAX_ELEMENTS = 2**31
 
 
 def parse_shape(text: str) -> Shape:
-    """'2x64x37x45' -> (2, 64, 37, 45)."""
+    """'2x64x37x45' -> (2, 64, 37, 45): batch, channels and 1 to 3 spatial dims."""
     cleaned = text.strip().lower().replace(",", "x")
     if not _SHAPE.match(cleaned):
-        raise UserError(f"malformed shape {text!r}", "write it as NxCxHxW, e.g. 1x64x32x32")
+        raise UserError(f"malformed shape {text!r}",
+                        "write N x C and 1-3 spatial sizes, e.g. 1x64x32x32 (3-D to 5-D input)")
     shape = tuple(int(d) for d in cleaned.split("x"))
-    if len(shape) < 2 or any(d < 1 for d in shape):
-        raise UserError(f"malformed shape {text!r}: needs a batch, a channel dim and sizes >= 1",
-                        "write it as NxCxHxW, e.g. 1x64x32x32")
+    if any(d < 1 for d in shape):
+        raise UserError(f"malformed shape {text!r}: every size must be at least 1", "e.g. 1x64x32x32")
+    if math.prod(shape) > MAX_ELEMENTS:
+        raise UserError(f"shape {text} has {math.prod(shape):,} elements, more than {MAX_ELEMENTS:,}",
+                        "use a smaller --shape")
     return shape
 
 
@@ -42,6 +49,8 @@ def parse_assignments(pairs: tuple[str, ...] | list[str]) -> dict[str, str]:
         key, sep, value = pair.partition("=")
         if not sep or not key.strip():
             raise UserError(f"malformed parameter {pair!r}", "write -p key=value, e.g. -p scale=2")
+        if key.strip() in values:
+            raise UserError(f"parameter {key.strip()!r} given twice", "pass each -p key once")
         values[key.strip()] = value.strip()
     return values
 
@@ -73,10 +82,11 @@ class LoadedModel:
         try:
             with torch.no_grad():
                 return self.module(x)
-        except (RuntimeError, ValueError, IndexError) as exc:
-            head = str(exc).strip().splitlines()[0][:200] if str(exc).strip() else type(exc).__name__
-            raise UserError(f"{self.spec} cannot take input {format_shape(tuple(x.shape))}: {head}",
-                            "pass a --shape the module accepts") from None
+        except UserError:
+            raise
+        except Exception as exc:  # whatever the user's module raises on an input it cannot take
+            raise UserError(f"{self.spec} cannot take input {format_shape(tuple(x.shape))}: "
+                            f"{type(exc).__name__}: {first_line(exc)}", "pass a --shape the module accepts") from None
 
     def validate_shape(self, shape: Shape) -> None:
         problem = self.shape_rule(shape) if self.shape_rule else None
@@ -130,10 +140,12 @@ def _build_callable(spec: str, kwargs: dict[str, Any]) -> Any:
     import torch
 
     module_name, _, attr = spec.partition(":")
+    if not module_name or not attr:
+        raise UserError(f"malformed SPEC {spec!r}", "give a zoo name or package.module:callable")
     try:
         target = importlib.import_module(module_name)
-    except ImportError as exc:
-        raise UserError(f"cannot import {module_name!r} for SPEC {spec!r}: {exc}",
+    except Exception as exc:  # ImportError, or whatever the module raises while importing
+        raise UserError(f"cannot import {module_name!r} for SPEC {spec!r}: {type(exc).__name__}: {first_line(exc)}",
                         "check the module path and that it is importable (PYTHONPATH)") from None
     factory = target
     for part in attr.split("."):
@@ -142,8 +154,9 @@ def _build_callable(spec: str, kwargs: dict[str, Any]) -> Any:
             raise UserError(f"{module_name} has no attribute {attr!r}", "give package.module:callable")
     try:
         module = factory(**kwargs)
-    except TypeError as exc:
-        raise UserError(f"{spec} does not accept these parameters: {exc}", "check the -p names") from None
+    except Exception as exc:  # the user's factory rejecting its arguments
+        raise UserError(f"{spec}({', '.join(f'{k}={v!r}' for k, v in kwargs.items())}) raised "
+                        f"{type(exc).__name__}: {first_line(exc)}", "check the -p names and values") from None
     if not isinstance(module, torch.nn.Module):
         raise UserError(f"{spec} returned {type(module).__name__}, not a torch.nn.Module",
                         "point SPEC at a callable that returns an nn.Module")
@@ -151,6 +164,10 @@ def _build_callable(spec: str, kwargs: dict[str, Any]) -> Any:
 
 
 def _literal(text: str) -> Any:
+    """-p text for a callable: true/false/none in any case, else a Python literal, else a string."""
+    lowered = text.strip().lower()
+    if lowered in ("true", "false", "none"):
+        return {"true": True, "false": False, "none": None}[lowered]
     try:
         return ast.literal_eval(text)
     except (ValueError, SyntaxError):
@@ -164,19 +181,26 @@ def load_weights(module: Any, path: Path) -> None:
 
     import torch
 
+    if path.is_dir():
+        raise UserError(f"--weights {path} is a directory", "give the path of a state dict file")
     if not path.is_file():
         raise UserError(f"weights file {path} not found", "check the --weights path")
+    save_hint = "save it with torch.save(model.state_dict(), path)"
     try:
-        state = torch.load(path, map_location="cpu", weights_only=True)
-    except (pickle.UnpicklingError, RuntimeError, EOFError, zipfile.BadZipFile, ValueError, OSError) as exc:
-        reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        raise UserError(f"weights file {path} cannot be read as a state dict ({reason[:160]})",
-                        "save it with torch.save(model.state_dict(), path)") from None
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            state = torch.load(path, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError:
+        raise UserError(f"weights file {path} holds objects other than tensors, or is not a PyTorch file",
+                        save_hint) from None
+    except (RuntimeError, EOFError, zipfile.BadZipFile, ValueError, OSError) as exc:
+        raise UserError(f"weights file {path} cannot be read as a state dict ({first_line(exc, 120)})",
+                        save_hint) from None
     if isinstance(state, dict) and isinstance(state.get("state_dict"), dict):
         state = state["state_dict"]
-    if not isinstance(state, dict):
-        raise UserError(f"weights file {path} holds a {type(state).__name__}, not a state dict",
-                        "save it with torch.save(model.state_dict(), path)")
+    if not isinstance(state, dict) or not all(isinstance(k, str) and isinstance(v, torch.Tensor)
+                                              for k, v in state.items()):
+        raise UserError(f"weights file {path} does not hold a state dict (names -> tensors)", save_hint)
     try:
         module.load_state_dict(state, strict=True)
     except RuntimeError as exc:

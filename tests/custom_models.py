@@ -9,3 +9,23 @@ def tiny_decoder(channels=8, scale=2):
 
 def not_a_module():
     return 42
+
+
+def flagged(flag=True, channels=4):
+    """Records what -p flag=... became, to check callable parameter parsing."""
+    module = nn.Identity()
+    module.flag = flag
+    return module
+
+
+def strict_input():
+    class Strict(nn.Module):
+        def forward(self, x):
+            assert x.shape[1] == 3, "expects RGB"
+            return x
+
+    return Strict()
+
+
+def raises_value_error():
+    raise ValueError("bad k")

@@ -15,7 +15,7 @@ from deploykit.cli import main
 
 
 def run(*args):
-    return CliRunner().invoke(main, [str(a) for a in args])
+    return CliRunner().invoke(main, [str(a) for a in args], prog_name="deploykit")
 
 
 def assert_user_error(result, *fragments):
@@ -149,7 +149,7 @@ def garbage_file(tmp_path):
     (["check", "dysample", "-p", "bogus=1"], ["unknown parameter 'bogus'", "valid parameters"]),
     (["check", "dysample", "-p", "scale=9"], ["bad value '9' for parameter 'scale'", "int in [2, 4]"]),
     (["check", "dysample", "-p", "scale"], ["malformed parameter 'scale'", "key=value"]),
-    (["check", "dysample", "--shape", "1x64xx32"], ["malformed shape '1x64xx32'", "NxCxHxW"]),
+    (["check", "dysample", "--shape", "1x64xx32"], ["malformed shape '1x64xx32'", "e.g. 1x64x32x32"]),
     (["check", "dysample", "--shape", "1x32x16x16"], ["does not fit dysample", "64 channels"]),
     (["check", "dysample_s", "-p", "in_channels=10"], ["divisible by scale^2"]),
     (["check", "dysample", "--backends", "torch,onnx"], ["unknown backend 'onnx'", "choose from"]),
@@ -164,6 +164,22 @@ def garbage_file(tmp_path):
     (["check", "tests.custom_models:tiny_decoder", "--shape", "1x3x8x8"], ["cannot take input 1x3x8x8"]),
     (["export", "dysample", "-o", "x.onnx", "--opset", "12"], ["opset 12 is not supported"]),
     (["export", "exports/missing.toml", "-o", "x.onnx"], ["recipe exports/missing.toml not found"]),
+    (["check", "pool", "--seed", "-1"], ["--seed", "0<=x<=4294967295"]),
+    (["bench", "pool", "--iters", "0"], ["--iters", "deploykit bench --help"]),
+    (["check", "pool", "--atol", "-1"], ["not a finite number >= 0"]),
+    (["check", "pool", "--rtol", "nan"], ["not a finite number >= 0"]),
+    (["check", "pool", "--nonsense"], ["No such option"]),
+    (["check", "dysample", "--shape", "1x64x100000x100000"], ["elements, more than"]),
+    (["check", "dysample", "--shape", "2x64"], ["malformed shape '2x64'"]),
+    (["check", "dysample", "--shape", "1x64x\u0663\u0662x32".encode().decode("unicode_escape")], ["malformed shape"]),
+    (["check", "dysample", "-p", "scale=\u0663".encode().decode("unicode_escape")], ["bad value"]),
+    (["check", "dysample", "-p", "scale=2", "-p", "scale=3"], ["'scale' given twice"]),
+    (["check", "max_unpool", "-p", "output_size=false", "-p", "kernel_size=3"], ["kernel_size == stride"]),
+    (["check", ":x"], ["malformed SPEC ':x'"]),
+    (["check", "tests.bad_import:build"], ["RuntimeError: broken at import"]),
+    (["check", "tests.custom_models:raises_value_error", "--shape", "1x1x2x2"], ["raised ValueError: bad k"]),
+    (["check", "tests.custom_models:strict_input", "--shape", "1x4x8x8"], ["AssertionError: expects RGB"]),
+    (["check", "pool", "--onnx", "tests"], ["is a directory"]),
 ])
 def test_bad_input_is_one_line_and_exit_2(args, fragments):
     assert_user_error(run(*args), *fragments)
@@ -171,7 +187,7 @@ def test_bad_input_is_one_line_and_exit_2(args, fragments):
 
 def test_corrupt_onnx_and_weights_files(garbage_file):
     assert_user_error(run("check", "pool", "--onnx", garbage_file), "is not a valid ONNX model", "re-export")
-    assert_user_error(run("check", "pool", "--weights", garbage_file), "cannot be read as a state dict")
+    assert_user_error(run("check", "pool", "--weights", garbage_file), "is not a PyTorch file")
 
 
 def test_weights_for_another_model(tmp_path):
@@ -198,3 +214,52 @@ def test_fp16_runs_torch_in_half_precision_with_the_fp16_preset(tmp_path):
 def test_tolerance_override_turns_a_pass_into_a_failure():
     result = run("check", "upsample_conv", "--backends", "ort", "--atol", "0", "--rtol", "0")
     assert result.exit_code == 1 and "atol=0 rtol=0" in result.output
+
+
+def test_click_usage_errors_are_one_line():
+    assert_user_error(run("export", "pool"), "Missing option '-o'")
+
+
+def test_recipe_with_wrong_types_is_a_user_error(tmp_path):
+    recipe = tmp_path / "r.toml"
+    for body, fragment in [('spec = "pool"\n[export]\nopset = "x"\n', "export.opset = 'x' has the wrong type"),
+                           ('spec = "pool"\nparams = [1, 2]\n', "params = [1, 2] has the wrong type"),
+                           ('spec = "pool"\n[export]\nshapes = "1x16x8x8"\n', "export.shapes"),
+                           ('spec = "pool"\n[export]\nstatic = "no"\n', "export.static = 'no'")]:
+        recipe.write_text(body)
+        assert_user_error(run("export", recipe, "-o", tmp_path / "m.onnx"), fragment)
+
+
+def test_weights_with_non_string_keys(tmp_path):
+    weights = tmp_path / "w.pt"
+    torch.save({1: torch.zeros(3)}, weights)
+    assert_user_error(run("check", "pool", "--weights", weights), "does not hold a state dict")
+
+
+def test_callable_parameters_understand_true_false_none():
+    from deploykit.spec import load_model
+
+    assert load_model("tests.custom_models:flagged", {"flag": "false"}).module.flag is False
+    assert load_model("tests.custom_models:flagged", {"flag": "None"}).module.flag is None
+    assert load_model("tests.custom_models:flagged", {"flag": "TRUE"}).module.flag is True
+
+
+def test_a_backend_that_rejects_a_valid_model_is_a_parity_failure_without_log_noise(tmp_path):
+    report = tmp_path / "r.json"
+    result = run("check", "conv_transpose", "-p", "stride=1", "-p", "dilation=3", "-p", "output_padding=2",
+                 "-p", "kernel_size=3", "--backends", "ort", "--shape", "1x32x8x8", "--report", report)
+    assert result.exit_code == 1 and result.stderr == ""
+    row = json.loads(report.read_text())["results"][0]
+    assert row["reason"].startswith("backend ort failed at shape 1x32x8x8")
+
+
+def test_plugin_graphs_are_not_benchmarked_through_the_numpy_reference():
+    result = run("bench", "dysample", "--dysample-impl", "plugin", "--iters", 1)
+    assert_user_error(result, "deploykit::DySample plugin nodes", "--dysample-impl standard")
+
+
+def test_static_plugin_graph_refuses_other_shapes_in_onnx_ref(tmp_path):
+    path = tmp_path / "p.onnx"
+    assert run("export", "dysample", "--dysample-impl", "plugin", "--static", "--shape", "1x64x8x8",
+               "-o", path).exit_code == 0
+    assert_user_error(run("check", "dysample", "--onnx", path, "--shape", "1x64x9x8"), "takes 1x64x8x8")

@@ -17,6 +17,8 @@ from typing import Any
 
 import numpy as np
 
+from deploykit.errors import UserError
+
 
 class Stopwatch:
     """Host clock around a synchronous call: right for CPU backends."""
@@ -101,3 +103,16 @@ class Runner(ABC):
     @abstractmethod
     def describe(self) -> dict[str, Any]:
         """Device, provider, threads: printed with results so numbers can be reproduced."""
+
+
+def check_fixed_dims(source, names: list[str], dims: list[list], inputs: list[np.ndarray]) -> None:
+    """Refuse inputs that a graph's fixed (static) dims cannot take, naming the graph's shape."""
+    if len(inputs) != len(names):
+        raise UserError(f"{source} takes {len(names)} inputs, given {len(inputs)}",
+                        "check that --onnx was exported from the same SPEC")
+    for name, wanted, array in zip(names, dims, inputs):
+        fixed = [d if isinstance(d, int) and d > 0 else None for d in wanted]
+        if len(fixed) != array.ndim or any(f is not None and f != s for f, s in zip(fixed, array.shape)):
+            text = "x".join(str(f) if f is not None else "?" for f in fixed)
+            raise UserError(f"{source} input {name!r} takes {text}, not {'x'.join(map(str, array.shape))}",
+                            "re-export without --static, or pass a --shape that fits the graph")

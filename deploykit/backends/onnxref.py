@@ -10,7 +10,7 @@ from typing import Any
 
 import numpy as np
 
-from deploykit.backends.base import Runner
+from deploykit.backends.base import Runner, check_fixed_dims
 from deploykit.errors import UserError
 
 
@@ -26,15 +26,15 @@ class OnnxReferenceRunner(Runner):
         if self.options.onnx_path is None:
             raise UserError(f"backend {self.name} needs an ONNX file", "pass --onnx model.onnx")
         self.evaluator = ReferenceEvaluator(str(self.options.onnx_path), new_ops=[DySample])
-        self.input_names = list(self.evaluator.input_names)
+        graph_inputs = self.evaluator.proto_.graph.input
+        self.input_names = [v.name for v in graph_inputs]
+        self.input_dims = [[d.dim_value or d.dim_param for d in v.type.tensor_type.shape.dim] for v in graph_inputs]
 
     def _deactivate(self) -> None:
         del self.evaluator
 
     def prepare(self, inputs: list[np.ndarray]) -> dict[str, np.ndarray]:
-        if len(inputs) != len(self.input_names):
-            raise UserError(f"{self.options.onnx_path} takes {len(self.input_names)} inputs, given {len(inputs)}",
-                            "check that --onnx was exported from the same SPEC")
+        check_fixed_dims(self.options.onnx_path, self.input_names, self.input_dims, inputs)
         return dict(zip(self.input_names, (np.ascontiguousarray(a, dtype=np.float32) for a in inputs)))
 
     def execute(self, prepared: dict[str, np.ndarray]) -> list[np.ndarray]:

@@ -7,8 +7,8 @@ from typing import Any
 
 import numpy as np
 
-from deploykit.backends.base import Runner
-from deploykit.errors import BackendUnavailable, UserError
+from deploykit.backends.base import Runner, check_fixed_dims
+from deploykit.errors import BackendUnavailable, UserError, first_line
 
 
 class OrtCpuRunner(Runner):
@@ -37,15 +37,19 @@ class OrtCpuRunner(Runner):
         path = self.options.onnx_path
         if path is None:
             raise UserError(f"backend {self.name} needs an ONNX file", "pass --onnx model.onnx")
+        # deploykit reports failures itself, in one line: keep ONNX Runtime's own log quiet.
+        ort.set_default_logger_severity(4)
         session_options = ort.SessionOptions()
-        session_options.log_severity_level = 3
+        session_options.log_severity_level = 4
+        self.run_options = ort.RunOptions()
+        self.run_options.log_severity_level = 4
         if self.options.threads:
             session_options.intra_op_num_threads = self.options.threads
             session_options.inter_op_num_threads = 1
         try:
             self.session = ort.InferenceSession(str(path), session_options, providers=[self.provider])
         except Exception as exc:  # ORT raises its own untyped errors for bad graphs
-            raise UserError(f"ONNX Runtime cannot load {path}: {str(exc).splitlines()[0][:240]}",
+            raise UserError(f"ONNX Runtime cannot load {path}: {first_line(exc, 240)}",
                             "re-export the model with 'deploykit export'") from None
         if self.session.get_providers()[0] != self.provider:
             raise BackendUnavailable(
@@ -58,20 +62,11 @@ class OrtCpuRunner(Runner):
         del self.session
 
     def prepare(self, inputs: list[np.ndarray]) -> dict[str, np.ndarray]:
-        if len(inputs) != len(self.input_names):
-            raise UserError(f"{self.options.onnx_path} takes {len(self.input_names)} inputs, given {len(inputs)}",
-                            "check that --onnx was exported from the same SPEC")
-        for name, dims, array in zip(self.input_names, self.input_dims, inputs):
-            fixed = [d if isinstance(d, int) else None for d in dims]
-            if len(fixed) != array.ndim or any(f is not None and f != s for f, s in zip(fixed, array.shape)):
-                wanted = "x".join(str(d) if isinstance(d, int) else "?" for d in dims)
-                given = "x".join(map(str, array.shape))
-                raise UserError(f"{self.options.onnx_path} input {name!r} takes {wanted}, not {given}",
-                                "re-export without --static, or pass a --shape that fits the graph")
+        check_fixed_dims(self.options.onnx_path, self.input_names, self.input_dims, inputs)
         return {name: np.ascontiguousarray(a, dtype=np.float32) for name, a in zip(self.input_names, inputs)}
 
     def execute(self, prepared: dict[str, np.ndarray]) -> list[np.ndarray]:
-        return self.session.run(None, prepared)
+        return self.session.run(None, prepared, self.run_options)
 
     def fetch(self, outputs: list[np.ndarray]) -> list[np.ndarray]:
         return [np.asarray(o, dtype=np.float32) for o in outputs]

@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from deploykit.errors import UserError
-from deploykit.files import atomic_path
+from deploykit.files import staged_files
 from deploykit.spec import LoadedModel, Shape, format_shape
 
 DEFAULT_OPSET = 17
@@ -75,11 +75,11 @@ def export_onnx(model: LoadedModel, path: Path, *, opset: int | None = None, dyn
     output_names = _output_names(model.forward(example))
     dims = (dynamic_dims(len(shape)),) if dynamic else None
 
-    with atomic_path(Path(path), force) as tmp, _dysample_strategy(model.module, dysample_impl) as table:
+    with staged_files(Path(path), force) as staged, _dysample_strategy(model.module, dysample_impl) as table:
         program = _run_exporter(model, example, dims, opset or DEFAULT_OPSET, output_names, table)
-        program.save(str(tmp))
-        proto = onnx.load(str(tmp))
-        actual = _check_graph(proto, opset, target, model.spec)
+        program.save(str(staged))  # weights go to a .data file beside it past protobuf's 2 GB
+        proto = onnx.load(str(staged), load_external_data=False)
+        actual = _check_graph(staged, proto, opset, target, model.spec)
         result = ExportResult(
             path=Path(path), opset=actual, traced_shape=shape, dynamic=dynamic,
             inputs=[(v.name, _dims(v)) for v in proto.graph.input],
@@ -148,16 +148,19 @@ def _quiet_loggers():
         logging.disable(previous)
 
 
-def _check_graph(proto, opset: int | None, target: str, spec: str) -> int:
-    """Validate the exported graph; returns its actual opset."""
+def _check_graph(path: Path, proto, opset: int | None, target: str, spec: str) -> int:
+    """Validate the exported graph (by path, so models past 2 GB work); returns its opset."""
     import onnx
 
+    from deploykit.ops.onnx_translation import register_schema
+
+    register_schema()  # so full_check knows deploykit::DySample's signature
     actual = next((o.version for o in proto.opset_import if o.domain in ("", "ai.onnx")), None)
     if opset is not None and actual != opset:
         raise ExportError(f"exporter produced opset {actual}, not the requested {opset}",
                           f"use --opset {actual} or another opset")
     try:
-        onnx.checker.check_model(proto, full_check=True)
+        onnx.checker.check_model(str(path), full_check=True)
     except (onnx.checker.ValidationError, onnx.shape_inference.InferenceError) as exc:
         raise ExportError(f"exported graph of {spec} fails onnx.checker: {str(exc).splitlines()[0][:300]}",
                           "try another --opset, or report the op to deploykit") from None

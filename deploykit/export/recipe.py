@@ -46,15 +46,18 @@ def load_recipe(path: Path | str) -> Recipe:
         raise UserError(f"recipe {path} is not valid TOML ({exc})", "fix the file's syntax") from None
     unknown = set(data) - _TOP_KEYS
     export = data.get("export", {})
+    if not isinstance(export, dict):
+        raise UserError(f"recipe {path}: export must be a table", "write it as [export]")
     unknown |= {f"export.{k}" for k in set(export) - _EXPORT_KEYS}
     if unknown:
         raise UserError(f"recipe {path} has unknown keys: {', '.join(sorted(unknown))}",
                         f"use {', '.join(sorted(_TOP_KEYS))} and export.{{{', '.join(sorted(_EXPORT_KEYS))}}}")
     if not isinstance(data.get("spec"), str):
         raise UserError(f"recipe {path} has no 'spec'", "add spec = \"zoo_name\" or \"module:callable\"")
+    _check_types(path, data, export)
     folder = str(path.parent.resolve())
     if folder not in sys.path:
-        sys.path.insert(0, folder)
+        sys.path.append(folder)  # appended: a recipe's modules never shadow installed packages
     return Recipe(
         path=path,
         spec=data["spec"],
@@ -62,8 +65,37 @@ def load_recipe(path: Path | str) -> Recipe:
         params={k: str(v) for k, v in data.get("params", {}).items()},
         opset=export.get("opset"),
         target=export.get("target"),
-        static=bool(export.get("static", False)),
+        static=export.get("static", False),
         trace_shape=parse_shape(export["trace_shape"]) if "trace_shape" in export else None,
         shapes=[parse_shape(s) for s in export.get("shapes", [])],
         dysample_impl=export.get("dysample_impl", "standard"),
     )
+
+
+_TYPES = {  # key -> (accepted type, how to write it)
+    "description": (str, 'a string'),
+    "spec": (str, 'a string: "zoo_name" or "module:callable"'),
+    "params": (dict, "a table: [params]"),
+    "export": (dict, "a table: [export]"),
+    "export.opset": (int, "an integer, e.g. 17"),
+    "export.target": (str, '"ort" or "trt"'),
+    "export.static": (bool, "true or false"),
+    "export.trace_shape": (str, 'a shape string, e.g. "2x64x37x45"'),
+    "export.shapes": (list, 'a list of shape strings, e.g. ["1x64x32x32"]'),
+    "export.dysample_impl": (str, '"standard" or "plugin"'),
+}
+
+
+def _check_types(path: Path, data: dict, export: dict) -> None:
+    values = {**data, **{f"export.{k}": v for k, v in export.items()}}
+    for key, value in values.items():
+        kind, how = _TYPES[key]
+        if not isinstance(value, kind) or (kind is int and isinstance(value, bool)):
+            raise UserError(f"recipe {path}: {key} = {value!r} has the wrong type", f"write it as {how}")
+    for shape in export.get("shapes", []):
+        if not isinstance(shape, str):
+            raise UserError(f"recipe {path}: export.shapes holds {shape!r}", "write each shape as a string")
+    for key, value in data.get("params", {}).items():
+        if isinstance(value, (dict, list)):
+            raise UserError(f"recipe {path}: params.{key} = {value!r} is not a single value",
+                            "give a number, boolean or string")

@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from typing import Any
 
 from deploykit.errors import UserError
 
 _TRUE = {"1", "true", "yes", "on"}
+_INT = re.compile(r"^[+-]?[0-9]+$")
+_FLOAT = re.compile(r"^[+-]?([0-9]+\.?[0-9]*|\.[0-9]+)([eE][+-]?[0-9]+)?$")
 _FALSE = {"0", "false", "no", "off"}
 
 
@@ -52,12 +55,13 @@ class Param:
             if raw.lower() in _FALSE:
                 return False
             raise bad
+        pattern = {int: _INT, float: _FLOAT}.get(self.kind)
+        if pattern is not None and not pattern.match(raw):  # plain ASCII numbers: no "1_0", "nan", "inf"
+            raise bad
         try:
             value = self.kind(raw)
         except ValueError:
             raise bad from None
-        if self.kind is float and value != value:  # NaN
-            raise bad
         try:
             return self.validate(value, entry)
         except UserError:

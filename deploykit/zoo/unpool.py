@@ -24,6 +24,13 @@ class PoolUnpool(nn.Module):
         return self.unpool(pooled, indices, output_size=size)
 
 
+def _without_output_size_problem(p: dict) -> str | None:
+    """Without output_size, MaxUnpool2d's default size only covers every index for k == s, p == 0."""
+    if not p["output_size"] and (p["kernel_size"] != p["stride"] or p["padding"]):
+        return "output_size=false needs kernel_size == stride and padding 0; use output_size=true"
+    return None
+
+
 register(ZooEntry(
     name="max_unpool",
     family="unpool",
@@ -37,6 +44,7 @@ register(ZooEntry(
     ),
     build=lambda **p: PoolUnpool(**p),
     channels=lambda p: p["channels"],
-    constraints=pool_padding_problem,
+    constraints=lambda p: pool_padding_problem(p) or _without_output_size_problem(p),
+    spatial_multiple=lambda p: 1 if p["output_size"] else p["stride"],
     examples=({}, {"kernel_size": 3, "stride": 1, "padding": 1}, {"kernel_size": 3, "stride": 2, "padding": 1}),
 ))

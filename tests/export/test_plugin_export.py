@@ -61,7 +61,8 @@ def _tampered(proto, tmp_path, tamper):
     path = tmp_path / "bad.onnx"
     onnx.save(bad, str(path))
     return CliRunner().invoke(main, ["check", "dysample_plus", "-p", "scale=3", "-p", "in_channels=36", "-p",
-                                     "groups=2", "--onnx", str(path), "--shape", "1x36x5x7", "--backends", "ort"])
+                                     "groups=2", "--onnx", str(path), "--shape", "1x36x5x7", "--backends", "ort",
+                                     "--report", str(tmp_path / "r.json")])
 
 
 def test_a_miswired_plugin_node_fails_parity(plugin_graph, tmp_path):
@@ -72,10 +73,12 @@ def test_a_miswired_plugin_node_fails_parity(plugin_graph, tmp_path):
     assert result.exit_code == 1 and "parity FAILED" in result.output
 
 
-def test_a_plugin_node_that_cannot_run_is_one_line_and_exit_2(plugin_graph, tmp_path):
+def test_a_plugin_node_that_cannot_run_is_a_failed_comparison(plugin_graph, tmp_path):
     def wrong_groups(node):
         next(a for a in node.attribute if a.name == "groups").i = 1
 
     result = _tampered(plugin_graph[0], tmp_path, wrong_groups)
-    assert result.exit_code == 2 and "Traceback" not in result.output
-    assert result.stderr.startswith("error: backend onnx-ref failed at shape 1x36x5x7: DySample")
+    assert result.exit_code == 1 and "Traceback" not in result.output
+    row = json.loads((tmp_path / "r.json").read_text())["results"][0]
+    assert row["passed"] is False and row["max_abs"] is None
+    assert row["reason"].startswith("backend onnx-ref failed at shape 1x36x5x7: DySample")

@@ -1,0 +1,3 @@
+"""A module that fails while importing, as a user's broken model file would."""
+
+raise RuntimeError("broken at import")
