@@ -36,6 +36,27 @@ struct RowTaps {
   }
 };
 
+// One output row of `Channels` channels at once: out_c[ox] = sum_k in_c[index_k[ox]] *
+// weight_k[ox], summed in the reference's order (products first, then left to right, no
+// fused multiply-add). Several channels per pass share each load of the taps.
+template <int Channels, typename T>
+void interpolate_rows(const T* const* in, const RowTaps& taps, T* const* out, int64_t width) {
+  const int32_t *i0 = taps.index[0].data(), *i1 = taps.index[1].data();
+  const int32_t *i2 = taps.index[2].data(), *i3 = taps.index[3].data();
+  const float *w0 = taps.weight[0].data(), *w1 = taps.weight[1].data();
+  const float *w2 = taps.weight[2].data(), *w3 = taps.weight[3].data();
+  for (int64_t ox = 0; ox < width; ++ox) {
+    const int32_t a = i0[ox], b = i1[ox], c = i2[ox], e = i3[ox];
+    const float wa = w0[ox], wb = w1[ox], wc = w2[ox], we = w3[ox];
+    for (int k = 0; k < Channels; ++k) {
+      const T* plane = in[k];
+      const float v = static_cast<float>(plane[a]) * wa + static_cast<float>(plane[b]) * wb +
+                      static_cast<float>(plane[c]) * wc + static_cast<float>(plane[e]) * we;
+      out[k][ox] = static_cast<T>(v);
+    }
+  }
+}
+
 template <typename T>
 void sample_cpu(const T* x, const T* offset, T* out, const Dims& d) {
   const int64_t out_h = d.out_height(), out_w = d.out_width();
@@ -54,18 +75,20 @@ void sample_cpu(const T* x, const T* offset, T* out, const Dims& d) {
       const int64_t b = row / (out_h * d.groups);
       const T* batch_offset = offset + b * d.offset_channels() * plane;
       for (int64_t ox = 0; ox < out_w; ++ox) taps.set(ox, taps_for(batch_offset, d, g, oy, ox, load));
-      const int32_t *i0 = taps.index[0].data(), *i1 = taps.index[1].data();
-      const int32_t *i2 = taps.index[2].data(), *i3 = taps.index[3].data();
-      const float *w0 = taps.weight[0].data(), *w1 = taps.weight[1].data();
-      const float *w2 = taps.weight[2].data(), *w3 = taps.weight[3].data();
-      for (int64_t cc = 0; cc < group_channels; ++cc) {
-        const int64_t c = g * group_channels + cc;
-        const T* in = x + (b * d.channels + c) * plane;
-        T* out_row = out + (b * d.channels + c) * out_plane + oy * out_w;
-        for (int64_t ox = 0; ox < out_w; ++ox) {
-          const float v = load(in[i0[ox]]) * w0[ox] + load(in[i1[ox]]) * w1[ox] + load(in[i2[ox]]) * w2[ox] +
-                          load(in[i3[ox]]) * w3[ox];
-          out_row[ox] = static_cast<T>(v);
+      constexpr int kBlock = 4;
+      const T* in[kBlock];
+      T* rows_out[kBlock];
+      for (int64_t cc = 0; cc < group_channels; cc += kBlock) {
+        const int count = static_cast<int>(group_channels - cc < kBlock ? group_channels - cc : kBlock);
+        for (int k = 0; k < count; ++k) {
+          const int64_t c = g * group_channels + cc + k;
+          in[k] = x + (b * d.channels + c) * plane;
+          rows_out[k] = out + (b * d.channels + c) * out_plane + oy * out_w;
+        }
+        if (count == kBlock) {
+          interpolate_rows<kBlock>(in, taps, rows_out, out_w);
+        } else {
+          for (int k = 0; k < count; ++k) interpolate_rows<1>(in + k, taps, rows_out + k, out_w);
         }
       }
     }
