@@ -43,7 +43,7 @@ class CheckReport:
                 "results": [r.as_json() for r in self.results]}
 
 
-def run_check(model: LoadedModel, backends: list[str], shapes: list[Shape] | None, tolerance: Tolerance, *,
+def run_check(model: LoadedModel, backends: list[str], shapes: list[Shape] | None, *, tolerance: Tolerance,
               onnx_path: Path | None = None, threads: int | None = None, precision: str = "fp32",
               export_options: dict | None = None) -> CheckReport:
     """Run each backend at each shape on seeded inputs and compare with PyTorch fp32 eager on the

@@ -195,6 +195,23 @@ def export_command(spec, params, weights, seed, output, opset, static, shapes, t
     click.echo(describe(export_onnx(model, output, force=force, **options)))
 
 
+def _run_and_report(run, printer, spec, params, weights, seed, onnx_path, backends, shapes, threads, precision,
+                    report_path, force, dysample_impl, **specific):
+    """check and bench alike: load SPEC, run the library over the backends, print, write JSON."""
+    from deploykit.backends import parse_backends
+    from deploykit.report import write_json
+
+    _refuse_to_overwrite(report_path, force)
+    chosen = parse_backends(backends)
+    model, recipe = _load(spec, params, weights, seed)
+    report = run(model, chosen, _shapes(shapes), onnx_path=onnx_path, threads=threads, precision=precision,
+                 export_options=_export_options(recipe, dysample_impl), **specific)
+    printer(report, _console())
+    if report_path:
+        write_json(report_path, report.as_json(), force=force)
+    return report
+
+
 @main.command("check")
 @model_options
 @run_options
@@ -203,23 +220,14 @@ def export_command(spec, params, weights, seed, output, opset, static, shapes, t
 @click.option("--rtol", type=float, default=None, callback=_finite_tolerance,
               help="Relative tolerance (overrides the preset).")
 @fail_cleanly
-def check_command(spec, params, weights, seed, onnx_path, backends, shapes, threads, precision, report_path, force,
-                  dysample_impl, atol, rtol):
+def check_command(atol, rtol, **common):
     """Compare every backend with PyTorch fp32 at several shapes. Exit 1 on a parity failure."""
-    from deploykit.backends import parse_backends
     from deploykit.check import run_check
     from deploykit.compare import tolerance_for
-    from deploykit.report import print_check, write_json
+    from deploykit.report import print_check
 
-    _refuse_to_overwrite(report_path, force)
-    chosen = parse_backends(backends)
-    model, recipe = _load(spec, params, weights, seed)
-    report = run_check(model, chosen, _shapes(shapes), tolerance_for(precision, atol, rtol),
-                       onnx_path=onnx_path, threads=threads, precision=precision,
-                       export_options=_export_options(recipe, dysample_impl))
-    print_check(report, _console())
-    if report_path:
-        write_json(report_path, report.as_json(), force=force)
+    tolerance = tolerance_for(common["precision"], atol, rtol)
+    report = _run_and_report(run_check, print_check, tolerance=tolerance, **common)
     sys.exit(0 if report.passed else 1)
 
 
@@ -229,22 +237,12 @@ def check_command(spec, params, weights, seed, onnx_path, backends, shapes, thre
 @click.option("--warmup", type=click.IntRange(min=0), default=10, show_default=True, help="Untimed runs first.")
 @click.option("--iters", type=click.IntRange(min=1), default=50, show_default=True, help="Timed runs.")
 @fail_cleanly
-def bench_command(spec, params, weights, seed, onnx_path, backends, shapes, threads, precision, report_path, force,
-                  dysample_impl, warmup, iters):
+def bench_command(warmup, iters, **common):
     """Time every backend at every shape: min/p50/p90/p99/mean, throughput, ratio to torch."""
-    from deploykit.backends import parse_backends
     from deploykit.bench import run_bench
-    from deploykit.report import print_bench, write_json
+    from deploykit.report import print_bench
 
-    _refuse_to_overwrite(report_path, force)
-    chosen = parse_backends(backends)
-    model, recipe = _load(spec, params, weights, seed)
-    report = run_bench(model, chosen, _shapes(shapes), warmup=warmup, iters=iters, threads=threads,
-                       onnx_path=onnx_path, precision=precision,
-                       export_options=_export_options(recipe, dysample_impl))
-    print_bench(report, _console())
-    if report_path:
-        write_json(report_path, report.as_json(), force=force)
+    _run_and_report(run_bench, print_bench, warmup=warmup, iters=iters, **common)
 
 
 if __name__ == "__main__":

@@ -43,7 +43,8 @@ def zoo_matrix(backend: str = "ort", threads: int = 2) -> list[MatrixRow]:
                 except UserError as exc:
                     rows.append(MatrixRow(name, shown, False, None, None, None, exc.problem[:80]))
                     continue
-                report = run_check(model, [backend], None, PRESETS["fp32"], onnx_path=result.path, threads=threads)
+                report = run_check(model, [backend], None, tolerance=PRESETS["fp32"], onnx_path=result.path,
+                                   threads=threads)
                 worst = max(r.metrics.max_abs for r in report.results)
                 rows.append(MatrixRow(name, shown, True, result.opset, report.passed, worst))
     return rows

@@ -23,7 +23,7 @@ def test_recipe_exports_and_matches_torch(path, tmp_path):
     recipe = load_recipe(path)
     model, _ = resolve_model(str(path))
     result = export_onnx(model, tmp_path / "m.onnx", opset=recipe.opset, target=recipe.target or "ort")
-    report = run_check(model, ["ort"], None, PRESETS["fp32"], onnx_path=result.path, threads=2)
+    report = run_check(model, ["ort"], None, tolerance=PRESETS["fp32"], onnx_path=result.path, threads=2)
     assert report.passed, [(r.shape, r.metrics.reason) for r in report.results if not r.metrics.passed]
     assert [r.shape for r in report.results] == recipe.shapes
 
