@@ -193,6 +193,39 @@ def export_command(spec, params, weights, seed, output, opset, static, shapes, t
         raise UserError("export traces one shape, got several --shape", "pass --shape once")
     options = _export_options(recipe, dysample_impl, opset, static, target, trace[0] if trace else None)
     click.echo(describe(export_onnx(model, output, force=force, **options)))
+    if options["target"] == "trt":  # the file is written either way; the exit code says if TensorRT will take it
+        sys.exit(_print_lint(output, "trt", plugins=None, plugin_pending=options["dysample_impl"] == "plugin"))
+
+
+def _print_lint(path: Path, target: str, plugins, report_path: Path | None = None, force: bool = False,
+                plugin_pending: bool = False) -> int:
+    """Lint, print the findings, optionally write them as JSON; returns the exit code."""
+    from deploykit.export.lint import lint_file
+    from deploykit.report import print_findings, write_json
+
+    findings = lint_file(path, target, plugins, plugin_pending)
+    print_findings(findings, path, target, _console())
+    errors = any(f.severity == "error" for f in findings)
+    if report_path:
+        write_json(report_path, {"passed": not errors, "target": target, "onnx": str(path),
+                                 "findings": [f.as_json() for f in findings]}, force=force)
+    return 1 if errors else 0
+
+
+@main.command("lint")
+@click.argument("model", type=click.Path(path_type=Path))
+@click.option("--target", type=click.Choice(["trt", "ort"]), default="trt", show_default=True,
+              help="The runtime the graph is for.")
+@click.option("--plugin", "plugins", multiple=True, type=click.Path(path_type=Path),
+              help="TensorRT plugin library the engine build will load (repeatable).")
+@click.option("--report", "report_path", type=click.Path(path_type=Path), default=None,
+              help="Also write the findings as JSON.")
+@click.option("--force", is_flag=True, help="Overwrite an existing report file.")
+@fail_cleanly
+def lint_command(model, target, plugins, report_path, force):
+    """Flag what the target rejects or silently computes differently. Exit 1 on errors."""
+    _refuse_to_overwrite(report_path, force)
+    sys.exit(_print_lint(model, target, list(plugins), report_path, force))
 
 
 def _run_and_report(run, printer, spec, params, weights, seed, onnx_path, backends, shapes, threads, precision,

@@ -97,3 +97,18 @@ def print_entries(entries: dict, console: Console, detail: bool) -> None:
         defaults = entry.resolve_params()
         shapes = ", ".join(format_shape(s) for s in entry.default_shapes(defaults))
         console.print(f"default shapes: {shapes}", highlight=False)
+
+
+def print_findings(findings, path, target: str, console: Console) -> None:
+    if not findings:
+        console.print(f"[green]lint ({target}) clean[/green]: {path}", highlight=False)
+        return
+    table = Table(title=f"lint for {target}: {path}")
+    for column in ("severity", "node", "op", "why", "fix"):
+        table.add_column(column, overflow="fold")
+    for f in findings:
+        severity = "[red]error[/red]" if f.severity == "error" else "[yellow]warning[/yellow]"
+        table.add_row(severity, f.node, f.op_type, f.why, f.fix)
+    console.print(table)
+    errors = sum(f.severity == "error" for f in findings)
+    console.print(f"{errors} error(s), {len(findings) - errors} warning(s)", highlight=False)

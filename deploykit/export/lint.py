@@ -1,0 +1,126 @@
+"""Lint an ONNX graph for a target runtime before any engine build.
+
+For TensorRT it flags what the ONNX parser rejects and, worse, what it silently computes
+differently (facts from TensorRT's ONNX parser and operator support matrix):
+- GridSample modes other than nearest/bilinear/bicubic are parsed as NEAREST without a
+  warning, and opset 20 renamed bilinear/bicubic to linear/cubic;
+- MaxUnpool, MaxPool's Indices output and Resize antialias are unsupported;
+- Resize coordinate modes beyond half_pixel, pytorch_half_pixel, align_corners,
+  asymmetric and tf_half_pixel_for_nn are unsupported;
+- nodes of a custom domain need a plugin library.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+from deploykit.errors import UserError
+
+TARGETS = ("trt", "ort")
+_STANDARD_DOMAINS = {"", "ai.onnx"}
+_TRT_GRID_MODES = {"nearest", "bilinear", "bicubic"}
+_TRT_RESIZE_COORDINATES = {"half_pixel", "pytorch_half_pixel", "align_corners", "asymmetric",
+                           "tf_half_pixel_for_nn"}
+
+
+@dataclass(frozen=True)
+class Finding:
+    severity: str  # "error": the target rejects or miscomputes it; "warning": worth a look
+    node: str
+    op_type: str
+    why: str
+    fix: str
+
+    def as_json(self) -> dict:
+        return asdict(self)
+
+
+def lint_file(path: Path, target: str = "trt", plugins: list[Path] | None = None,
+              plugin_pending: bool = False) -> list[Finding]:
+    """Findings for the ONNX file at ``path`` (read without its external weights).
+
+    ``plugin_pending``: deploykit's own plugin nodes were exported on purpose and the plugin
+    library will be given at build time, so they are a reminder, not an error.
+    """
+    import onnx
+
+    path = Path(path)
+    if target not in TARGETS:
+        raise UserError(f"unknown lint target {target!r}", f"use one of {', '.join(TARGETS)}")
+    if not path.is_file():
+        raise UserError(f"ONNX file {path} not found", "check the path or create it with 'deploykit export'")
+    try:
+        proto = onnx.load(str(path), load_external_data=False)
+    except Exception as exc:  # protobuf DecodeError and friends
+        raise UserError(f"{path} is not a valid ONNX model ({type(exc).__name__})",
+                        "re-export it with 'deploykit export'") from None
+    for plugin in plugins or []:
+        if not Path(plugin).is_file():
+            raise UserError(f"plugin library {plugin} not found", "build it with cmake (see README) or fix the path")
+    return lint(proto, target, plugins or [], plugin_pending)
+
+
+def lint(proto, target: str = "trt", plugins: list[Path] | None = None, plugin_pending: bool = False) -> list[Finding]:
+    opset = next((o.version for o in proto.opset_import if o.domain in _STANDARD_DOMAINS), 0)
+    used = {name for node in proto.graph.node for name in node.input if name}
+    used |= {o.name for o in proto.graph.output}
+    findings: list[Finding] = []
+    for index, node in enumerate(proto.graph.node):
+        name = node.name or f"#{index}"
+        attrs = {a.name: _attribute(a) for a in node.attribute}
+        if node.domain not in _STANDARD_DOMAINS:
+            findings.extend(_custom_node(node, name, target, plugins or [], plugin_pending))
+        elif target == "trt":
+            findings.extend(_trt_node(node, name, attrs, opset, used))
+    return findings
+
+
+def _custom_node(node, name: str, target: str, plugins: list[Path], plugin_pending: bool) -> list[Finding]:
+    op = f"{node.domain}::{node.op_type}"
+    if target == "ort":
+        return [Finding("error", name, op, "ONNX Runtime has no kernel for this custom node",
+                        "check it with the onnx-ref backend, or re-export with --dysample-impl standard")]
+    if not plugins and plugin_pending and node.domain == "deploykit":
+        return [Finding("warning", name, op, "runs as deploykit's TensorRT plugin",
+                        "build with: deploykit build MODEL.onnx --plugin path/to/libdeploykit_trt_plugins.so")]
+    if not plugins:
+        return [Finding("error", name, op, "a custom node needs a TensorRT plugin, and no plugin library was given",
+                        "pass --plugin path/to/libdeploykit_trt_plugins.so (build: cmake -S plugins -B build)")]
+    return []
+
+
+def _trt_node(node, name: str, attrs: dict, opset: int, used: set[str]) -> list[Finding]:
+    op = node.op_type
+    if op == "GridSample":
+        mode = attrs.get("mode", "linear" if opset >= 20 else "bilinear")
+        if mode not in _TRT_GRID_MODES:
+            return [Finding("error", name, op,
+                            f"mode {mode!r} (opset {opset}) is not one TensorRT's parser knows: it silently "
+                            "samples with NEAREST instead", "re-export at --opset 17 (16..19), or use "
+                            "--dysample-impl plugin for DySample")]
+    if op == "MaxUnpool":
+        return [Finding("error", name, op, "TensorRT has no MaxUnpool",
+                        "decode with resize or transposed convolution, or run the unpooling outside TensorRT")]
+    if op == "MaxPool" and len(node.output) > 1 and node.output[1] in used:
+        return [Finding("error", name, op, "TensorRT does not support MaxPool's Indices output",
+                        "drop return_indices (max-unpool decoders cannot run in TensorRT)")]
+    if op == "Resize":
+        found = []
+        if attrs.get("antialias", 0):
+            found.append(Finding("error", name, op, "TensorRT does not support Resize antialias",
+                                 "export with antialias=False, or low-pass filter with a depthwise conv first"))
+        coordinates = attrs.get("coordinate_transformation_mode", "half_pixel")
+        if coordinates not in _TRT_RESIZE_COORDINATES:
+            found.append(Finding("error", name, op,
+                                 f"coordinate_transformation_mode {coordinates!r} is not supported by TensorRT",
+                                 "use align_corners, half_pixel or asymmetric resizing in the model"))
+        return found
+    return []
+
+
+def _attribute(attribute):
+    import onnx
+
+    value = onnx.helper.get_attribute_value(attribute)
+    return value.decode() if isinstance(value, bytes) else value

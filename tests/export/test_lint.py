@@ -1,0 +1,103 @@
+"""deploykit lint --target trt on graphs exported from the zoo."""
+
+import json
+
+import onnx
+import pytest
+from click.testing import CliRunner
+
+from deploykit.cli import main
+from deploykit.export import export_onnx
+from deploykit.export.lint import lint, lint_file
+from deploykit.spec import load_model
+
+
+def run(*args):
+    return CliRunner().invoke(main, [str(a) for a in args], prog_name="deploykit")
+
+
+@pytest.fixture(scope="module")
+def graphs(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("lint")
+    made = {}
+    for key, spec, params, options in [
+        ("segnet", "max_unpool", {}, {}),
+        ("dysample", "dysample", {}, {}),
+        ("dysample20", "dysample", {}, {"opset": 20}),
+        ("plugin", "dysample", {}, {"dysample_impl": "plugin"}),
+        ("antialias", "interpolate", {"antialias": "true", "scale_factor": "0.5", "recompute_scale_factor": "true"}, {}),
+    ]:
+        made[key] = export_onnx(load_model(spec, params), folder / f"{key}.onnx", **options).path
+    return made
+
+
+def _ops(findings):
+    return {(f.severity, f.op_type) for f in findings}
+
+
+def test_segnet_pool_unpool_is_flagged(graphs):
+    findings = lint_file(graphs["segnet"])
+    assert ("error", "MaxPool") in _ops(findings)
+    assert all("Indices" in f.why for f in findings)
+
+
+def test_opset_20_grid_sample_is_flagged_as_silently_nearest(graphs):
+    (finding,) = lint_file(graphs["dysample20"])
+    assert finding.op_type == "GridSample" and "NEAREST" in finding.why and "--opset 17" in finding.fix
+
+
+def test_default_dysample_export_is_clean(graphs):
+    assert lint_file(graphs["dysample"]) == []
+
+
+def test_plugin_export_needs_the_plugin_library(graphs, tmp_path):
+    (finding,) = lint_file(graphs["plugin"])
+    assert finding.severity == "error" and finding.op_type == "deploykit::DySample" and "--plugin" in finding.fix
+    library = tmp_path / "libdeploykit_trt_plugins.so"
+    library.write_bytes(b"")
+    assert lint_file(graphs["plugin"], plugins=[library]) == []
+
+
+def test_antialias_resize_is_flagged(graphs):
+    assert ("error", "Resize") in _ops(lint_file(graphs["antialias"]))
+
+
+def test_unsupported_resize_coordinate_mode_and_explicit_maxunpool():
+    x = onnx.helper.make_tensor_value_info("x", onnx.TensorProto.FLOAT, [1, 1, 4, 4])
+    y = onnx.helper.make_tensor_value_info("y", onnx.TensorProto.FLOAT, None)
+    nodes = [onnx.helper.make_node("Resize", ["x", "", "scales"], ["r"], name="resize",
+                                   coordinate_transformation_mode="tf_crop_and_resize"),
+             onnx.helper.make_node("MaxUnpool", ["r", "i"], ["y"], name="unpool", kernel_shape=[2, 2])]
+    graph = onnx.helper.make_graph(nodes, "g", [x], [y])
+    findings = lint(onnx.helper.make_model(graph, opset_imports=[onnx.helper.make_opsetid("", 17)]))
+    assert {(f.node, f.op_type) for f in findings} == {("resize", "Resize"), ("unpool", "MaxUnpool")}
+
+
+def test_ort_target_flags_custom_nodes(graphs):
+    (finding,) = lint_file(graphs["plugin"], target="ort")
+    assert "onnx-ref" in finding.fix
+
+
+def test_cli_exit_codes_and_report(graphs, tmp_path):
+    report = tmp_path / "lint.json"
+    result = run("lint", graphs["segnet"], "--report", report)
+    assert result.exit_code == 1 and "MaxPool" in result.output
+    data = json.loads(report.read_text())
+    assert data["passed"] is False and data["findings"][0]["fix"]
+    clean = run("lint", graphs["dysample"])
+    assert clean.exit_code == 0 and "clean" in clean.output
+
+
+def test_cli_bad_inputs(tmp_path):
+    missing = run("lint", tmp_path / "nope.onnx")
+    assert missing.exit_code == 2 and "not found" in missing.stderr
+    garbage = tmp_path / "g.onnx"
+    garbage.write_bytes(b"\x00garbage")
+    assert run("lint", garbage).exit_code == 2
+
+
+def test_export_for_trt_lints_automatically(tmp_path):
+    result = run("export", "max_unpool", "--target", "trt", "-o", tmp_path / "m.onnx")
+    assert result.exit_code == 1 and "MaxPool" in result.output and (tmp_path / "m.onnx").is_file()
+    plugin = run("export", "dysample", "--target", "trt", "--dysample-impl", "plugin", "-o", tmp_path / "p.onnx")
+    assert plugin.exit_code == 0 and "0 error(s), 1 warning(s)" in plugin.output
