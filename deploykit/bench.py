@@ -32,6 +32,8 @@ class LatencyStats:
     std_ms: float
     iters: int
     throughput: float  # samples (batch items) per second, from the mean
+    h2d_ms: float = 0.0  # median time to put the inputs in the backend's memory (not in the above)
+    d2h_ms: float = 0.0  # median time to bring the outputs back (not in the above)
 
     @property
     def unstable(self) -> bool:
@@ -55,7 +57,23 @@ def measure(runner: Runner, inputs: list[np.ndarray], warmup: int, iters: int) -
         watch.start()
         runner.execute(prepared)
         times.append(watch.stop())
-    return summarize(times, batch=inputs[0].shape[0])
+    stats = summarize(times, batch=inputs[0].shape[0])
+    stats.h2d_ms, stats.d2h_ms = _transfers(runner, inputs, watch, repeats=min(iters, 10))
+    return stats
+
+
+def _transfers(runner: Runner, inputs: list[np.ndarray], watch, repeats: int) -> tuple[float, float]:
+    """Host->device and device->host copy times, measured apart from execution, like trtexec."""
+    to_device, to_host = [], []
+    for _ in range(repeats):
+        watch.start()
+        prepared = runner.prepare(inputs)
+        to_device.append(watch.stop())
+        outputs = runner.execute(prepared)
+        watch.start()
+        runner.fetch(outputs)
+        to_host.append(watch.stop())
+    return float(np.median(to_device)), float(np.median(to_host))
 
 
 def summarize(times_ms: list[float], batch: int) -> LatencyStats:
@@ -77,12 +95,16 @@ def summarize(times_ms: list[float], batch: int) -> LatencyStats:
 class BenchResult:
     backend: str
     shape: Shape
-    stats: LatencyStats
+    stats: LatencyStats | None  # None when the backend was skipped
     ratio_to_torch: float | None = None  # p50 / torch p50 at the same shape
+    skipped: str | None = None
 
     def as_json(self) -> dict:
-        return {"backend": self.backend, "shape": list(self.shape), **asdict(self.stats),
-                "ratio_to_torch": self.ratio_to_torch, "unstable": self.stats.unstable}
+        head = {"backend": self.backend, "shape": list(self.shape)}
+        if self.skipped is not None:
+            return {**head, "status": "skipped", "reason": self.skipped}
+        return {**head, "status": "measured", **asdict(self.stats), "ratio_to_torch": self.ratio_to_torch,
+                "unstable": self.stats.unstable}
 
 
 @dataclass
@@ -101,12 +123,12 @@ class BenchReport:
 
 def run_bench(model: LoadedModel, backends: list[str], shapes: list[Shape] | None, *, warmup: int, iters: int,
               threads: int | None, onnx_path=None, precision: str = "fp32",
-              export_options: dict | None = None) -> BenchReport:
+              export_options: dict | None = None, runner_options: dict | None = None) -> BenchReport:
     """Measure every backend at every shape, side by side in one process and one run."""
     shapes = model.shapes_or_default(shapes)
     report = BenchReport(spec=model.spec, warmup=warmup, iters=iters, threads=threads)
     with open_runners(model, backends, shapes, onnx_path, threads, precision, export_options,
-                      allow_substitutes=False) as runners:
+                      allow_substitutes=False, runner_options=runner_options) as (runners, skipped):
         report.backends = describe_runners(runners)
         for shape in shapes:
             inputs = make_inputs(shape, model.seed)
@@ -116,4 +138,5 @@ def run_bench(model: LoadedModel, backends: list[str], shapes: list[Shape] | Non
             for name, stats in row.items():
                 ratio = stats.p50_ms / torch_p50 if torch_p50 else None
                 report.results.append(BenchResult(name, shape, stats, ratio))
+            report.results.extend(BenchResult(name, shape, None, skipped=why) for name, why in skipped.items())
     return report

@@ -16,11 +16,14 @@ class CheckResult:
     backend: str
     shape: Shape
     output: int
-    metrics: Metrics
+    metrics: Metrics | None  # None when the backend was skipped
+    skipped: str | None = None  # why the backend could not run here
 
     def as_json(self) -> dict:
-        return {"backend": self.backend, "shape": list(self.shape), "output": self.output,
-                **self.metrics.as_json()}
+        head = {"backend": self.backend, "shape": list(self.shape), "output": self.output}
+        if self.skipped is not None:
+            return {**head, "status": "skipped", "passed": None, "reason": self.skipped}
+        return {**head, "status": "passed" if self.metrics.passed else "failed", **self.metrics.as_json()}
 
 
 @dataclass
@@ -34,7 +37,9 @@ class CheckReport:
 
     @property
     def passed(self) -> bool:
-        return bool(self.results) and all(r.metrics.passed for r in self.results)
+        """Every comparison that ran passed, and at least one ran: a skip is never a pass."""
+        ran = [r for r in self.results if r.skipped is None]
+        return bool(ran) and all(r.metrics.passed for r in ran)
 
     def as_json(self) -> dict:
         return {"passed": self.passed, "spec": self.spec, "seed": self.seed,
@@ -45,19 +50,21 @@ class CheckReport:
 
 def run_check(model: LoadedModel, backends: list[str], shapes: list[Shape] | None, *, tolerance: Tolerance,
               onnx_path: Path | None = None, threads: int | None = None, precision: str = "fp32",
-              export_options: dict | None = None) -> CheckReport:
+              export_options: dict | None = None, runner_options: dict | None = None) -> CheckReport:
     """Run each backend at each shape on seeded inputs and compare with PyTorch fp32 eager on the
     CPU. A backend that fails to compute is a failed comparison (its error is the reason)."""
     shapes = model.shapes_or_default(shapes)
     report = CheckReport(spec=model.spec, seed=model.seed, tolerance=tolerance,
                          onnx=str(onnx_path) if onnx_path else None)
-    with open_runners(model, backends, shapes, onnx_path, threads, precision, export_options) as runners:
+    with open_runners(model, backends, shapes, onnx_path, threads, precision, export_options,
+                      runner_options=runner_options) as (runners, skipped):
         report.backends = describe_runners(runners)
         for shape in shapes:
             inputs = make_inputs(shape, model.seed)
             references = reference_outputs(model, inputs)
             for name, runner in runners.items():
                 report.results.extend(_compare_backend(name, runner, shape, inputs, references, tolerance))
+            report.results.extend(CheckResult(name, shape, 0, None, skipped=why) for name, why in skipped.items())
     return report
 
 

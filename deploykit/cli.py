@@ -115,10 +115,17 @@ def run_options(command):
                      help="Also write the results as JSON."),
         click.option("--force", is_flag=True, help="Overwrite an existing report file."),
         dysample_impl_option("How DySample is exported when SPEC is exported for an ONNX backend."),
+        click.option("--engine", "engine_path", type=click.Path(path_type=Path), default=None,
+                     help="TensorRT engine for the trt backend (default: built from the ONNX file for the shapes)."),
+        plugin_option("TensorRT plugin library to load before the engine (repeatable)."),
     ]
     for decorator in reversed(decorators):
         command = decorator(command)
     return command
+
+
+def plugin_option(help_text: str):
+    return click.option("--plugin", "plugins", multiple=True, type=click.Path(path_type=Path), help=help_text)
 
 
 def _load(spec, params, weights, seed):
@@ -181,8 +188,11 @@ def list_command(name):
               help="Where the graph will run; trt refuses graphs TensorRT would misread. Default: ort.")
 @click.option("--force", is_flag=True, help="Overwrite an existing output file.")
 @dysample_impl_option("How DySample's sample step is exported.")
+@click.option("--precision", type=click.Choice(["fp32", "fp16"]), default="fp32", show_default=True,
+              help="Graph precision; fp16 is how TensorRT 11 (strongly typed) builds fp16 engines.")
 @fail_cleanly
-def export_command(spec, params, weights, seed, output, opset, static, shapes, target, force, dysample_impl):
+def export_command(spec, params, weights, seed, output, opset, static, shapes, target, force, dysample_impl,
+                   precision):
     """Export SPEC (zoo name, package.module:callable, or recipe .toml) to ONNX."""
     from deploykit.export import describe, export_onnx
 
@@ -192,7 +202,7 @@ def export_command(spec, params, weights, seed, output, opset, static, shapes, t
     if trace and len(trace) > 1:
         raise UserError("export traces one shape, got several --shape", "pass --shape once")
     options = _export_options(recipe, dysample_impl, opset, static, target, trace[0] if trace else None)
-    click.echo(describe(export_onnx(model, output, force=force, **options)))
+    click.echo(describe(export_onnx(model, output, force=force, precision=precision, **options)))
     if options["target"] == "trt":  # the file is written either way; the exit code says if TensorRT will take it
         sys.exit(_print_lint(output, "trt", plugins=None, plugin_pending=options["dysample_impl"] == "plugin"))
 
@@ -228,8 +238,36 @@ def lint_command(model, target, plugins, report_path, force):
     sys.exit(_print_lint(model, target, list(plugins), report_path, force))
 
 
+@main.command("build")
+@click.argument("model", type=click.Path(path_type=Path))
+@click.option("-o", "--output", type=click.Path(path_type=Path), required=True, help="Engine file to write.")
+@click.option("--fp16", is_flag=True, help="FP16 kernels (TensorRT 10 builder flag; on 11 export an fp16 graph).")
+@plugin_option("Plugin library loaded before parsing (repeatable), e.g. build/libdeploykit_trt_plugins.so.")
+@click.option("--shapes", "profiles", multiple=True, metavar="NAME=MIN/OPT/MAX",
+              help="Optimization profile per input (default: from the export's traced shape).")
+@click.option("--timing-cache", type=click.Path(path_type=Path), default=None,
+              help="Timing cache file, read if present and written back.")
+@click.option("--workspace", type=click.IntRange(min=1), default=None, help="Workspace limit in MiB.")
+@click.option("--force", is_flag=True, help="Overwrite an existing engine file.")
+@fail_cleanly
+def build_command(model, output, fp16, plugins, profiles, timing_cache, workspace, force):
+    """Build a TensorRT engine from MODEL.onnx (lint first: 'deploykit lint')."""
+    from deploykit.backends.trt import build_engine, parse_profile
+    from deploykit.pipeline import validate_onnx_file
+
+    _refuse_to_overwrite(output, force)
+    validate_onnx_file(model)
+    parsed = dict(parse_profile(text) for text in profiles) or None
+    result = build_engine(model, output, fp16=fp16, plugins=list(plugins), profiles=parsed,
+                          timing_cache=timing_cache, workspace_mb=workspace, force=force)
+    shapes = ", ".join(f"{name}: {'x'.join(map(str, p.min))} / {'x'.join(map(str, p.opt))} / "
+                       f"{'x'.join(map(str, p.max))}" for name, p in result.profiles.items())
+    click.echo(f"wrote {result.engine_path} (TensorRT {result.tensorrt}, precision {result.precision}; "
+               f"min/opt/max {shapes})")
+
+
 def _run_and_report(run, printer, spec, params, weights, seed, onnx_path, backends, shapes, threads, precision,
-                    report_path, force, dysample_impl, **specific):
+                    report_path, force, dysample_impl, engine_path, plugins, cuda_graph=False, **specific):
     """check and bench alike: load SPEC, run the library over the backends, print, write JSON."""
     from deploykit.backends import parse_backends
     from deploykit.report import write_json
@@ -237,8 +275,9 @@ def _run_and_report(run, printer, spec, params, weights, seed, onnx_path, backen
     _refuse_to_overwrite(report_path, force)
     chosen = parse_backends(backends)
     model, recipe = _load(spec, params, weights, seed)
+    runner_options = {"engine_path": engine_path, "plugins": list(plugins), "cuda_graph": cuda_graph}
     report = run(model, chosen, _shapes(shapes), onnx_path=onnx_path, threads=threads, precision=precision,
-                 export_options=_export_options(recipe, dysample_impl), **specific)
+                 export_options=_export_options(recipe, dysample_impl), runner_options=runner_options, **specific)
     printer(report, _console())
     if report_path:
         write_json(report_path, report.as_json(), force=force)
@@ -269,6 +308,7 @@ def check_command(atol, rtol, **common):
 @run_options
 @click.option("--warmup", type=click.IntRange(min=0), default=10, show_default=True, help="Untimed runs first.")
 @click.option("--iters", type=click.IntRange(min=1), default=50, show_default=True, help="Timed runs.")
+@click.option("--cuda-graph", is_flag=True, help="Replay TensorRT execution as a CUDA graph.")
 @fail_cleanly
 def bench_command(warmup, iters, **common):
     """Time every backend at every shape: min/p50/p90/p99/mean, throughput, ratio to torch."""

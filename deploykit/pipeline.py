@@ -10,7 +10,7 @@ from typing import Iterator
 import numpy as np
 
 from deploykit.backends import Runner, RunnerOptions, runner_class
-from deploykit.errors import BackendRunError, UserError, first_line
+from deploykit.errors import BackendRunError, BackendUnavailable, UserError, first_line
 from deploykit.spec import LoadedModel, Shape
 
 # Backends that cannot run deploykit::DySample nodes, and what runs such a graph instead.
@@ -74,12 +74,15 @@ def _contains_dysample(model: LoadedModel) -> bool:
 @contextlib.contextmanager
 def open_runners(model: LoadedModel, backends: list[str], shapes: list[Shape], onnx_path: Path | None,
                  threads: int | None, precision: str = "fp32", export_options: dict | None = None,
-                 allow_substitutes: bool = True) -> Iterator[dict[str, Runner]]:
-    """Activate each backend once; export a temporary ONNX file if one is needed (with
-    ``export_options``, traced at one of ``shapes``, batch above 1 preferred).
+                 allow_substitutes: bool = True, runner_options: dict | None = None,
+                 ) -> Iterator[tuple[dict[str, Runner], dict[str, str]]]:
+    """Activate each backend once; yield (runners, skipped) where skipped maps a backend that
+    cannot run here, and may be absent (TensorRT on a CPU machine), to the reason.
 
-    A graph with ``deploykit::DySample`` nodes cannot run in ONNX Runtime: "ort" and
-    "ort-cuda" are then replaced by "onnx-ref" (the NumPy plugin reference), which says so.
+    Exports a temporary ONNX file if a backend needs one (with ``export_options``, traced at
+    one of ``shapes``, batch above 1 preferred). A graph with ``deploykit::DySample`` nodes
+    cannot run in ONNX Runtime: "ort" and "ort-cuda" are then replaced by "onnx-ref" (the
+    NumPy plugin reference), which says so.
     """
     export_options = dict(export_options or {})
     needs_onnx = any(runner_class(name).needs_onnx for name in backends)
@@ -94,8 +97,19 @@ def open_runners(model: LoadedModel, backends: list[str], shapes: list[Shape], o
         raise UserError(f"{_SUBSTITUTE_WHY}, and the NumPy reference that checks such graphs is not worth timing",
                         "bench the standard export (--dysample-impl standard) or, later, the TensorRT engine")
     classes = {name: runner_class(name) for name in dict.fromkeys(actual.values())}
-    for cls in classes.values():  # before any export: a missing backend should fail in a second
-        cls.check_available()
+    skipped = {}
+    for name, cls in list(classes.items()):  # before any export: a missing backend fails in a second
+        try:
+            cls.check_available()
+        except BackendUnavailable as exc:
+            if not cls.skip_when_unavailable:
+                raise
+            skipped[name] = str(exc)
+            del classes[name]
+    if not classes:
+        raise UserError(f"no backend can run here ({'; '.join(skipped.values())})",
+                        "add a backend that runs on this machine, e.g. --backends torch,ort")
+    needs_onnx = any(cls.needs_onnx for cls in classes.values())
     with contextlib.ExitStack() as stack:
         if needs_onnx and onnx_path is None:
             from deploykit.export.onnx_export import export_onnx, preferred_trace_shape
@@ -103,14 +117,15 @@ def open_runners(model: LoadedModel, backends: list[str], shapes: list[Shape], o
             work_dir = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="deploykit-")))
             export_options["trace_shape"] = export_options.get("trace_shape") or preferred_trace_shape(shapes)
             onnx_path = export_onnx(model, work_dir / "model.onnx", **export_options).path
-        options = RunnerOptions(model=model, onnx_path=onnx_path, threads=threads, precision=precision)
+        options = RunnerOptions(model=model, onnx_path=onnx_path, threads=threads, precision=precision,
+                                shapes=list(shapes), **(runner_options or {}))
         runners = {name: cls(options) for name, cls in classes.items()}
         for asked, name in actual.items():
             if asked != name:
                 runners[name].substituted_for = asked
         for runner in runners.values():
             stack.enter_context(runner)
-        yield runners
+        yield runners, skipped
 
 
 def describe_runners(runners: dict[str, Runner]) -> dict[str, dict]:

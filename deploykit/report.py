@@ -42,35 +42,48 @@ def print_check(report, console: Console) -> None:
     for column in ("backend", "shape", "out", "max abs", "mean abs", "max rel", "cosine", "PSNR dB", "result"):
         table.add_column(column, justify="left" if column in ("backend", "shape", "result") else "right")
     for r in report.results:
+        if r.skipped is not None:
+            table.add_row(r.backend, format_shape(r.shape), "-", *["-"] * 5, f"[yellow]skipped[/yellow] {r.skipped}")
+            continue
         m = r.metrics
         verdict = "[green]pass[/green]" if m.passed else f"[red]FAIL[/red] {m.reason}"
         table.add_row(r.backend, format_shape(r.shape), str(r.output), _num(m.max_abs), _num(m.mean_abs),
                       _num(m.max_rel), _num(m.cosine, ".6f"), _num(m.psnr, ".1f"), verdict)
     console.print(table)
     console.print(f"backends: {_runner_line(report.backends)}", highlight=False)
-    failed = sum(not r.metrics.passed for r in report.results)
+    ran = [r for r in report.results if r.skipped is None]
+    skipped = len(report.results) - len(ran)
+    note = f" ({skipped} skipped, see above)" if skipped else ""
+    failed = sum(not r.metrics.passed for r in ran)
     if failed:
-        console.print(f"[red]parity FAILED[/red]: {failed} of {len(report.results)} comparisons")
+        console.print(f"[red]parity FAILED[/red]: {failed} of {len(ran)} comparisons{note}")
     else:
-        console.print(f"[green]parity passed[/green]: {len(report.results)} comparisons")
+        console.print(f"[green]parity passed[/green]: {len(ran)} comparisons{note}")
 
 
 def print_bench(report, console: Console) -> None:
     table = Table(title=f"latency: {report.spec} (warmup {report.warmup}, iters {report.iters}, "
                         f"threads {report.threads or 'default'})")
-    for column in ("backend", "shape", "min ms", "p50 ms", "p90 ms", "p99 ms", "mean ms", "samples/s", "vs torch"):
+    columns = ("backend", "shape", "min ms", "p50 ms", "p90 ms", "p99 ms", "mean ms", "samples/s", "vs torch",
+               "h2d ms", "d2h ms")
+    for column in columns:
         table.add_column(column, justify="left" if column in ("backend", "shape") else "right")
     for r in report.results:
+        if r.skipped is not None:
+            table.add_row(r.backend, format_shape(r.shape), f"[yellow]skipped[/yellow]: {r.skipped}",
+                          *[""] * (len(columns) - 3))
+            continue
         s = r.stats
         ratio = f"{r.ratio_to_torch:.2f}x" if r.ratio_to_torch is not None else "-"
         p99 = _num(s.p99_ms, ".3f") + (" [yellow]![/yellow]" if s.unstable else "")
         table.add_row(r.backend, format_shape(r.shape), _num(s.min_ms, ".3f"), _num(s.p50_ms, ".3f"),
-                      _num(s.p90_ms, ".3f"), p99, _num(s.mean_ms, ".3f"), _num(s.throughput, ".1f"), ratio)
+                      _num(s.p90_ms, ".3f"), p99, _num(s.mean_ms, ".3f"), _num(s.throughput, ".1f"), ratio,
+                      _num(s.h2d_ms, ".3f"), _num(s.d2h_ms, ".3f"))
     console.print(table)
     console.print(f"backends: {_runner_line(report.backends)}", highlight=False)
-    console.print("vs torch = p50 / torch p50 at the same shape (below 1 is faster). Times are execution only: "
-                  "inputs are prepared on the device before timing.", highlight=False)
-    if any(r.stats.unstable for r in report.results):
+    console.print("vs torch = p50 / torch p50 at the same shape (below 1 is faster). Times are execution only; "
+                  "h2d/d2h are the input and output copies, measured apart.", highlight=False)
+    if any(r.stats is not None and r.stats.unstable for r in report.results):
         console.print("[yellow]![/yellow] p99 above 1.5x p50: the machine was busy or the timing is noisy; "
                       "raise --iters or close other work", highlight=False)
 

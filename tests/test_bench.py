@@ -61,7 +61,10 @@ def test_measure_times_execute_only_after_warmup():
     stats = measure(runner, [np.zeros((3, 1), np.float32)], warmup=2, iters=5)
     # one untimed end-to-end run first (fails clearly if the backend cannot run), then only execute is timed
     assert runner.calls[:4] == ["prepare", "execute", "fetch", "prepare"]
-    assert runner.calls[4:] == ["start", "execute", "stop"] * 7
+    assert runner.calls[4:25] == ["start", "execute", "stop"] * 7
+    # then the copies, timed apart from execution: prepare (h2d) and fetch (d2h), min(iters, 10) times
+    assert runner.calls[25:] == ["start", "prepare", "stop", "execute", "start", "fetch", "stop"] * 5
+    assert stats.h2d_ms == 1.0 and stats.d2h_ms == 1.0
     assert stats.iters == 5 and stats.throughput == pytest.approx(3000.0)
 
 

@@ -17,6 +17,7 @@ _BACKENDS = {
     "ort-cuda": ("deploykit.backends.ort", "OrtCudaRunner"),
     "ort-trt": ("deploykit.backends.ort", "OrtTensorrtRunner"),
     "onnx-ref": ("deploykit.backends.onnxref", "OnnxReferenceRunner"),
+    "trt": ("deploykit.backends.trt", "TrtRunner"),
 }
 
 

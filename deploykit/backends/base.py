@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import time
 from abc import ABC, abstractmethod
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -39,6 +39,10 @@ class RunnerOptions:
     onnx_path: Path | None = None  # for runners that execute an ONNX graph
     threads: int | None = None  # intra-op threads; None = the backend's own default
     precision: str = "fp32"
+    shapes: list[tuple[int, ...]] = field(default_factory=list)  # the shapes it will see (engine profiles)
+    engine_path: Path | None = None  # a prebuilt TensorRT engine
+    plugins: list[Path] = field(default_factory=list)  # TensorRT plugin libraries to load first
+    cuda_graph: bool = False  # replay execution as a CUDA graph where the backend can
 
 
 class Runner(ABC):
@@ -46,6 +50,9 @@ class Runner(ABC):
 
     name: str = "runner"
     needs_onnx: bool = False
+    # True for backends whose absence is routine (TensorRT on a CPU machine): check and bench
+    # then mark them "skipped" with the reason instead of stopping.
+    skip_when_unavailable: bool = False
 
     def __init__(self, options: RunnerOptions):
         self.options = options

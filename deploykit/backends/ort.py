@@ -57,13 +57,15 @@ class OrtCpuRunner(Runner):
                 f"({self.provider} could not start)", "check the CUDA/TensorRT libraries, or use --backends ort")
         self.input_names = [i.name for i in self.session.get_inputs()]
         self.input_dims = [i.shape for i in self.session.get_inputs()]
+        self.input_dtypes = [np.float16 if i.type == "tensor(float16)" else np.float32 for i in self.session.get_inputs()]
 
     def _deactivate(self) -> None:
         del self.session
 
     def prepare(self, inputs: list[np.ndarray]) -> dict[str, np.ndarray]:
         check_fixed_dims(self.options.onnx_path, self.input_names, self.input_dims, inputs)
-        return {name: np.ascontiguousarray(a, dtype=np.float32) for name, a in zip(self.input_names, inputs)}
+        return {name: np.ascontiguousarray(a, dtype=dtype)
+                for name, dtype, a in zip(self.input_names, self.input_dtypes, inputs)}
 
     def execute(self, prepared: dict[str, np.ndarray]) -> list[np.ndarray]:
         return self.session.run(None, prepared, self.run_options)

@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import collections
 import contextlib
+import copy
+import dataclasses
 import io
 import logging
 import warnings
@@ -54,7 +56,7 @@ def dynamic_dims(rank: int) -> dict[int, str]:
 
 def export_onnx(model: LoadedModel, path: Path, *, opset: int | None = None, dynamic: bool = True,
                 trace_shape: Shape | None = None, target: str = "ort", dysample_impl: str = "standard",
-                force: bool = False) -> ExportResult:
+                precision: str = "fp32", force: bool = False) -> ExportResult:
     """Export ``model`` to ``path`` atomically; the file exists only if every check passed.
 
     ``opset=None`` asks for DEFAULT_OPSET and accepts a higher one when an op needs it
@@ -74,9 +76,16 @@ def export_onnx(model: LoadedModel, path: Path, *, opset: int | None = None, dyn
     example = torch.randn(*shape, generator=torch.Generator().manual_seed(model.seed))
     output_names = _output_names(model.forward(example))
     dims = (dynamic_dims(len(shape)),) if dynamic else None
+    if precision not in ("fp32", "fp16"):
+        raise UserError(f"unknown precision {precision!r}", "use fp32 or fp16")
+    if precision == "fp16":  # a half copy: the caller's model stays fp32
+        model = dataclasses.replace(model, module=copy.deepcopy(model.module).half())
+        example = example.half()
 
     with staged_files(Path(path), force) as staged, _dysample_strategy(model.module, dysample_impl) as table:
         program = _run_exporter(model, example, dims, opset or DEFAULT_OPSET, output_names, table)
+        program.model.metadata_props["deploykit.traced_shape"] = format_shape(shape)  # engine profile defaults
+        program.model.metadata_props["deploykit.spec"] = model.spec
         program.save(str(staged))  # weights go to a .data file beside it past protobuf's 2 GB
         proto = onnx.load(str(staged), load_external_data=False)
         actual = _check_graph(staged, proto, opset, target, model.spec)

@@ -1,0 +1,308 @@
+"""TensorRT: engine build (``deploykit build``) and the runner used by check and bench.
+
+Written against TensorRT's Python API, 10.x and 11.x. Buffers are PyTorch CUDA tensors, the
+stream is PyTorch's current stream, execution is timed with CUDA events (copies apart), and
+a CUDA graph can replay it. On machines without TensorRT or a GPU this module is never
+imported by the CPU path, and check/bench mark the backend skipped with the reason.
+
+Precision: engines are built from the types in the graph (strongly typed), the only mode
+TensorRT 11 has. ``fp16=True`` asks TensorRT 10 for FP16 kernels with the builder flag; on 11,
+which removed the flag, export an fp16 graph instead (``deploykit export --precision fp16``).
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import tempfile
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from deploykit.backends.base import Runner, RunnerOptions
+from deploykit.errors import BackendUnavailable, UserError, first_line
+from deploykit.files import atomic_path
+
+
+def _tensorrt():
+    """Import TensorRT or say what is missing."""
+    if importlib.util.find_spec("tensorrt") is None:
+        raise BackendUnavailable("TensorRT is not installed",
+                                 "pip install tensorrt on a machine with an NVIDIA GPU (its builder library "
+                                 "is not on every package index)")
+    try:
+        import tensorrt as trt
+    except (ImportError, OSError) as exc:
+        raise BackendUnavailable(f"TensorRT is installed but cannot load ({first_line(exc, 120)})",
+                                 "install the full TensorRT runtime (libnvinfer) that matches the Python package") from None
+    return trt
+
+
+def _require_gpu() -> None:
+    import torch
+
+    if not torch.cuda.is_available():
+        raise BackendUnavailable("TensorRT needs a CUDA GPU and a CUDA build of PyTorch; none is available here",
+                                 "run the trt backend on a GPU machine")
+
+
+class _Logger:
+    """TensorRT's messages at WARNING and above, kept so errors can be reported in one line."""
+
+    def __init__(self, trt):
+        class Logger(trt.ILogger):
+            def __init__(self):
+                trt.ILogger.__init__(self)
+                self.messages: list[str] = []
+
+            def log(self, severity, msg):
+                if severity <= trt.ILogger.Severity.WARNING:
+                    self.messages.append(msg)
+
+        self.logger = Logger()
+
+    def last_error(self) -> str:
+        return self.logger.messages[-1] if self.logger.messages else "no message from TensorRT"
+
+
+def load_plugins(trt, plugins: list[Path]) -> None:
+    registry = trt.get_plugin_registry()
+    for plugin in plugins:
+        if not Path(plugin).is_file():
+            raise UserError(f"plugin library {plugin} not found", "build it: cmake -S plugins -B build (see README)")
+        if registry.load_library(str(plugin)) is None:
+            raise UserError(f"TensorRT could not load plugin library {plugin}",
+                            "rebuild it against this TensorRT version")
+
+
+@dataclass
+class Profile:
+    """min/opt/max shape of one engine input."""
+
+    min: tuple[int, ...]
+    opt: tuple[int, ...]
+    max: tuple[int, ...]
+
+
+def profile_from_shapes(shapes: list[tuple[int, ...]], opt: tuple[int, ...] | None = None) -> Profile:
+    """Cover every shape a check or bench will run: elementwise min and max, opt the first."""
+    return Profile(min=tuple(map(min, zip(*shapes))), opt=opt or shapes[0], max=tuple(map(max, zip(*shapes))))
+
+
+def default_profile(traced: tuple[int, ...]) -> Profile:
+    """From the export's traced shape: batch 1..max(4, 2B), spatial sizes from a quarter to 4x."""
+    batch, channels, *spatial = traced
+    return Profile(min=(1, channels, *(max(1, s // 4) for s in spatial)), opt=tuple(traced),
+                   max=(max(4, 2 * batch), channels, *(4 * s for s in spatial)))
+
+
+@dataclass
+class BuildResult:
+    engine_path: Path
+    profiles: dict[str, Profile] = field(default_factory=dict)
+    tensorrt: str = ""
+    precision: str = "fp32"
+
+
+def build_engine(onnx_path: Path, engine_path: Path, *, fp16: bool = False, plugins: list[Path] | None = None,
+                 profiles: dict[str, Profile] | None = None, timing_cache: Path | None = None,
+                 workspace_mb: int | None = None, force: bool = False) -> BuildResult:
+    """Parse ``onnx_path`` (plugins loaded first) and write a serialized engine atomically."""
+    trt = _tensorrt()
+    _require_gpu()
+    log = _Logger(trt)
+    load_plugins(trt, plugins or [])
+    builder = trt.Builder(log.logger)
+    weak_fp16 = fp16 and hasattr(trt.BuilderFlag, "FP16")
+    if fp16 and not weak_fp16:
+        raise UserError(f"TensorRT {trt.__version__} has no FP16 builder flag (strong typing only)",
+                        "export an fp16 graph (deploykit export --precision fp16) and build that")
+    flags = 0 if weak_fp16 else 1 << int(trt.NetworkDefinitionCreationFlag.STRONGLY_TYPED)
+    network = builder.create_network(flags)
+    parser = trt.OnnxParser(network, log.logger)
+    if not parser.parse_from_file(str(onnx_path)):
+        raise UserError(_parser_errors(parser), "run 'deploykit lint' on the model for the likely cause")
+    config = builder.create_builder_config()
+    if weak_fp16:
+        config.set_flag(trt.BuilderFlag.FP16)
+    if workspace_mb:
+        config.set_memory_pool_limit(trt.MemoryPoolType.WORKSPACE, workspace_mb << 20)
+    profiles = profiles or _profiles_from_graph(network, onnx_path)
+    profile = builder.create_optimization_profile()
+    for i in range(network.num_inputs):
+        name = network.get_input(i).name
+        if name not in profiles:
+            raise UserError(f"no shapes for engine input {name!r}", f"pass --shapes {name}=MIN/OPT/MAX")
+        profile.set_shape(name, profiles[name].min, profiles[name].opt, profiles[name].max)
+    config.add_optimization_profile(profile)
+    cache = None
+    if timing_cache is not None:
+        cache = config.create_timing_cache(Path(timing_cache).read_bytes() if Path(timing_cache).is_file() else b"")
+        config.set_timing_cache(cache, ignore_mismatch=False)
+    serialized = builder.build_serialized_network(network, config)
+    if serialized is None:
+        raise UserError(f"TensorRT could not build an engine from {onnx_path}: {log.last_error()}",
+                        "run 'deploykit lint' on the model, or raise --workspace")
+    with atomic_path(Path(engine_path), force) as tmp:
+        tmp.write_bytes(bytes(serialized))
+    if cache is not None:
+        with atomic_path(Path(timing_cache), force=True) as tmp:
+            tmp.write_bytes(bytes(config.get_timing_cache().serialize()))
+    return BuildResult(Path(engine_path), profiles, trt.__version__, "fp16" if fp16 else "as in the graph")
+
+
+def _parser_errors(parser) -> str:
+    """Each parser error with the failing node's name and op type (TensorRT 10+ reports both)."""
+    parts = []
+    for i in range(parser.num_errors):
+        error = parser.get_error(i)
+        node_name = error.node_name() if hasattr(error, "node_name") else f"#{error.node()}"
+        operator = error.node_operator() if hasattr(error, "node_operator") else "?"
+        parts.append(f"node {node_name} ({operator}): {error.desc()}")
+    return "TensorRT's ONNX parser failed: " + "; ".join(parts or ["no error reported"])
+
+
+def _profiles_from_graph(network, onnx_path: Path) -> dict[str, Profile]:
+    """Defaults from the export: deploykit records the traced shape in the ONNX metadata."""
+    import onnx
+
+    metadata = {p.key: p.value for p in onnx.load(str(onnx_path), load_external_data=False).metadata_props}
+    traced = metadata.get("deploykit.traced_shape")
+    profiles = {}
+    for i in range(network.num_inputs):
+        tensor = network.get_input(i)
+        dims = tuple(tensor.shape)
+        if all(d > 0 for d in dims):
+            profiles[tensor.name] = Profile(dims, dims, dims)
+        elif traced and network.num_inputs == 1:
+            profiles[tensor.name] = default_profile(tuple(int(d) for d in traced.split("x")))
+    return profiles
+
+
+def parse_profile(text: str) -> tuple[str, Profile]:
+    """'input=1x64x16x16/2x64x64x64/4x64x128x128' -> ('input', Profile(...))."""
+    from deploykit.spec import parse_shape
+
+    name, sep, spec = text.partition("=")
+    parts = spec.split("/")
+    if not sep or not name or len(parts) != 3:
+        raise UserError(f"malformed --shapes {text!r}", "write NAME=MIN/OPT/MAX, e.g. input=1x64x16x16/2x64x64x64/4x64x128x128")
+    low, opt, high = (parse_shape(p) for p in parts)
+    if not (len(low) == len(opt) == len(high)) or any(not a <= b <= c for a, b, c in zip(low, opt, high)):
+        raise UserError(f"--shapes {text!r} is not ordered min <= opt <= max in every dim", "fix the shapes")
+    return name, Profile(low, opt, high)
+
+
+_TORCH_DTYPES = {"FLOAT": "float32", "HALF": "float16", "INT32": "int32", "INT64": "int64", "BOOL": "bool",
+                 "BF16": "bfloat16", "INT8": "int8"}
+
+
+class TrtRunner(Runner):
+    """A TensorRT engine, given (--engine) or built from the ONNX file for the shapes to run."""
+
+    name = "trt"
+    needs_onnx = True
+    skip_when_unavailable = True
+
+    @classmethod
+    def check_available(cls) -> None:
+        _tensorrt()
+        _require_gpu()
+
+    def _activate(self) -> None:
+        import torch
+
+        trt = _tensorrt()
+        self._trt, self._torch = trt, torch
+        log = _Logger(trt)
+        load_plugins(trt, self.options.plugins)
+        engine_path = self.options.engine_path
+        if engine_path is None:
+            self._work = tempfile.TemporaryDirectory(prefix="deploykit-trt-")
+            engine_path = Path(self._work.name) / "model.engine"
+            profiles = None
+            if self.options.shapes and self.options.onnx_path is not None:
+                profiles = {self._single_input_name(): profile_from_shapes(self.options.shapes)}
+            build_engine(self.options.onnx_path, engine_path, fp16=self.options.precision == "fp16" and
+                         hasattr(trt.BuilderFlag, "FP16"), plugins=self.options.plugins, profiles=profiles)
+        elif not Path(engine_path).is_file():
+            raise UserError(f"engine {engine_path} not found", "build one with 'deploykit build'")
+        runtime = trt.Runtime(log.logger)
+        self.engine = runtime.deserialize_cuda_engine(Path(engine_path).read_bytes())
+        if self.engine is None:
+            hint = ("pass the plugin library with --plugin (e.g. build/libdeploykit_trt_plugins.so)"
+                    if "plugin" in log.last_error().lower() else "rebuild the engine with this TensorRT version")
+            raise UserError(f"TensorRT could not load engine {engine_path}: {log.last_error()}", hint)
+        self.context = self.engine.create_execution_context()
+        names = [self.engine.get_tensor_name(i) for i in range(self.engine.num_io_tensors)]
+        self.inputs = [n for n in names if self.engine.get_tensor_mode(n) == trt.TensorIOMode.INPUT]
+        self.outputs = [n for n in names if n not in self.inputs]
+        self.stream = torch.cuda.current_stream()
+        self._graphs: dict[tuple, Any] = {}
+
+    def _single_input_name(self) -> str:
+        import onnx
+
+        graph = onnx.load(str(self.options.onnx_path), load_external_data=False).graph
+        return graph.input[0].name
+
+    def _deactivate(self) -> None:
+        self._graphs.clear()
+        del self.context, self.engine
+        if getattr(self, "_work", None):
+            self._work.cleanup()
+
+    def _dtype(self, name: str):
+        return getattr(self._torch, _TORCH_DTYPES[self.engine.get_tensor_dtype(name).name])
+
+    def prepare(self, inputs: list[np.ndarray]) -> dict[str, Any]:
+        torch = self._torch
+        if len(inputs) != len(self.inputs):
+            raise UserError(f"the engine takes {len(self.inputs)} inputs, given {len(inputs)}",
+                            "check that the engine was built from this SPEC")
+        buffers = {}
+        for name, array in zip(self.inputs, inputs):
+            tensor = torch.from_numpy(np.ascontiguousarray(array)).to("cuda", self._dtype(name))
+            if not self.context.set_input_shape(name, tuple(tensor.shape)):
+                raise UserError(f"shape {'x'.join(map(str, tensor.shape))} is outside the engine's profile "
+                                f"for {name!r}", "rebuild the engine with --shapes covering it")
+            buffers[name] = tensor
+        for name in self.outputs:
+            shape = tuple(self.context.get_tensor_shape(name))
+            buffers[name] = torch.empty(shape, dtype=self._dtype(name), device="cuda")
+        for name, tensor in buffers.items():
+            self.context.set_tensor_address(name, tensor.data_ptr())
+        return buffers
+
+    def execute(self, prepared: dict[str, Any]) -> list[Any]:
+        if self.options.cuda_graph:
+            self._replay(prepared)
+        elif not self.context.execute_async_v3(self.stream.cuda_stream):
+            raise RuntimeError("TensorRT enqueue failed")
+        return [prepared[name] for name in self.outputs]
+
+    def _replay(self, prepared: dict[str, Any]) -> None:
+        """Capture one graph per set of buffers (shapes and addresses), then replay it."""
+        torch = self._torch
+        key = tuple((name, tuple(t.shape), t.data_ptr()) for name, t in prepared.items())
+        if key not in self._graphs:
+            self.context.execute_async_v3(self.stream.cuda_stream)  # TensorRT wants one run before capture
+            graph = torch.cuda.CUDAGraph()
+            with torch.cuda.graph(graph):  # captures on a side stream, which is current inside
+                self.context.execute_async_v3(torch.cuda.current_stream().cuda_stream)
+            self._graphs[key] = graph
+        self._graphs[key].replay()
+
+    def fetch(self, outputs: list[Any]) -> list[np.ndarray]:
+        return [o.float().cpu().numpy() for o in outputs]
+
+    def stopwatch(self):
+        from deploykit.backends.torch import CudaEventStopwatch
+
+        return CudaEventStopwatch()
+
+    def describe(self) -> dict[str, Any]:
+        return {"device": self._torch.cuda.get_device_name(0), "threads": "-", "tensorrt": self._trt.__version__,
+                "engine": str(self.options.engine_path or "built from the ONNX file"),
+                "cuda_graph": self.options.cuda_graph}
