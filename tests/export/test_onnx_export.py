@@ -84,3 +84,12 @@ def test_existing_file_is_not_overwritten_without_force(tmp_path):
 def test_unsupported_opset_is_a_user_error(tmp_path):
     with pytest.raises(UserError, match="opset 9"):
         export_onnx(load_model("pool"), tmp_path / "m.onnx", opset=9)
+
+
+def test_fp16_export_and_traced_shape_metadata(tmp_path):
+    model = load_model("dysample")
+    result = export_onnx(model, tmp_path / "h.onnx", precision="fp16")
+    proto = onnx.load(str(result.path))
+    assert proto.graph.input[0].type.tensor_type.elem_type == onnx.TensorProto.FLOAT16
+    assert {p.key: p.value for p in proto.metadata_props}["deploykit.traced_shape"] == "2x64x37x45"
+    assert next(model.module.parameters()).dtype == torch.float32, "the caller's model stays fp32"
