@@ -67,13 +67,36 @@ class _Logger:
 
 
 def load_plugins(trt, plugins: list[Path]) -> None:
+    """Load plugin libraries before parsing or deserializing.
+
+    dlopen first: a library that registers its creators statically (deploykit's does, under
+    its own namespace) is then ready, and must not also go through IPluginRegistry.loadLibrary,
+    which refuses creators that are already registered. A library that only exports
+    getCreators registers nothing on dlopen and is handed to loadLibrary.
+    """
+    import ctypes
+
     registry = trt.get_plugin_registry()
     for plugin in plugins:
         if not Path(plugin).is_file():
             raise UserError(f"plugin library {plugin} not found", "build it: cmake -S plugins -B build (see README)")
-        if registry.load_library(str(plugin)) is None:
-            raise UserError(f"TensorRT could not load plugin library {plugin}",
-                            "rebuild it against this TensorRT version")
+        before = _creator_count(registry)
+        try:
+            library = ctypes.CDLL(str(Path(plugin).resolve()), mode=ctypes.RTLD_GLOBAL)
+        except OSError as exc:
+            raise UserError(f"cannot load plugin library {plugin}: {first_line(exc, 160)}",
+                            "rebuild it against this TensorRT and CUDA") from None
+        if _creator_count(registry) == before and hasattr(library, "getCreators"):
+            if registry.load_library(str(plugin)) is None:
+                raise UserError(f"TensorRT could not register the plugins of {plugin}",
+                                "rebuild it against this TensorRT version")
+
+
+def _creator_count(registry) -> int:
+    creators = getattr(registry, "all_creators", None)
+    if creators is None:
+        creators = getattr(registry, "plugin_creator_list", [])
+    return len(creators)
 
 
 @dataclass

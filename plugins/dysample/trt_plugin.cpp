@@ -3,7 +3,9 @@
 //
 // Written against the IPluginV3 API, which is the same in TensorRT 10.x and 11.x for
 // everything used here (checked by compiling against both header sets), so no
-// NV_TENSORRT_MAJOR branches are needed.
+// NV_TENSORRT_MAJOR branches are needed. What 11.x did change (ILogger and ILoggerFinder now
+// derive from IVersionedInterface; implicit-batch IPluginV2 methods removed) only matters to
+// code that implements those classes; this file only calls them.
 #include "trt_plugin.h"
 
 #include <cuda_fp16.h>
@@ -381,9 +383,16 @@ char const* DySamplePluginCreator::getPluginNamespace() const noexcept { return 
 // getCreators returns and, per IPluginRegistry::loadLibrary's contract, refuses a library whose
 // creator is already registered; build with DEPLOYKIT_TRT_STATIC_REGISTRATION=OFF when the
 // library is only ever loaded that way.
+// Not REGISTER_TENSORRT_PLUGIN: its registrar passes namespace "" to registerCreator, and the
+// ONNX node asks for plugin_namespace "deploykit"; this registers under the creator's own.
 #if !defined(DEPLOYKIT_TRT_NO_STATIC_REGISTRATION)
-using DeploykitDySamplePluginCreator = deploykit::trt::DySamplePluginCreator;
-REGISTER_TENSORRT_PLUGIN(DeploykitDySamplePluginCreator);
+namespace {
+struct StaticRegistration {
+  deploykit::trt::DySamplePluginCreator creator;
+  StaticRegistration() { getPluginRegistry()->registerCreator(creator, creator.getPluginNamespace()); }
+};
+StaticRegistration const static_registration;
+}  // namespace
 #endif
 
 extern "C" DEPLOYKIT_TRT_EXPORT void setLoggerFinder(nvinfer1::ILoggerFinder* finder) {
