@@ -104,7 +104,7 @@ def run_options(command):
         click.option("--onnx", "onnx_path", type=click.Path(path_type=Path), default=None,
                      help="ONNX file for ONNX backends (default: export SPEC to a temporary file)."),
         click.option("--backends", default="torch,ort", show_default=True,
-                     help="Comma-separated: torch, torch-cuda, ort, ort-cuda, ort-trt, onnx-ref."),
+                     help="Comma-separated: torch, torch-cuda, ort, ort-cuda, ort-trt, onnx-ref, trt."),
         shape_option("Input shape (repeatable). Default: three shapes incl. batch>1 and odd, non-square H, W."),
         click.option("--threads", type=click.IntRange(min=1, max=MAX_THREADS), default=os.cpu_count() or 1,
                      show_default=True, help="Intra-op threads for torch and ONNX Runtime."),
@@ -248,9 +248,10 @@ def lint_command(model, target, plugins, report_path, force):
 @click.option("--timing-cache", type=click.Path(path_type=Path), default=None,
               help="Timing cache file, read if present and written back.")
 @click.option("--workspace", type=click.IntRange(min=1), default=None, help="Workspace limit in MiB.")
+@click.option("--tf32", is_flag=True, help="Allow TF32 for fp32 layers (off: fp32 stays fp32, as parity expects).")
 @click.option("--force", is_flag=True, help="Overwrite an existing engine file.")
 @fail_cleanly
-def build_command(model, output, fp16, plugins, profiles, timing_cache, workspace, force):
+def build_command(model, output, fp16, plugins, profiles, timing_cache, workspace, tf32, force):
     """Build a TensorRT engine from MODEL.onnx (lint first: 'deploykit lint')."""
     from deploykit.backends.trt import build_engine, parse_profile
     from deploykit.pipeline import validate_onnx_file
@@ -258,7 +259,7 @@ def build_command(model, output, fp16, plugins, profiles, timing_cache, workspac
     _refuse_to_overwrite(output, force)
     validate_onnx_file(model)
     parsed = dict(parse_profile(text) for text in profiles) or None
-    result = build_engine(model, output, fp16=fp16, plugins=list(plugins), profiles=parsed,
+    result = build_engine(model, output, fp16=fp16, tf32=tf32, plugins=list(plugins), profiles=parsed,
                           timing_cache=timing_cache, workspace_mb=workspace, force=force)
     shapes = ", ".join(f"{name}: {'x'.join(map(str, p.min))} / {'x'.join(map(str, p.opt))} / "
                        f"{'x'.join(map(str, p.max))}" for name, p in result.profiles.items())

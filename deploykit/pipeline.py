@@ -85,7 +85,8 @@ def open_runners(model: LoadedModel, backends: list[str], shapes: list[Shape], o
     NumPy plugin reference), which says so.
     """
     export_options = dict(export_options or {})
-    needs_onnx = any(runner_class(name).needs_onnx for name in backends)
+    runner_options = runner_options or {}
+    needs_onnx = any(runner_class(name).needs_onnx_file(runner_options) for name in backends)
     if onnx_path is not None and needs_onnx:
         validate_onnx_file(onnx_path)
         plugin_graph = has_plugin_nodes(onnx_path)
@@ -95,7 +96,7 @@ def open_runners(model: LoadedModel, backends: list[str], shapes: list[Shape], o
     actual = {name: _PLUGIN_SUBSTITUTES.get(name, name) if plugin_graph else name for name in backends}
     if not allow_substitutes and any(a != n for n, a in actual.items()):
         raise UserError(f"{_SUBSTITUTE_WHY}, and the NumPy reference that checks such graphs is not worth timing",
-                        "bench the standard export (--dysample-impl standard) or, later, the TensorRT engine")
+                        "bench the standard export (--dysample-impl standard) on ort, or the plugin graph on trt")
     classes = {name: runner_class(name) for name in dict.fromkeys(actual.values())}
     skipped = {}
     for name, cls in list(classes.items()):  # before any export: a missing backend fails in a second
@@ -109,7 +110,9 @@ def open_runners(model: LoadedModel, backends: list[str], shapes: list[Shape], o
     if not classes:
         raise UserError(f"no backend can run here ({'; '.join(skipped.values())})",
                         "add a backend that runs on this machine, e.g. --backends torch,ort")
-    needs_onnx = any(cls.needs_onnx for cls in classes.values())
+    needs_onnx = any(cls.needs_onnx_file(runner_options) for cls in classes.values())
+    if "trt" in classes:  # the graph TensorRT gets must pass the trt export checks
+        export_options["target"] = "trt"
     with contextlib.ExitStack() as stack:
         if needs_onnx and onnx_path is None:
             from deploykit.export.onnx_export import export_onnx, preferred_trace_shape
@@ -118,7 +121,7 @@ def open_runners(model: LoadedModel, backends: list[str], shapes: list[Shape], o
             export_options["trace_shape"] = export_options.get("trace_shape") or preferred_trace_shape(shapes)
             onnx_path = export_onnx(model, work_dir / "model.onnx", **export_options).path
         options = RunnerOptions(model=model, onnx_path=onnx_path, threads=threads, precision=precision,
-                                shapes=list(shapes), **(runner_options or {}))
+                                shapes=list(shapes), **runner_options)
         runners = {name: cls(options) for name, cls in classes.items()}
         for asked, name in actual.items():
             if asked != name:

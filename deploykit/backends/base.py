@@ -60,6 +60,11 @@ class Runner(ABC):
         self.substituted_for: str | None = None  # the backend asked for, when this one runs instead
 
     @classmethod
+    def needs_onnx_file(cls, runner_options: dict) -> bool:
+        """Whether this backend, so configured, reads an ONNX file (an engine given is enough for trt)."""
+        return cls.needs_onnx
+
+    @classmethod
     def check_available(cls) -> None:
         """Raise BackendUnavailable (naming what to install) if this backend cannot run here.
 

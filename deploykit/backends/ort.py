@@ -57,7 +57,8 @@ class OrtCpuRunner(Runner):
                 f"({self.provider} could not start)", "check the CUDA/TensorRT libraries, or use --backends ort")
         self.input_names = [i.name for i in self.session.get_inputs()]
         self.input_dims = [i.shape for i in self.session.get_inputs()]
-        self.input_dtypes = [np.float16 if i.type == "tensor(float16)" else np.float32 for i in self.session.get_inputs()]
+        self.input_dtypes = [np.float16 if i.type == "tensor(float16)" else np.float32
+                             for i in self.session.get_inputs()]
 
     def _deactivate(self) -> None:
         del self.session

@@ -57,20 +57,21 @@ class TorchRunner(Runner):
 
 
 class CudaEventStopwatch(Stopwatch):
-    """CUDA events on the current stream: times GPU work, not the host's launch calls."""
+    """CUDA events on the work's stream (default: the current one): times GPU work, not the
+    host's launch calls."""
 
-    def __init__(self) -> None:
+    def __init__(self, stream=None) -> None:
         import torch
 
-        self._torch = torch
+        self._stream = stream
         self._begin = torch.cuda.Event(enable_timing=True)
         self._end = torch.cuda.Event(enable_timing=True)
 
     def start(self) -> None:
-        self._begin.record()
+        self._begin.record(self._stream)
 
     def stop(self) -> float:
-        self._end.record()
+        self._end.record(self._stream)
         self._end.synchronize()
         return self._begin.elapsed_time(self._end)
 

@@ -20,7 +20,7 @@ from typing import Any
 
 import numpy as np
 
-from deploykit.backends.base import Runner, RunnerOptions
+from deploykit.backends.base import Runner
 from deploykit.errors import BackendUnavailable, UserError, first_line
 from deploykit.files import atomic_path
 
@@ -35,7 +35,7 @@ def _tensorrt():
         import tensorrt as trt
     except (ImportError, OSError) as exc:
         raise BackendUnavailable(f"TensorRT is installed but cannot load ({first_line(exc, 120)})",
-                                 "install the full TensorRT runtime (libnvinfer) that matches the Python package") from None
+                                 "install the TensorRT runtime (libnvinfer) matching the Python package") from None
     return trt
 
 
@@ -54,16 +54,16 @@ class _Logger:
         class Logger(trt.ILogger):
             def __init__(self):
                 trt.ILogger.__init__(self)
-                self.messages: list[str] = []
+                self.errors: list[str] = []
 
             def log(self, severity, msg):
-                if severity <= trt.ILogger.Severity.WARNING:
-                    self.messages.append(msg)
+                if severity <= trt.ILogger.Severity.ERROR:  # warnings often follow the error that matters
+                    self.errors.append(msg)
 
         self.logger = Logger()
 
     def last_error(self) -> str:
-        return self.logger.messages[-1] if self.logger.messages else "no message from TensorRT"
+        return self.logger.errors[-1] if self.logger.errors else "no error message from TensorRT"
 
 
 def load_plugins(trt, plugins: list[Path]) -> None:
@@ -80,23 +80,23 @@ def load_plugins(trt, plugins: list[Path]) -> None:
     for plugin in plugins:
         if not Path(plugin).is_file():
             raise UserError(f"plugin library {plugin} not found", "build it: cmake -S plugins -B build (see README)")
-        before = _creator_count(registry)
+        path = str(Path(plugin).resolve())
+        if path in _LOADED_PLUGINS:  # loadLibrary refuses creators already registered
+            continue
+        before = len(registry.all_creators or [])
         try:
-            library = ctypes.CDLL(str(Path(plugin).resolve()), mode=ctypes.RTLD_GLOBAL)
+            library = ctypes.CDLL(path, mode=ctypes.RTLD_GLOBAL)
         except OSError as exc:
             raise UserError(f"cannot load plugin library {plugin}: {first_line(exc, 160)}",
                             "rebuild it against this TensorRT and CUDA") from None
-        if _creator_count(registry) == before and hasattr(library, "getCreators"):
-            if registry.load_library(str(plugin)) is None:
+        if len(registry.all_creators or []) == before and hasattr(library, "getCreators"):
+            if registry.load_library(path) is None:
                 raise UserError(f"TensorRT could not register the plugins of {plugin}",
                                 "rebuild it against this TensorRT version")
+        _LOADED_PLUGINS.add(path)
 
 
-def _creator_count(registry) -> int:
-    creators = getattr(registry, "all_creators", None)
-    if creators is None:
-        creators = getattr(registry, "plugin_creator_list", [])
-    return len(creators)
+_LOADED_PLUGINS: set[str] = set()
 
 
 @dataclass
@@ -128,9 +128,9 @@ class BuildResult:
     precision: str = "fp32"
 
 
-def build_engine(onnx_path: Path, engine_path: Path, *, fp16: bool = False, plugins: list[Path] | None = None,
-                 profiles: dict[str, Profile] | None = None, timing_cache: Path | None = None,
-                 workspace_mb: int | None = None, force: bool = False) -> BuildResult:
+def build_engine(onnx_path: Path, engine_path: Path, *, fp16: bool = False, tf32: bool = False,
+                 plugins: list[Path] | None = None, profiles: dict[str, Profile] | None = None,
+                 timing_cache: Path | None = None, workspace_mb: int | None = None, force: bool = False) -> BuildResult:
     """Parse ``onnx_path`` (plugins loaded first) and write a serialized engine atomically."""
     trt = _tensorrt()
     _require_gpu()
@@ -149,6 +149,10 @@ def build_engine(onnx_path: Path, engine_path: Path, *, fp16: bool = False, plug
     config = builder.create_builder_config()
     if weak_fp16:
         config.set_flag(trt.BuilderFlag.FP16)
+    if not tf32 and hasattr(trt.BuilderFlag, "TF32"):
+        # On by default: fp32 convolutions would round inputs to 10 mantissa bits and miss
+        # the fp32 parity tolerance by orders of magnitude.
+        config.clear_flag(trt.BuilderFlag.TF32)
     if workspace_mb:
         config.set_memory_pool_limit(trt.MemoryPoolType.WORKSPACE, workspace_mb << 20)
     profiles = profiles or _profiles_from_graph(network, onnx_path)
@@ -157,11 +161,20 @@ def build_engine(onnx_path: Path, engine_path: Path, *, fp16: bool = False, plug
         name = network.get_input(i).name
         if name not in profiles:
             raise UserError(f"no shapes for engine input {name!r}", f"pass --shapes {name}=MIN/OPT/MAX")
-        profile.set_shape(name, profiles[name].min, profiles[name].opt, profiles[name].max)
-    config.add_optimization_profile(profile)
+        try:
+            profile.set_shape(name, profiles[name].min, profiles[name].opt, profiles[name].max)
+        except RuntimeError as exc:
+            raise UserError(f"profile for {name!r} does not fit the network's input "
+                            f"{tuple(network.get_input(i).shape)}: {first_line(exc)}",
+                            "fix --shapes (rank and fixed dims must match)") from None
+    if config.add_optimization_profile(profile) < 0:
+        raise UserError(f"TensorRT rejected the optimization profile: {log.last_error()}", "fix --shapes")
     cache = None
     if timing_cache is not None:
         cache = config.create_timing_cache(Path(timing_cache).read_bytes() if Path(timing_cache).is_file() else b"")
+        if cache is None:
+            raise UserError(f"timing cache {timing_cache} is corrupt or from another TensorRT",
+                            "delete it (a new one is written after the build)")
         config.set_timing_cache(cache, ignore_mismatch=False)
     serialized = builder.build_serialized_network(network, config)
     if serialized is None:
@@ -210,7 +223,8 @@ def parse_profile(text: str) -> tuple[str, Profile]:
     name, sep, spec = text.partition("=")
     parts = spec.split("/")
     if not sep or not name or len(parts) != 3:
-        raise UserError(f"malformed --shapes {text!r}", "write NAME=MIN/OPT/MAX, e.g. input=1x64x16x16/2x64x64x64/4x64x128x128")
+        raise UserError(f"malformed --shapes {text!r}",
+                        "write NAME=MIN/OPT/MAX, e.g. input=1x64x16x16/2x64x64x64/4x64x128x128")
     low, opt, high = (parse_shape(p) for p in parts)
     if not (len(low) == len(opt) == len(high)) or any(not a <= b <= c for a, b, c in zip(low, opt, high)):
         raise UserError(f"--shapes {text!r} is not ordered min <= opt <= max in every dim", "fix the shapes")
@@ -218,7 +232,7 @@ def parse_profile(text: str) -> tuple[str, Profile]:
 
 
 _TORCH_DTYPES = {"FLOAT": "float32", "HALF": "float16", "INT32": "int32", "INT64": "int64", "BOOL": "bool",
-                 "BF16": "bfloat16", "INT8": "int8"}
+                 "BF16": "bfloat16", "INT8": "int8", "UINT8": "uint8"}
 
 
 class TrtRunner(Runner):
@@ -227,6 +241,10 @@ class TrtRunner(Runner):
     name = "trt"
     needs_onnx = True
     skip_when_unavailable = True
+
+    @classmethod
+    def needs_onnx_file(cls, runner_options: dict) -> bool:
+        return not runner_options.get("engine_path")
 
     @classmethod
     def check_available(cls) -> None:
@@ -241,14 +259,17 @@ class TrtRunner(Runner):
         log = _Logger(trt)
         load_plugins(trt, self.options.plugins)
         engine_path = self.options.engine_path
+        if self.options.precision == "fp16" and not hasattr(trt.BuilderFlag, "FP16") and engine_path is None:
+            raise UserError(f"TensorRT {trt.__version__} builds only what the graph says (no FP16 flag)",
+                            "export an fp16 graph (deploykit export --precision fp16) and pass it with --onnx")
         if engine_path is None:
             self._work = tempfile.TemporaryDirectory(prefix="deploykit-trt-")
             engine_path = Path(self._work.name) / "model.engine"
             profiles = None
             if self.options.shapes and self.options.onnx_path is not None:
                 profiles = {self._single_input_name(): profile_from_shapes(self.options.shapes)}
-            build_engine(self.options.onnx_path, engine_path, fp16=self.options.precision == "fp16" and
-                         hasattr(trt.BuilderFlag, "FP16"), plugins=self.options.plugins, profiles=profiles)
+            build_engine(self.options.onnx_path, engine_path, fp16=self.options.precision == "fp16",
+                         plugins=self.options.plugins, profiles=profiles)
         elif not Path(engine_path).is_file():
             raise UserError(f"engine {engine_path} not found", "build one with 'deploykit build'")
         runtime = trt.Runtime(log.logger)
@@ -261,7 +282,8 @@ class TrtRunner(Runner):
         names = [self.engine.get_tensor_name(i) for i in range(self.engine.num_io_tensors)]
         self.inputs = [n for n in names if self.engine.get_tensor_mode(n) == trt.TensorIOMode.INPUT]
         self.outputs = [n for n in names if n not in self.inputs]
-        self.stream = torch.cuda.current_stream()
+        # A stream of our own: on the legacy default stream TensorRT adds device-wide syncs.
+        self.stream = torch.cuda.Stream()
         self._graphs: dict[tuple, Any] = {}
 
     def _single_input_name(self) -> str:
@@ -277,9 +299,17 @@ class TrtRunner(Runner):
             self._work.cleanup()
 
     def _dtype(self, name: str):
-        return getattr(self._torch, _TORCH_DTYPES[self.engine.get_tensor_dtype(name).name])
+        kind = self.engine.get_tensor_dtype(name).name
+        if kind not in _TORCH_DTYPES:
+            raise UserError(f"engine tensor {name!r} has type {kind}, which deploykit cannot feed or read",
+                            "keep the engine's inputs and outputs float32 or float16")
+        return getattr(self._torch, _TORCH_DTYPES[kind])
 
     def prepare(self, inputs: list[np.ndarray]) -> dict[str, Any]:
+        with self._torch.cuda.stream(self.stream):
+            return self._prepare(inputs)
+
+    def _prepare(self, inputs: list[np.ndarray]) -> dict[str, Any]:
         torch = self._torch
         if len(inputs) != len(self.inputs):
             raise UserError(f"the engine takes {len(self.inputs)} inputs, given {len(inputs)}",
@@ -293,6 +323,9 @@ class TrtRunner(Runner):
             buffers[name] = tensor
         for name in self.outputs:
             shape = tuple(self.context.get_tensor_shape(name))
+            if any(d < 0 for d in shape):
+                raise UserError(f"TensorRT could not infer the shape of output {name!r} ({shape})",
+                                "check the plugin library and the engine's profile")
             buffers[name] = torch.empty(shape, dtype=self._dtype(name), device="cuda")
         for name, tensor in buffers.items():
             self.context.set_tensor_address(name, tensor.data_ptr())
@@ -310,22 +343,30 @@ class TrtRunner(Runner):
         torch = self._torch
         key = tuple((name, tuple(t.shape), t.data_ptr()) for name, t in prepared.items())
         if key not in self._graphs:
-            self.context.execute_async_v3(self.stream.cuda_stream)  # TensorRT wants one run before capture
+            if not self.context.execute_async_v3(self.stream.cuda_stream):  # one run before capture, as trtexec
+                raise RuntimeError("TensorRT enqueue failed")
+            self.stream.synchronize()
             graph = torch.cuda.CUDAGraph()
-            with torch.cuda.graph(graph):  # captures on a side stream, which is current inside
-                self.context.execute_async_v3(torch.cuda.current_stream().cuda_stream)
+            captured = True
+            with torch.cuda.graph(graph, stream=self.stream, capture_error_mode="thread_local"):
+                captured = self.context.execute_async_v3(self.stream.cuda_stream)
+            if not captured:
+                raise RuntimeError("TensorRT enqueue failed during CUDA graph capture; run without --cuda-graph")
             self._graphs[key] = graph
-        self._graphs[key].replay()
+        with torch.cuda.stream(self.stream):
+            self._graphs[key].replay()
 
     def fetch(self, outputs: list[Any]) -> list[np.ndarray]:
-        return [o.float().cpu().numpy() for o in outputs]
+        with self._torch.cuda.stream(self.stream):
+            return [o.float().cpu().numpy() for o in outputs]
 
     def stopwatch(self):
         from deploykit.backends.torch import CudaEventStopwatch
 
-        return CudaEventStopwatch()
+        return CudaEventStopwatch(self.stream)
 
     def describe(self) -> dict[str, Any]:
         return {"device": self._torch.cuda.get_device_name(0), "threads": "-", "tensorrt": self._trt.__version__,
+                "precision": self.options.precision,
                 "engine": str(self.options.engine_path or "built from the ONNX file"),
                 "cuda_graph": self.options.cuda_graph}

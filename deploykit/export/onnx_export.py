@@ -70,7 +70,8 @@ def export_onnx(model: LoadedModel, path: Path, *, opset: int | None = None, dyn
     if target not in TARGETS:
         raise UserError(f"unknown target {target!r}", f"use one of {', '.join(TARGETS)}")
     if dysample_impl not in DYSAMPLE_IMPLS:
-        raise UserError(f"unknown DySample export strategy {dysample_impl!r}", f"use one of {', '.join(DYSAMPLE_IMPLS)}")
+        raise UserError(f"unknown DySample export strategy {dysample_impl!r}",
+                        f"use one of {', '.join(DYSAMPLE_IMPLS)}")
     shape = trace_shape or _trace_shape(model)
     model.validate_shape(shape)
     example = torch.randn(*shape, generator=torch.Generator().manual_seed(model.seed))

@@ -25,7 +25,8 @@ def graphs(tmp_path_factory):
         ("dysample", "dysample", {}, {}),
         ("dysample20", "dysample", {}, {"opset": 20}),
         ("plugin", "dysample", {}, {"dysample_impl": "plugin"}),
-        ("antialias", "interpolate", {"antialias": "true", "scale_factor": "0.5", "recompute_scale_factor": "true"}, {}),
+        ("antialias", "interpolate",
+         {"antialias": "true", "scale_factor": "0.5", "recompute_scale_factor": "true"}, {}),
     ]:
         made[key] = export_onnx(load_model(spec, params), folder / f"{key}.onnx", **options).path
     return made
