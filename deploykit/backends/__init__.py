@@ -21,6 +21,11 @@ _BACKENDS = {
 }
 
 
+def _require_known(name: str) -> None:
+    if name not in _BACKENDS:
+        raise UserError(f"unknown backend {name!r}", f"choose from {', '.join(_BACKENDS)}")
+
+
 def names() -> list[str]:
     return list(_BACKENDS)
 
@@ -31,24 +36,15 @@ def parse_backends(text: str) -> list[str]:
     if not chosen:
         raise UserError("no backend given", f"pass --backends with some of {', '.join(_BACKENDS)}")
     for name in chosen:
-        if name not in _BACKENDS:
-            raise UserError(f"unknown backend {name!r}", f"choose from {', '.join(_BACKENDS)}")
+        _require_known(name)
     return list(dict.fromkeys(chosen))
 
 
 def runner_class(name: str) -> type[Runner]:
-    if name not in _BACKENDS:
-        raise UserError(f"unknown backend {name!r}", f"choose from {', '.join(_BACKENDS)}")
+    _require_known(name)
     module_name, class_name = _BACKENDS[name]
     return getattr(importlib.import_module(module_name), class_name)
 
 
-def create_runner(name: str, options: RunnerOptions) -> Runner:
-    """A runner for ``name``; raises BackendUnavailable (naming the fix) if it cannot run here."""
-    cls = runner_class(name)
-    cls.check_available()
-    return cls(options)
-
-
-__all__ = ["BackendUnavailable", "Runner", "RunnerOptions", "Stopwatch", "create_runner", "names",
+__all__ = ["BackendUnavailable", "Runner", "RunnerOptions", "Stopwatch", "names",
            "parse_backends", "runner_class"]

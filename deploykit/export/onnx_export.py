@@ -17,7 +17,7 @@ import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from deploykit.errors import UserError
+from deploykit.errors import UserError, first_line
 from deploykit.files import staged_files
 from deploykit.spec import LoadedModel, Shape, format_shape
 
@@ -142,9 +142,9 @@ def _run_exporter(model: LoadedModel, example, dims, opset: int, output_names: l
                 custom_translation_table=table,
             )
     except Exception as exc:  # the exporter raises many types; all mean "could not export"
-        head = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         fix = "try --static, a different --opset, or report the op to deploykit"
-        raise ExportError(f"export of {model.spec} failed: {type(exc).__name__}: {head[:300]}", fix) from None
+        raise ExportError(f"export of {model.spec} failed: {type(exc).__name__}: {first_line(exc, 300)}",
+                          fix) from None
 
 
 @contextlib.contextmanager
@@ -172,7 +172,7 @@ def _check_graph(path: Path, proto, opset: int | None, target: str, spec: str) -
     try:
         onnx.checker.check_model(str(path), full_check=True)
     except (onnx.checker.ValidationError, onnx.shape_inference.InferenceError) as exc:
-        raise ExportError(f"exported graph of {spec} fails onnx.checker: {str(exc).splitlines()[0][:300]}",
+        raise ExportError(f"exported graph of {spec} fails onnx.checker: {first_line(exc, 300)}",
                           "try another --opset, or report the op to deploykit") from None
     if target == "trt" and actual > TRT_GRIDSAMPLE_MAX_OPSET:
         grid = [n.name for n in proto.graph.node if n.op_type == "GridSample"]

@@ -12,7 +12,7 @@ import os
 import sys
 from pathlib import Path
 
-from deploykit.errors import UserError
+from deploykit.errors import UserError, first_line
 
 PLUGIN_DIR = Path(__file__).resolve().parents[2] / "plugins" / "dysample"
 _CPU_SOURCES = ("torch_op.cpp", "dysample_cpu.cpp")
@@ -57,8 +57,7 @@ def load() -> None:
             with_cuda=with_cuda, is_python_module=False, verbose=False,
         )
     except (RuntimeError, OSError, ImportError) as exc:
-        head = str(exc).strip().splitlines()[0][:200] if str(exc).strip() else type(exc).__name__
-        raise UserError(f"building the fused DySample kernel failed: {head}",
+        raise UserError(f"building the fused DySample kernel failed: {first_line(exc)}",
                         f"check that g++ and ninja are installed; the build log is in {build_dir}") from None
     _register_fake()
     _loaded = True

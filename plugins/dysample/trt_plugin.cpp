@@ -96,6 +96,17 @@ char const* partial_dims_problem(Dims x, Dims offset, int32_t scale, int32_t gro
   return dysample::dims_problem(sample_dims(x, scale, groups), offset.d[0], offset.d[1], offset.d[2], offset.d[3]);
 }
 
+// dims_problem for concrete shapes (onShapeChange, enqueue), with the rank checked first.
+char const* concrete_dims_problem(Dims const& x, Dims const& offset, int32_t scale, int32_t groups) {
+  if (x.nbDims != kRank || offset.nbDims != kRank) return "x and offset must be 4-D (B, C, H, W)";
+  return dysample::dims_problem(sample_dims(x, scale, groups), offset.d[0], offset.d[1], offset.d[2], offset.d[3]);
+}
+
+std::string problem_text(char const* problem, Dims const& x, Dims const& offset, int32_t scale, int32_t groups) {
+  return std::string(problem) + ": x " + dims_text(x) + ", offset " + dims_text(offset) + ", scale " +
+         std::to_string(scale) + ", groups " + std::to_string(groups);
+}
+
 // Reads one integer field whatever integer type the producer chose (the ONNX parser narrows
 // INT attributes to kINT32; a hand-built collection may carry kINT64).
 bool read_int_field(PluginField const& f, int64_t& value) {
@@ -154,8 +165,7 @@ int32_t DySamplePlugin::configurePlugin(DynamicPluginTensorDesc const* in, int32
   }
   // Shapes here still hold -1 for dynamic extents; the concrete check is onShapeChange's.
   if (char const* problem = partial_dims_problem(in[0].desc.dims, in[1].desc.dims, scale_, groups_)) {
-    report(std::string(problem) + ": x " + dims_text(in[0].desc.dims) + ", offset " + dims_text(in[1].desc.dims) +
-           ", scale " + std::to_string(scale_) + ", groups " + std::to_string(groups_));
+    report(problem_text(problem, in[0].desc.dims, in[1].desc.dims, scale_, groups_));
     return 1;
   }
   if (!supported_type(in[0].desc.type) || in[1].desc.type != in[0].desc.type || out[0].desc.type != in[0].desc.type) {
@@ -231,17 +241,11 @@ int32_t DySamplePlugin::onShapeChange(PluginTensorDesc const* in, int32_t nbInpu
     return 1;
   }
   Dims const& x = in[0].dims;
-  Dims const& offset = in[1].dims;
-  if (x.nbDims != kRank || offset.nbDims != kRank) {
-    report("x and offset must be 4-D (B, C, H, W)");
+  if (char const* problem = concrete_dims_problem(x, in[1].dims, scale_, groups_)) {
+    report(problem_text(problem, x, in[1].dims, scale_, groups_));
     return 1;
   }
   dysample::Dims const d = sample_dims(x, scale_, groups_);
-  if (char const* problem = dysample::dims_problem(d, offset.d[0], offset.d[1], offset.d[2], offset.d[3])) {
-    report(std::string(problem) + ": x " + dims_text(x) + ", offset " + dims_text(offset) + ", scale " +
-           std::to_string(scale_) + ", groups " + std::to_string(groups_));
-    return 1;
-  }
   Dims const& y = out[0].dims;
   if (y.nbDims != kRank || y.d[0] != d.batch || y.d[1] != d.channels || y.d[2] != d.out_height() ||
       y.d[3] != d.out_width()) {
@@ -259,18 +263,12 @@ int32_t DySamplePlugin::enqueue(PluginTensorDesc const* inputDesc, PluginTensorD
     report("enqueue called without tensors");
     return 1;
   }
-  Dims const& x = inputDesc[0].dims;
-  Dims const& offset = inputDesc[1].dims;
-  if (x.nbDims != kRank || offset.nbDims != kRank) {
-    report("x and offset must be 4-D (B, C, H, W)");
-    return 1;
-  }
   // Cheap next to the kernel, and it keeps a bad shape from becoming an out-of-bounds read.
-  dysample::Dims const d = sample_dims(x, scale_, groups_);
-  if (char const* problem = dysample::dims_problem(d, offset.d[0], offset.d[1], offset.d[2], offset.d[3])) {
-    report(problem);
+  if (char const* problem = concrete_dims_problem(inputDesc[0].dims, inputDesc[1].dims, scale_, groups_)) {
+    report(problem_text(problem, inputDesc[0].dims, inputDesc[1].dims, scale_, groups_));
     return 1;
   }
+  dysample::Dims const d = sample_dims(inputDesc[0].dims, scale_, groups_);
   DataType const type = inputDesc[0].type;
   if (inputDesc[1].type != type || outputDesc[0].type != type) {
     report("x, offset and the output must share one data type");

@@ -26,7 +26,7 @@ def test_backend_contract(name, model_and_onnx):
     except BackendUnavailable as exc:
         assert exc.fix, "an unavailable backend must say how to get it"
         pytest.skip(f"{name} not available here: {exc}")
-    runner = backends.create_runner(name, backends.RunnerOptions(model=model, onnx_path=path, threads=1))
+    runner = cls(backends.RunnerOptions(model=model, onnx_path=path, threads=1))
     assert not runner.active
     with pytest.raises(RuntimeError, match="before activate"):
         runner.infer(make_inputs((1, 32, 8, 8), 0))
