@@ -14,6 +14,7 @@ from pathlib import Path
 import click
 
 from deploykit.errors import UserError
+from deploykit.export.onnx_export import DEFAULT_DYSAMPLE_IMPL, DYSAMPLE_IMPLS
 
 MAX_THREADS = 256  # beyond this a typo, not a setting: ONNX Runtime would start that many threads
 MAX_SEED = 2**32 - 1
@@ -93,8 +94,10 @@ def shape_option(help_text: str):
 
 
 def dysample_impl_option(help_text: str):
-    return click.option("--dysample-impl", type=click.Choice(["standard", "plugin"]), default=None,
-                        help=f"{help_text} standard: ONNX ops with GridSample (default); plugin: one "
+    return click.option("--dysample-impl", type=click.Choice(list(DYSAMPLE_IMPLS)), default=None,
+                        help=f"{help_text} Default: {DEFAULT_DYSAMPLE_IMPL['ort']} for --target ort (fastest on "
+                             f"ONNX Runtime's CPU), {DEFAULT_DYSAMPLE_IMPL['trt']} for trt. standard: GridSample; "
+                             "gather / roialign: standard ops without GridSample; plugin: one "
                              "deploykit::DySample node for the TensorRT plugin.")
 
 
@@ -147,7 +150,7 @@ def _export_options(recipe, dysample_impl=None, opset=None, static=False, target
         "dynamic": not (static or (recipe.static if recipe else False)),
         "trace_shape": trace or (recipe.trace_shape if recipe else None),
         "target": target or (recipe.target if recipe and recipe.target else "ort"),
-        "dysample_impl": dysample_impl or (recipe.dysample_impl if recipe else "standard"),
+        "dysample_impl": dysample_impl or (recipe.dysample_impl if recipe else None),
     }
 
 

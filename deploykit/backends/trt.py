@@ -76,6 +76,10 @@ def load_plugins(trt, plugins: list[Path]) -> None:
     """
     import ctypes
 
+    global _BUILTIN_PLUGINS_READY
+    if not _BUILTIN_PLUGINS_READY:  # TensorRT's own plugins, e.g. ROIAlign_TRT behind ONNX RoiAlign
+        trt.init_libnvinfer_plugins(trt.Logger(trt.Logger.ERROR), "")
+        _BUILTIN_PLUGINS_READY = True
     registry = trt.get_plugin_registry()
     for plugin in plugins:
         if not Path(plugin).is_file():
@@ -97,6 +101,7 @@ def load_plugins(trt, plugins: list[Path]) -> None:
 
 
 _LOADED_PLUGINS: set[str] = set()
+_BUILTIN_PLUGINS_READY = False
 
 
 @dataclass

@@ -27,9 +27,13 @@ MIN_OPSET, MAX_OPSET = 16, 23
 # parser maps names it does not know to NEAREST without a warning.
 TRT_GRIDSAMPLE_MAX_OPSET = 19
 TARGETS = ("ort", "trt")
-# How DySample's sample step is exported: "standard" ONNX ops (GridSample), or "plugin", one
-# deploykit::DySample node that the TensorRT plugin (or the NumPy reference) runs.
-DYSAMPLE_IMPLS = ("standard", "plugin")
+# How DySample's sample step is exported: "standard" ONNX ops with GridSample; "gather" or
+# "roialign", standard ops without GridSample (deploykit.ops.onnx_decompositions); or "plugin",
+# one deploykit::DySample node that the TensorRT plugin (or the NumPy reference) runs.
+DYSAMPLE_IMPLS = ("standard", "gather", "roialign", "plugin")
+# Chosen when none is asked for, by target. ort: the fastest on ONNX Runtime's CPU provider
+# (benchmarks/dysample_strategies.py, README table); trt: its native GridSample layer.
+DEFAULT_DYSAMPLE_IMPL = {"ort": "gather", "trt": "standard"}
 
 _DIM_NAMES = {3: ("length",), 4: ("height", "width"), 5: ("depth", "height", "width")}
 
@@ -55,7 +59,7 @@ def dynamic_dims(rank: int) -> dict[int, str]:
 
 
 def export_onnx(model: LoadedModel, path: Path, *, opset: int | None = None, dynamic: bool = True,
-                trace_shape: Shape | None = None, target: str = "ort", dysample_impl: str = "standard",
+                trace_shape: Shape | None = None, target: str = "ort", dysample_impl: str | None = None,
                 precision: str = "fp32", force: bool = False) -> ExportResult:
     """Export ``model`` to ``path`` atomically; the file exists only if every check passed.
 
@@ -69,6 +73,7 @@ def export_onnx(model: LoadedModel, path: Path, *, opset: int | None = None, dyn
         raise UserError(f"opset {opset} is not supported", f"use --opset {MIN_OPSET}..{MAX_OPSET}")
     if target not in TARGETS:
         raise UserError(f"unknown target {target!r}", f"use one of {', '.join(TARGETS)}")
+    dysample_impl = dysample_impl or DEFAULT_DYSAMPLE_IMPL[target]
     if dysample_impl not in DYSAMPLE_IMPLS:
         raise UserError(f"unknown DySample export strategy {dysample_impl!r}",
                         f"use one of {', '.join(DYSAMPLE_IMPLS)}")
@@ -87,6 +92,7 @@ def export_onnx(model: LoadedModel, path: Path, *, opset: int | None = None, dyn
         program = _run_exporter(model, example, dims, opset or DEFAULT_OPSET, output_names, table)
         program.model.metadata_props["deploykit.traced_shape"] = format_shape(shape)  # engine profile defaults
         program.model.metadata_props["deploykit.spec"] = model.spec
+        program.model.metadata_props["deploykit.dysample_impl"] = dysample_impl  # how to re-export it alike
         program.save(str(staged))  # weights go to a .data file beside it past protobuf's 2 GB
         proto = onnx.load(str(staged), load_external_data=False)
         actual = _check_graph(staged, proto, opset, target, model.spec)
@@ -116,16 +122,17 @@ def _output_names(outputs) -> list[str]:
 @contextlib.contextmanager
 def _dysample_strategy(module, dysample_impl: str):
     """Switch DySample layers to the implementation the strategy exports; yield the translation table."""
+    from deploykit.zoo.dysample import EXPORT_IMPL
     from deploykit.zoo.dysample import dysample_impl as switch
 
-    if dysample_impl == "plugin":
-        from deploykit.ops.onnx_translation import translation_table
-
-        with switch(module, "fused"):
-            yield translation_table()
-    else:
+    if dysample_impl == "standard":
         with switch(module, "reference"):
             yield None
+    else:
+        from deploykit.ops.onnx_translation import translation_table
+
+        with switch(module, EXPORT_IMPL):
+            yield translation_table(dysample_impl)
 
 
 def _run_exporter(model: LoadedModel, example, dims, opset: int, output_names: list[str], table):

@@ -29,7 +29,7 @@ class Recipe:
     static: bool = False
     trace_shape: Shape | None = None
     shapes: list[Shape] = field(default_factory=list)
-    dysample_impl: str = "standard"
+    dysample_impl: str | None = None  # None: the exporter's default for the target
 
 
 def is_recipe(spec: str) -> bool:
@@ -68,7 +68,7 @@ def load_recipe(path: Path | str) -> Recipe:
         static=export.get("static", False),
         trace_shape=parse_shape(export["trace_shape"]) if "trace_shape" in export else None,
         shapes=[parse_shape(s) for s in export.get("shapes", [])],
-        dysample_impl=export.get("dysample_impl", "standard"),
+        dysample_impl=export.get("dysample_impl"),
     )
 
 
@@ -82,7 +82,7 @@ _TYPES = {  # key -> (accepted type, how to write it)
     "export.static": (bool, "true or false"),
     "export.trace_shape": (str, 'a shape string, e.g. "2x64x37x45"'),
     "export.shapes": (list, 'a list of shape strings, e.g. ["1x64x32x32"]'),
-    "export.dysample_impl": (str, '"standard" or "plugin"'),
+    "export.dysample_impl": (str, '"standard", "gather", "roialign" or "plugin"'),
 }
 
 

@@ -63,6 +63,11 @@ def load() -> None:
     _loaded = True
 
 
+def is_loaded() -> bool:
+    """Whether ``torch.ops.deploykit.dysample_sample`` exists in this process (without building it)."""
+    return _loaded
+
+
 def _put_venv_on_path() -> None:
     bin_dir = str(Path(sys.executable).parent)
     if bin_dir not in os.environ.get("PATH", "").split(os.pathsep):

@@ -13,14 +13,29 @@ PLUGIN_VERSION = "1"
 PLUGIN_NAMESPACE = "deploykit"
 
 
-def translation_table() -> dict:
-    """``custom_translation_table`` for ``torch.onnx.export(dynamo=True)``."""
-    import onnxscript
+def translation_table(strategy: str = "plugin") -> dict:
+    """``custom_translation_table`` for ``torch.onnx.export(dynamo=True)``: DySample layers
+    switched to ``export_sample`` become the plugin node or a standard-op decomposition."""
     import torch
 
-    from deploykit.ops.fused import load
+    from deploykit.ops import fused
 
-    load()
+    if strategy == "plugin":
+        translate = _plugin_node()
+    else:
+        from deploykit.ops.onnx_decompositions import translation
+
+        translate = translation(strategy)
+    define_export_op()
+    table = {torch.ops.deploykit.dysample_export.default: translate}
+    if fused.is_loaded():  # a user's model calling the fused kernel directly gets the same treatment
+        table[torch.ops.deploykit.dysample_sample.default] = translate
+    return table
+
+
+def _plugin_node():
+    import onnxscript
+
     register_schema()
     node = onnxscript.values.Opset(DOMAIN, 1)[OP_TYPE]
 
@@ -28,7 +43,40 @@ def translation_table() -> dict:
         return node(x, offset, scale=scale, groups=groups, plugin_version=PLUGIN_VERSION,
                     plugin_namespace=PLUGIN_NAMESPACE)
 
-    return {torch.ops.deploykit.dysample_sample.default: dysample}
+    return dysample
+
+
+def define_export_op() -> None:
+    """``torch.ops.deploykit.dysample_export``: the sample step as one opaque op for the exporter
+    to translate, computed with the reference math, so exporting needs no compiler."""
+    import torch
+
+    global _export_op_defined
+    if _export_op_defined:
+        return
+
+    from deploykit.ops.reference import reference_sample
+
+    @torch.library.custom_op("deploykit::dysample_export", mutates_args=(),
+                             schema="(Tensor x, Tensor offset, int scale, int groups) -> Tensor")
+    def dysample_export(x, offset, scale, groups):
+        return reference_sample(x, offset, scale, groups)
+
+    @dysample_export.register_fake
+    def _(x, offset, scale, groups):
+        return x.new_empty(x.shape[0], x.shape[1], x.shape[2] * scale, x.shape[3] * scale)
+
+    _export_op_defined = True
+
+
+_export_op_defined = False
+
+
+def export_sample(x, offset, scale: int, groups: int):
+    define_export_op()
+    import torch
+
+    return torch.ops.deploykit.dysample_export(x, offset, scale, groups)
 
 
 def register_schema() -> None:

@@ -15,6 +15,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from deploykit.ops.fused import fused_sample
+from deploykit.ops.onnx_translation import export_sample
 from deploykit.ops.reference import reference_sample
 from deploykit.zoo.params import Param
 from deploykit.zoo.registry import ZooEntry, register
@@ -23,6 +24,8 @@ from deploykit.zoo.registry import ZooEntry, register
 # "reference": the published math in PyTorch ops (exports to standard ONNX ops);
 # "fused": torch.ops.deploykit.dysample_sample, one C++/CUDA kernel (exports to the plugin node).
 IMPLS = ("reference", "fused")
+# The exporter's own: one opaque op (reference math) that its translation table replaces.
+EXPORT_IMPL = "export"
 
 
 class DySample(nn.Module):
@@ -62,6 +65,8 @@ class DySample(nn.Module):
         """Bilinear, border-clamped sampling of x at (pixel centre + offset), pixel-shuffled by s."""
         if self.impl == "fused":
             return fused_sample(x, offset, self.scale, self.groups)
+        if self.impl == EXPORT_IMPL:
+            return export_sample(x, offset, self.scale, self.groups)
         return reference_sample(x, offset, self.scale, self.groups)
 
     def forward_lp(self, x: torch.Tensor) -> torch.Tensor:

@@ -22,8 +22,8 @@ def graphs(tmp_path_factory):
     made = {}
     for key, spec, params, options in [
         ("segnet", "max_unpool", {}, {}),
-        ("dysample", "dysample", {}, {}),
-        ("dysample20", "dysample", {}, {"opset": 20}),
+        ("dysample", "dysample", {}, {"dysample_impl": "standard"}),
+        ("dysample20", "dysample", {}, {"opset": 20, "dysample_impl": "standard"}),
         ("plugin", "dysample", {}, {"dysample_impl": "plugin"}),
         ("antialias", "interpolate",
          {"antialias": "true", "scale_factor": "0.5", "recompute_scale_factor": "true"}, {}),

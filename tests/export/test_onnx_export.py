@@ -15,7 +15,7 @@ def dysample_export(tmp_path_factory):
     with torch.no_grad():  # offsets of a few pixels, so a wrong grid could not hide
         model.module.offset.weight.normal_(0, 0.5)
     path = tmp_path_factory.mktemp("export") / "dysample.onnx"
-    return model, export_onnx(model, path)
+    return model, export_onnx(model, path, dysample_impl="standard")
 
 
 def test_dims_are_named_and_symbolic(dysample_export):
@@ -53,7 +53,7 @@ def test_trt_target_refuses_opset_20_gridsample(tmp_path):
 
 
 def test_opset_20_is_fine_for_ort(tmp_path):
-    result = export_onnx(load_model("dysample"), tmp_path / "m.onnx", opset=20)
+    result = export_onnx(load_model("dysample"), tmp_path / "m.onnx", opset=20, dysample_impl="standard")
     node = next(n for n in onnx.load(str(result.path)).graph.node if n.op_type == "GridSample")
     assert {a.name: a.s for a in node.attribute}["mode"] == b"linear"
 

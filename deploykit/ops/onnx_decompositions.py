@@ -1,0 +1,162 @@
+"""DySample's sample step as standard ONNX ops without GridSample, for runtimes whose
+GridSample is slow (ONNX Runtime's CPU kernel recomputes every coordinate for every channel).
+
+Both strategies compute the sampling coordinates once per point, with the float operations
+PyTorch's vectorised CPU grid_sample uses (normalise, ``(g + 1) * W/2 - 0.5``, clamp to the
+border, floor), so they agree with the eager reference to rounding at every shape:
+
+- ``gather``: x is laid out channels-last with its right, lower and lower-right neighbours
+  concatenated per pixel, so ONE Gather fetches all four taps of a point as one contiguous
+  row; a batched MatMul applies the four bilinear weights. Native layers on every runtime.
+- ``roialign``: every point is a zero-size RoiAlign box with one sample, which is exactly a
+  border-clamped bilinear tap once the coordinates are clamped; the runtime's RoiAlign
+  kernel then does the gather and weighting in one pass over NCHW x.
+
+Both end with one Transpose from points-major to NCHW.
+"""
+
+from __future__ import annotations
+
+STRATEGIES = ("gather", "roialign")
+_INT64_MAX = 2**63 - 1
+
+
+def translation(strategy: str):
+    """The onnxscript function that replaces ``deploykit::dysample_export`` for ``strategy``."""
+    return _in_float32({"gather": _gather_sample, "roialign": _roialign_sample}[strategy])
+
+
+def _in_float32(sample):
+    """fp16 graphs compute the sample step in float32 and cast the result back, as the plugin
+    does: fp16 coordinates are off by up to 1/32 pixel at 64 pixels."""
+
+    def translated(x, offset, scale: int, groups: int):
+        import onnx_ir as ir
+        from onnxscript import opset17 as op
+
+        if x.dtype == ir.DataType.FLOAT:
+            return sample(x, offset, scale, groups)
+        result = sample(op.Cast(x, to=ir.DataType.FLOAT), op.Cast(offset, to=ir.DataType.FLOAT), scale, groups)
+        return op.Cast(result, to=x.dtype)
+
+    return translated
+
+
+def _ints(*values):
+    from onnxscript import opset17 as op
+
+    return op.Constant(value_ints=list(values))
+
+
+def _dims(x):
+    """B, C, H, W of x as 1-element int64 tensors (dynamic dims stay dynamic)."""
+    from onnxscript import opset17 as op
+
+    shape = op.Shape(x)
+    return [op.Gather(shape, _ints(i), axis=0) for i in range(4)]
+
+
+def _coordinates(x, offset, scale: int, groups: int):
+    """Border-clamped pixel coordinates (ix, iy) of every sample point, each (B, G, sH, sW),
+    and the dims they were computed from."""
+    from onnxscript import opset17 as op
+
+    B, C, H, W = _dims(x)
+    s, G = _ints(scale), _ints(groups)
+    sH, sW = op.Mul(H, s), op.Mul(W, s)
+    # offset channels are (2, G, s, s): pixel-shuffle them to (B, 2, G, sH, sW)
+    off = op.Reshape(offset, op.Concat(B, _ints(2), G, s, s, H, W, axis=0))
+    off = op.Transpose(off, perm=[0, 1, 2, 5, 3, 6, 4])
+    off = op.Reshape(off, op.Concat(B, _ints(2), G, sH, sW, axis=0))
+    off_x = op.Gather(off, op.Constant(value_int=0), axis=1)
+    off_y = op.Gather(off, op.Constant(value_int=1), axis=1)
+    ix = _unnormalized(off_x, sW, W, s, 0)
+    iy = _unnormalized(off_y, sH, H, s, 1)
+    return ix, iy, (B, C, H, W, sH, sW)
+
+
+def _unnormalized(off, out_size, in_size, s, axis_from_end: int):
+    """The reference's ``2 * (centre + offset) / size - 1``, then grid_sample's
+    ``(g + 1) * size / 2 - 0.5`` and border clamp to [0, size - 1]."""
+    from onnxscript import opset17 as op
+
+    zero, one = op.Constant(value_int=0), op.Constant(value_int=1)
+    positions = op.Range(zero, op.Squeeze(out_size, _ints(0)), one)
+    centre = op.Add(op.Cast(op.Div(positions, s), to=1), op.Constant(value_float=0.5))  # input pixel centre
+    if axis_from_end == 1:
+        centre = op.Unsqueeze(centre, _ints(1))
+    size = op.Cast(in_size, to=1)
+    g = op.Sub(op.Div(op.Mul(op.Constant(value_float=2.0), op.Add(centre, off)), size),
+               op.Constant(value_float=1.0))
+    pixel = op.Sub(op.Mul(op.Add(g, op.Constant(value_float=1.0)), op.Div(size, op.Constant(value_float=2.0))),
+                   op.Constant(value_float=0.5))
+    last = op.Squeeze(op.Sub(size, op.Constant(value_float=1.0)), _ints(0))
+    return op.Clip(pixel, op.Constant(value_float=0.0), last)
+
+
+def _to_nchw(points_major, dims, groups: int):
+    """(B*G*sH*sW, C/G) rows -> (B, C, sH, sW)."""
+    from onnxscript import opset17 as op
+
+    B, C, H, W, sH, sW = dims
+    Cg = op.Div(C, _ints(groups))
+    y = op.Reshape(points_major, op.Concat(B, _ints(groups), sH, sW, Cg, axis=0))
+    y = op.Transpose(y, perm=[0, 1, 4, 2, 3])
+    return op.Reshape(y, op.Concat(B, C, sH, sW, axis=0))
+
+
+def _gather_sample(x, offset, scale: int, groups: int):
+    from onnxscript import opset17 as op
+
+    ix, iy, dims = _coordinates(x, offset, scale, groups)
+    B, C, H, W, sH, sW = dims
+    G = _ints(groups)
+    Cg = op.Div(C, G)
+    # channels-last x and its edge-replicated right / lower neighbours
+    xl = op.Transpose(op.Reshape(x, op.Concat(B, G, Cg, H, W, axis=0)), perm=[0, 1, 3, 4, 2])
+    right = op.Concat(op.Slice(xl, _ints(1), _ints(_INT64_MAX), _ints(3)),
+                      op.Slice(xl, _ints(-1), _ints(_INT64_MAX), _ints(3)), axis=3)
+    below = op.Concat(op.Slice(xl, _ints(1), _ints(_INT64_MAX), _ints(2)),
+                      op.Slice(xl, _ints(-1), _ints(_INT64_MAX), _ints(2)), axis=2)
+    below_right = op.Concat(op.Slice(right, _ints(1), _ints(_INT64_MAX), _ints(2)),
+                            op.Slice(right, _ints(-1), _ints(_INT64_MAX), _ints(2)), axis=2)
+    quads = op.Concat(xl, right, below, below_right, axis=-1)  # (B, G, H, W, 4*Cg)
+    quads = op.Reshape(quads, op.Concat(_ints(-1), op.Mul(Cg, _ints(4)), axis=0))
+
+    x0, y0 = op.Floor(ix), op.Floor(iy)
+    wx, wy = op.Sub(ix, x0), op.Sub(iy, y0)
+    one = op.Constant(value_float=1.0)
+    ux, uy = op.Sub(one, wx), op.Sub(one, wy)
+    weights = op.Concat(*[op.Unsqueeze(w, _ints(-1)) for w in
+                          (op.Mul(uy, ux), op.Mul(uy, wx), op.Mul(wy, ux), op.Mul(wy, wx))], axis=-1)
+    weights = op.Unsqueeze(weights, _ints(-2))  # (B, G, sH, sW, 1, 4)
+
+    zero, step = op.Constant(value_int=0), op.Constant(value_int=1)
+    batch_group = op.Range(zero, op.Squeeze(op.Mul(B, G), _ints(0)), step)
+    batch_group = op.Reshape(batch_group, op.Concat(B, G, _ints(1, 1), axis=0))
+    row = op.Add(op.Mul(batch_group, H), op.Cast(y0, to=7))
+    index = op.Add(op.Mul(row, W), op.Cast(x0, to=7))  # (B, G, sH, sW) into the quad rows
+    taps = op.Gather(quads, index, axis=0)  # (B, G, sH, sW, 4*Cg)
+    taps = op.Reshape(taps, op.Concat(B, G, sH, sW, _ints(4), Cg, axis=0))
+    return _to_nchw(op.MatMul(weights, taps), dims, groups)
+
+
+def _roialign_sample(x, offset, scale: int, groups: int):
+    from onnxscript import opset17 as op
+
+    ix, iy, dims = _coordinates(x, offset, scale, groups)
+    B, C, H, W, sH, sW = dims
+    G = _ints(groups)
+    images = op.Reshape(x, op.Concat(op.Mul(B, G), op.Div(C, G), H, W, axis=0))
+    # half_pixel boxes: the one sample of a zero-size box at (x1, y1) lands on (x1 - 0.5, y1 - 0.5)
+    half = op.Constant(value_float=0.5)
+    column = _ints(-1, 1)
+    bx, by = op.Reshape(op.Add(ix, half), column), op.Reshape(op.Add(iy, half), column)
+    boxes = op.Concat(bx, by, bx, by, axis=1)
+    zero, step = op.Constant(value_int=0), op.Constant(value_int=1)
+    batch_group = op.Range(zero, op.Squeeze(op.Mul(B, G), _ints(0)), step)
+    batch_group = op.Reshape(batch_group, op.Concat(B, G, _ints(1, 1), axis=0))
+    image_of_box = op.Reshape(op.Expand(batch_group, op.Concat(B, G, sH, sW, axis=0)), _ints(-1))
+    sampled = op.RoiAlign(images, boxes, image_of_box, coordinate_transformation_mode="half_pixel",
+                          mode="avg", output_height=1, output_width=1, sampling_ratio=1, spatial_scale=1.0)
+    return _to_nchw(sampled, dims, groups)
