@@ -98,3 +98,81 @@ def _psnr(ref: np.ndarray, diff: np.ndarray) -> float:
         return math.inf
     peak = float(ref.max() - ref.min()) or float(np.abs(ref).max()) or 1.0
     return 10.0 * math.log10(peak**2 / mse)
+
+
+# The HTML report draws heatmaps at most this many cells a side, so every cell stays at least
+# one screen pixel in its figure and a 4096x4096 output makes a small PNG, not a 64 MB one.
+HEATMAP_MAX_SIDE = 256
+# Histogram bins: decades of |actual - reference|, the smallest ones folded into the first bin.
+HIST_BINS_PER_DECADE = 10
+HIST_MAX_DECADES = 16
+
+
+@dataclass
+class ErrorPicture:
+    """What the HTML report draws for one output: where the error is and how it is spread.
+
+    An upsampler's error is spatial (a border, a seam every s pixels, a half-pixel shift), so
+    the map of the worst channel says more about the cause than any single number.
+    """
+
+    channel: int  # the channel holding the largest |actual - reference|
+    batch: int  # the batch item holding it
+    heatmap: np.ndarray  # 2-D float32 |actual - reference| of that batch item and channel
+    hist_edges: np.ndarray  # histogram of all |actual - reference| values (log-spaced bins; zeros counted apart)
+    hist_counts: np.ndarray
+    zeros: int  # how many differences are exactly 0
+    position: tuple[int, int]  # (row, column) of the largest difference in the full-size map
+    depth: int | None = None  # 5-D outputs: the depth slice the heatmap shows (the one holding the max)
+    block: int = 1  # each heatmap cell is the max over block x block output pixels (1: full size)
+
+    @property
+    def max_abs(self) -> float:
+        return float(self.heatmap.max())
+
+
+def error_picture(reference: np.ndarray, actual: np.ndarray) -> ErrorPicture | None:
+    """The heatmap and histogram of one output's error; None when there is nothing to draw
+    (shapes differ, NaN/Inf on either side, empty, or not a 3-D to 5-D output)."""
+    if reference.shape != actual.shape or reference.ndim not in (3, 4, 5) or reference.size == 0:
+        return None
+    ref = reference.astype(np.float64)
+    out = actual.astype(np.float64)
+    if not (np.all(np.isfinite(ref)) and np.all(np.isfinite(out))):
+        return None
+    diff = np.abs(out - ref)
+    worst = np.unravel_index(int(np.argmax(diff)), diff.shape)
+    batch, channel = int(worst[0]), int(worst[1])
+    depth = int(worst[2]) if diff.ndim == 5 else None
+    full = diff[worst[:-2]] if diff.ndim > 3 else diff[batch, channel][np.newaxis, :]
+    position = (int(worst[-2]), int(worst[-1])) if diff.ndim > 3 else (0, int(worst[-1]))
+    heatmap, block = _block_max(full.astype(np.float32))
+    edges, counts, zeros = _log_histogram(diff)
+    return ErrorPicture(channel=channel, batch=batch, heatmap=heatmap, hist_edges=edges, hist_counts=counts,
+                        zeros=zeros, position=position, depth=depth, block=block)
+
+
+def _block_max(image: np.ndarray) -> tuple[np.ndarray, int]:
+    """Shrink to HEATMAP_MAX_SIDE a side by the max of square blocks, so no error disappears."""
+    block = max(1, math.ceil(max(image.shape) / HEATMAP_MAX_SIDE))
+    if block == 1:
+        return image, 1
+    rows, cols = (math.ceil(n / block) for n in image.shape)
+    padded = np.zeros((rows * block, cols * block), dtype=image.dtype)  # |diff| >= 0: zero padding never wins
+    padded[: image.shape[0], : image.shape[1]] = image
+    return padded.reshape(rows, block, cols, block).max(axis=(1, 3)), block
+
+
+def _log_histogram(diff: np.ndarray) -> tuple[np.ndarray, np.ndarray, int]:
+    """Decade-aligned log bins over the nonzero differences (exact zeros have no place on a log
+    axis, so they are counted apart); differences below the lowest decade count in its bin."""
+    nonzero = diff[diff > 0]
+    zeros = int(diff.size - nonzero.size)
+    if nonzero.size == 0:
+        return np.empty(0), np.empty(0, dtype=np.int64), zeros
+    top = math.ceil(math.log10(nonzero.max()))
+    bottom = max(math.floor(math.log10(nonzero.min())), top - HIST_MAX_DECADES)
+    top = max(top, bottom + 1)
+    edges = np.logspace(bottom, top, (top - bottom) * HIST_BINS_PER_DECADE + 1)
+    counts, _ = np.histogram(np.clip(nonzero, edges[0], edges[-1]), edges)
+    return edges, counts, zeros

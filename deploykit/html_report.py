@@ -1,0 +1,336 @@
+"""The HTML parity report: the check's table, and pictures of where each backend's error is.
+
+One self-contained file (figures embedded as PNG data: URIs, inline CSS, no script, no
+external address), so it opens offline in any browser and can be attached to an issue as is;
+the same figures are PNG files in a folder beside it, for slides and bug reports.
+"""
+
+from __future__ import annotations
+
+import base64
+import html
+import math
+import os
+import re
+import shutil
+import uuid
+from dataclasses import dataclass
+from io import BytesIO
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import numpy as np
+
+from deploykit.compare import ErrorPicture
+from deploykit.errors import UserError
+from deploykit.files import ensure_writable, write_text_atomic
+from deploykit.spec import Shape, format_shape
+
+if TYPE_CHECKING:
+    from deploykit.bench import LatencyStats
+    from deploykit.check import CheckReport
+
+HEATMAP_CMAP = "viridis"  # perceptually uniform, and readable by the colour-blind
+BASELINE = "torch"  # the backend latency ratios are taken against
+_DPI = 100
+# Wide enough that a 256-cell heatmap (compare.HEATMAP_MAX_SIDE) keeps a screen pixel per
+# cell, narrow enough that a heatmap and its histogram sit side by side on a laptop screen.
+_FIGURE_INCHES = (5.6, 4.4)
+
+
+@dataclass
+class _Figure:
+    name: str  # file name in the figures folder
+    png: bytes
+    description: str  # alt text
+
+
+def figures_folder(path: Path) -> Path:
+    """Where the PNG copies go: REPORT_files/ beside REPORT.html, as browsers save pages."""
+    path = Path(path)
+    return path.with_name(f"{path.stem}_files")
+
+
+def write_html_report(path: Path, report: CheckReport, pictures: dict[tuple[str, tuple, int], ErrorPicture],
+                      latency: dict[tuple[str, tuple], LatencyStats], force: bool = False) -> list[Path]:
+    """Write the report to ``path`` and its figures to ``figures_folder(path)``; return the paths
+    written, the HTML first. Every figure is rendered before anything is written, and an
+    existing report or figures folder is refused unless ``force``.
+
+    ``pictures`` maps (backend, shape, output index) to that output's error picture; ``latency``
+    maps (backend, shape) to its timings, and may be empty.
+    """
+    path = Path(path)
+    folder = figures_folder(path)
+    ensure_writable(path, force)
+    if os.path.lexists(folder) and not force:
+        raise UserError(f"{folder} already exists", "pass --force to overwrite it, or choose another path")
+    figure_class = _figure_class()
+    pictures = {(backend, tuple(shape), output): p for (backend, shape, output), p in pictures.items()}
+    latency = {(backend, tuple(shape)): stats for (backend, shape), stats in latency.items()}
+    picture_keys = list(dict.fromkeys(
+        [(r.backend, tuple(r.shape), r.output) for r in report.results
+         if (r.backend, tuple(r.shape), r.output) in pictures] + list(pictures)))
+    shapes = list(dict.fromkeys([tuple(r.shape) for r in report.results]
+                                + [shape for _, shape, _ in picture_keys] + [shape for _, shape in latency]))
+    figures, sections = [], []
+    for shape in shapes:
+        timed = {backend: stats for (backend, at), stats in latency.items() if at == shape}
+        drawn = {(backend, output): pictures[(backend, at, output)]
+                 for backend, at, output in picture_keys if at == shape}
+        section, section_figures = _shape_section(figure_class, shape, timed, drawn, report.tolerance.atol,
+                                                  any_latency=bool(latency))
+        if section_figures:  # a shape whose every backend was skipped or failed has nothing to draw
+            sections.append(section)
+            figures += section_figures
+    page = _page(report, sections, folder.name, has_latency=bool(latency))
+    written = _write_figures(folder, figures)
+    write_text_atomic(path, page, force=force)
+    return [path, *written]
+
+
+def _shape_section(figure_class, shape: Shape, latency: dict[str, LatencyStats],
+                   pictures: dict[tuple[str, int], ErrorPicture], atol: float, any_latency: bool,
+                   ) -> tuple[str, list[_Figure]]:
+    """One shape's latency chart, then each (backend, output)'s heatmap beside its histogram."""
+    figures, body = [], []
+    if latency:
+        chart = _Figure(f"latency_{format_shape(shape)}.png", _latency_png(figure_class, shape, latency),
+                        f"latency at {format_shape(shape)}: p50 and p90 per backend")
+        figures.append(chart)
+        body.append(_figure_html(chart))
+    elif any_latency:
+        body.append('<p class="note">No latency was measured at this shape.</p>')
+    for (backend, output), picture in pictures.items():
+        stem = f"{_file_safe(backend)}_{format_shape(shape)}_out{output}"
+        what = f"{backend} {format_shape(shape)} output {output}"
+        pair = [_Figure(f"{stem}_heatmap.png", _heatmap_png(figure_class, picture, backend, shape, output),
+                        f"{what}: |{backend} - PyTorch| of batch {picture.batch}, channel {picture.channel}"),
+                _Figure(f"{stem}_histogram.png", _histogram_png(figure_class, picture, backend, shape, output, atol),
+                        f"{what}: histogram of |{backend} - PyTorch|")]
+        figures += pair
+        body.append('<div class="pair">' + "".join(_figure_html(f) for f in pair) + "</div>")
+    return f"<section>\n<h2>Shape {_esc(format_shape(shape))}</h2>\n" + "\n".join(body) + "\n</section>", figures
+
+
+def _figure_class():
+    """matplotlib's Figure, used without pyplot: it renders with Agg, sets no global backend
+    (a report made inside a notebook leaves the notebook's plotting alone) and keeps no
+    registry of open figures, so each one is freed once saved."""
+    try:
+        from matplotlib.figure import Figure
+    except ImportError:
+        raise UserError("the HTML report needs matplotlib", "pip install 'deploykit[html]'") from None
+    return Figure
+
+
+def _png(figure) -> bytes:
+    buffer = BytesIO()
+    figure.savefig(buffer, format="png", dpi=_DPI)
+    return buffer.getvalue()
+
+
+def _heatmap_png(figure_class, picture: ErrorPicture, backend: str, shape: Shape, output: int) -> bytes:
+    from matplotlib.ticker import MaxNLocator
+
+    rows, cols = picture.heatmap.shape
+    block = picture.block
+    line = rows == 1  # a 3-D output: one row of L values
+    figure = figure_class(figsize=(_FIGURE_INCHES[0], 2.8 if line else _FIGURE_INCHES[1]), dpi=_DPI,
+                          layout="constrained")
+    axes = figure.add_subplot()
+    elongated = line or max(rows, cols) > 4 * min(rows, cols)
+    image = axes.imshow(picture.heatmap, cmap=HEATMAP_CMAP, interpolation="nearest", vmin=0.0,
+                        vmax=picture.max_abs or 1.0, aspect="auto" if elongated else "equal",
+                        extent=(-0.5, cols * block - 0.5, rows * block - 0.5, -0.5))  # axes in output pixels
+    figure.colorbar(image, ax=axes, label=f"|{backend} - PyTorch|")
+    where = f"batch {picture.batch}, channel {picture.channel}"
+    if picture.depth is not None:
+        where += f", depth {picture.depth}"
+    row, col = picture.position
+    worst = (f"max |diff| {picture.max_abs:.3g} at x {col}" + ("" if line else f", y {row}")
+             if picture.max_abs else "identical to PyTorch")
+    title = f"{backend} vs PyTorch, {format_shape(shape)}, out {output}\n{where}: {worst}"
+    if block > 1:
+        title += f"\neach cell: max of {block}x{block} output pixels"
+    axes.set_title(title, fontsize=9)
+    axes.set_xlabel("x")
+    axes.xaxis.set_major_locator(MaxNLocator(integer=True))  # pixel coordinates: no 2.5
+    axes.yaxis.set_major_locator(MaxNLocator(integer=True))
+    if line:
+        axes.set_yticks([])
+    else:
+        axes.set_ylabel("y")
+    return _png(figure)
+
+
+def _histogram_png(figure_class, picture: ErrorPicture, backend: str, shape: Shape, output: int,
+                   atol: float) -> bytes:
+    figure = figure_class(figsize=_FIGURE_INCHES, dpi=_DPI, layout="constrained")
+    axes = figure.add_subplot()
+    total = picture.zeros + int(picture.hist_counts.sum())
+    axes.set_title(f"{backend} vs PyTorch, {format_shape(shape)}, out {output}: |diff| of all {total:,} values\n"
+                   f"{picture.zeros:,} exactly 0 (not on the log axis)", fontsize=9)
+    if not picture.hist_counts.size:
+        axes.text(0.5, 0.5, "every difference is exactly 0", ha="center", va="center", transform=axes.transAxes)
+        axes.set_axis_off()
+        return _png(figure)
+    edges = picture.hist_edges
+    # log y too: the few large differences (a seam, a border) are what matter, and on a
+    # linear axis they vanish beside the bulk
+    axes.bar(edges[:-1], picture.hist_counts, width=np.diff(edges), align="edge", log=True, color="tab:blue")
+    axes.set_xscale("log")
+    axes.set_ylim(bottom=0.5)  # a bin holding one value still shows
+    if atol > 0:
+        axes.axvline(atol, color="tab:red", linestyle="--", label=f"atol {atol:g}")
+        axes.legend(loc="upper right", fontsize=8)
+    axes.set_xlabel(f"|{backend} - PyTorch|")
+    axes.set_ylabel("values")
+    return _png(figure)
+
+
+def _latency_png(figure_class, shape: Shape, stats: dict[str, LatencyStats]) -> bytes:
+    names = sorted(stats, key=lambda name: name != BASELINE)  # the baseline first, the rest in order
+    p50 = np.array([stats[name].p50_ms for name in names])
+    p90 = np.array([stats[name].p90_ms for name in names])
+    baseline = stats[BASELINE].p50_ms if BASELINE in stats and stats[BASELINE].p50_ms > 0 else None
+    figure = figure_class(figsize=(_FIGURE_INCHES[0], 3.8), dpi=_DPI, layout="constrained")
+    axes = figure.add_subplot()
+    colours = ["0.55" if name == BASELINE else f"C{i}" for i, name in enumerate(names)]
+    positions = np.arange(len(names))
+    axes.bar(positions, p50, color=colours, yerr=[np.zeros_like(p50), np.maximum(p90 - p50, 0.0)], capsize=6)
+    axes.set_xticks(positions, [f"{name}\n(baseline)" if name == BASELINE else name for name in names])
+    for x, median, high in zip(positions, p50, np.maximum(p90, p50)):
+        label = f"{median:.3g} ms" + (f"\n{median / baseline:.2f}x" if baseline else "")
+        axes.text(x, high, label, ha="center", va="bottom", fontsize=8)
+    if baseline:
+        axes.axhline(baseline, color="0.55", linestyle="--", linewidth=1)
+    axes.set_ylim(0, float(max(p90.max(), p50.max())) * 1.35 or 1.0)
+    axes.set_ylabel("ms: bar p50, whisker p90")
+    versus = f"ratio = p50 / {BASELINE} p50" if baseline else f"no {BASELINE} baseline at this shape"
+    axes.set_title(f"latency at {format_shape(shape)} ({versus})", fontsize=9)
+    return _png(figure)
+
+
+def _figure_html(figure: _Figure) -> str:
+    data = base64.b64encode(figure.png).decode("ascii")
+    return (f'<figure><img src="data:image/png;base64,{data}" alt="{_esc(figure.description)}">'
+            f"<figcaption>{_esc(figure.name)}</figcaption></figure>")
+
+
+def _page(report: CheckReport, sections: list[str], folder_name: str, has_latency: bool) -> str:
+    tolerance = report.tolerance
+    facts = [("spec", report.spec), ("seed", str(report.seed)),
+             ("tolerance", f"|out - ref| <= atol + rtol * |ref|, atol {tolerance.atol:g}, rtol {tolerance.rtol:g}"),
+             ("ONNX file", report.onnx or "not given (exported for the check if a backend needed one)")]
+    facts += [(f"backend {name}", ", ".join(f"{key}={value}" for key, value in info.items()))
+              for name, info in report.backends.items()]
+    facts_html = "\n".join(f'<tr><th scope="row">{_esc(k)}</th><td class="text">{_esc(v)}</td></tr>' for k, v in facts)
+    notes = [f'<p class="note">The figures are also PNG files in {_esc(folder_name)}/ beside this file.</p>']
+    if not has_latency:
+        notes.append('<p class="note">No latency data: this report has no timings, so it has no latency charts.</p>')
+    page = f"""<!DOCTYPE html>
+<html lang="en">
+<head>
+<meta charset="utf-8">
+<title>deploykit parity: {_esc(report.spec)}</title>
+<style>
+body {{ font-family: sans-serif; margin: 24px; color: #222; background: #fff; }}
+table {{ border-collapse: collapse; font-size: 13px; margin-bottom: 16px; }}
+th, td {{ border: 1px solid #ccc; padding: 3px 8px; text-align: right; }}
+th {{ background: #f3f3f3; }}
+th[scope="row"], .text {{ text-align: left; }}
+.pass {{ color: #1a7f37; font-weight: bold; }}
+.fail {{ color: #c62828; font-weight: bold; }}
+.skip {{ color: #8a6100; font-weight: bold; }}
+.note {{ color: #555; font-style: italic; }}
+figure {{ display: inline-block; margin: 6px; vertical-align: top; }}
+figcaption {{ font-size: 12px; color: #555; }}
+img {{ max-width: 100%; }}
+</style>
+</head>
+<body>
+<h1>deploykit parity vs PyTorch fp32: {_esc(report.spec)}</h1>
+{_verdict_html(report)}
+<table>
+{facts_html}
+</table>
+<h2>Results</h2>
+{_results_html(report)}
+{"".join(notes)}
+{"".join(sections)}
+</body>
+</html>
+"""
+    return page.encode("ascii", "xmlcharrefreplace").decode("ascii")  # any locale can write it
+
+
+def _verdict_html(report: CheckReport) -> str:
+    ran = [r for r in report.results if r.skipped is None]
+    skipped = len(report.results) - len(ran)
+    note = f" ({skipped} skipped)" if skipped else ""
+    failed = sum(not r.metrics.passed for r in ran)
+    if failed or not ran:
+        return f'<p><span class="fail">parity FAILED</span>: {failed} of {len(ran)} comparisons{note}</p>'
+    return f'<p><span class="pass">parity passed</span>: {len(ran)} comparisons{note}</p>'
+
+
+def _results_html(report: CheckReport) -> str:
+    """The terminal table's columns and rows (report.print_check)."""
+    columns = ("backend", "shape", "out", "max abs", "mean abs", "max rel", "cosine", "PSNR dB", "result")
+    text_columns = ("backend", "shape", "result")
+    rows = ["<tr>" + "".join(f'<th class="text">{c}</th>' if c in text_columns else f"<th>{c}</th>" for c in columns)
+            + "</tr>"]
+    for r in report.results:
+        head = f'<td class="text">{_esc(r.backend)}</td><td class="text">{_esc(format_shape(r.shape))}</td>'
+        if r.skipped is not None:
+            rows.append(f"<tr>{head}<td>-</td>" + "<td>-</td>" * 5
+                        + f'<td class="text"><span class="skip">skipped</span> {_esc(r.skipped)}</td></tr>')
+            continue
+        m = r.metrics
+        verdict = '<span class="pass">pass</span>' if m.passed else f'<span class="fail">FAIL</span> {_esc(m.reason)}'
+        cells = (str(r.output), _number(m.max_abs), _number(m.mean_abs), _number(m.max_rel),
+                 _number(m.cosine, ".6f"), _number(m.psnr, ".1f"))
+        rows.append(f"<tr>{head}" + "".join(f"<td>{c}</td>" for c in cells) + f'<td class="text">{verdict}</td></tr>')
+    return "<table>\n" + "\n".join(rows) + "\n</table>"
+
+
+def _number(value: float | None, fmt: str = ".3g") -> str:
+    if value is None:
+        return "-"
+    if math.isnan(value):
+        return "nan"
+    if math.isinf(value):
+        return "inf"
+    return format(value, fmt)
+
+
+def _esc(text: str) -> str:
+    return html.escape(str(text))
+
+
+def _file_safe(name: str) -> str:
+    return re.sub(r"[^A-Za-z0-9._-]", "_", name)
+
+
+def _write_figures(folder: Path, figures: list[_Figure]) -> list[Path]:
+    """Fill a private folder beside ``folder``, then rename it into place: a reader finds the
+    old figures or the new ones, never a half-written set."""
+    stage = folder.with_name(f".{folder.name}.{uuid.uuid4().hex[:12]}.tmp")
+    stage.mkdir()  # plain mkdir honours the user's umask (mkdtemp would make it 0700)
+    try:
+        for figure in figures:
+            (stage / figure.name).write_bytes(figure.png)
+        if os.path.lexists(folder):  # only with force: ensure_writable's rule, for a folder
+            old = folder.with_name(f".{folder.name}.{uuid.uuid4().hex[:12]}.old")
+            os.replace(folder, old)
+            os.replace(stage, folder)
+            if old.is_dir() and not old.is_symlink():
+                shutil.rmtree(old)
+            else:
+                old.unlink()
+        else:
+            os.replace(stage, folder)
+    finally:
+        shutil.rmtree(stage, ignore_errors=True)
+    return [folder / figure.name for figure in figures]
