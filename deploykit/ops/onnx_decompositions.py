@@ -5,9 +5,9 @@ Both strategies compute the sampling coordinates once per point, with the float 
 PyTorch's vectorised CPU grid_sample uses (normalise, ``(g + 1) * W/2 - 0.5``, clamp to the
 border, floor), so they agree with the eager reference to rounding at every shape:
 
-- ``gather``: x is laid out channels-last with its right, lower and lower-right neighbours
-  concatenated per pixel, so ONE Gather fetches all four taps of a point as one contiguous
-  row; a batched MatMul applies the four bilinear weights. Native layers on every runtime.
+- ``gather``: x is laid out channels-last with each pixel's right neighbour beside it, so
+  one Gather fetches a point's four taps as two contiguous rows (top, bottom); a batched
+  MatMul applies the four bilinear weights. Native layers on every runtime.
 - ``roialign``: every point is a zero-size RoiAlign box with one sample, which is exactly a
   border-clamped bilinear tap once the coordinates are clamped; the runtime's RoiAlign
   kernel then does the gather and weighting in one pass over NCHW x.
@@ -57,25 +57,24 @@ def _dims(x):
 
 
 def _coordinates(x, offset, scale: int, groups: int):
-    """Border-clamped pixel coordinates (ix, iy) of every sample point, each (B, G, sH, sW),
-    and the dims they were computed from."""
+    """Border-clamped pixel coordinates (ix, iy) of every sample point, each (B, sH, sW, G)
+    (points in output order, groups last so a point's C/G channels end up beside the other
+    groups'), and the dims they were computed from."""
     from onnxscript import opset17 as op
 
     B, C, H, W = _dims(x)
     s, G = _ints(scale), _ints(groups)
     sH, sW = op.Mul(H, s), op.Mul(W, s)
-    # offset channels are (2, G, s, s): pixel-shuffle them to (B, 2, G, sH, sW)
+    # offset channels are (2, G, s, s): pixel-shuffle them to (B, 2, sH, sW, G)
     off = op.Reshape(offset, op.Concat(B, _ints(2), G, s, s, H, W, axis=0))
-    off = op.Transpose(off, perm=[0, 1, 2, 5, 3, 6, 4])
-    off = op.Reshape(off, op.Concat(B, _ints(2), G, sH, sW, axis=0))
-    off_x = op.Gather(off, op.Constant(value_int=0), axis=1)
-    off_y = op.Gather(off, op.Constant(value_int=1), axis=1)
-    ix = _unnormalized(off_x, sW, W, s, 0)
-    iy = _unnormalized(off_y, sH, H, s, 1)
+    off = op.Transpose(off, perm=[0, 1, 5, 3, 6, 4, 2])
+    off = op.Reshape(off, op.Concat(B, _ints(2), sH, sW, G, axis=0))
+    ix = _unnormalized(op.Gather(off, op.Constant(value_int=0), axis=1), sW, W, s, trailing_axes=1)
+    iy = _unnormalized(op.Gather(off, op.Constant(value_int=1), axis=1), sH, H, s, trailing_axes=2)
     return ix, iy, (B, C, H, W, sH, sW)
 
 
-def _unnormalized(off, out_size, in_size, s, axis_from_end: int):
+def _unnormalized(off, out_size, in_size, s, trailing_axes: int):
     """The reference's ``2 * (centre + offset) / size - 1``, then grid_sample's
     ``(g + 1) * size / 2 - 0.5`` and border clamp to [0, size - 1]."""
     from onnxscript import opset17 as op
@@ -83,8 +82,7 @@ def _unnormalized(off, out_size, in_size, s, axis_from_end: int):
     zero, one = op.Constant(value_int=0), op.Constant(value_int=1)
     positions = op.Range(zero, op.Squeeze(out_size, _ints(0)), one)
     centre = op.Add(op.Cast(op.Div(positions, s), to=1), op.Constant(value_float=0.5))  # input pixel centre
-    if axis_from_end == 1:
-        centre = op.Unsqueeze(centre, _ints(1))
+    centre = op.Unsqueeze(centre, _ints(*range(1, trailing_axes + 1)))  # broadcast over the axes after it
     size = op.Cast(in_size, to=1)
     g = op.Sub(op.Div(op.Mul(op.Constant(value_float=2.0), op.Add(centre, off)), size),
                op.Constant(value_float=1.0))
@@ -94,15 +92,21 @@ def _unnormalized(off, out_size, in_size, s, axis_from_end: int):
     return op.Clip(pixel, op.Constant(value_float=0.0), last)
 
 
-def _to_nchw(points_major, dims, groups: int):
-    """(B*G*sH*sW, C/G) rows -> (B, C, sH, sW)."""
+def _image_index(B, G):
+    """(B, 1, 1, G): which of the B*G single-group images a point of batch b, group g samples."""
+    from onnxscript import opset17 as op
+
+    images = op.Range(op.Constant(value_int=0), op.Squeeze(op.Mul(B, G), _ints(0)), op.Constant(value_int=1))
+    return op.Reshape(images, op.Concat(B, _ints(1, 1), G, axis=0))
+
+
+def _to_nchw(points, dims):
+    """Per-point channel rows, in (B, sH, sW, G) point order -> (B, C, sH, sW). The Transpose
+    is the last node, so a graph output is written once (a final Reshape would copy it)."""
     from onnxscript import opset17 as op
 
     B, C, H, W, sH, sW = dims
-    Cg = op.Div(C, _ints(groups))
-    y = op.Reshape(points_major, op.Concat(B, _ints(groups), sH, sW, Cg, axis=0))
-    y = op.Transpose(y, perm=[0, 1, 4, 2, 3])
-    return op.Reshape(y, op.Concat(B, C, sH, sW, axis=0))
+    return op.Transpose(op.Reshape(points, op.Concat(B, sH, sW, C, axis=0)), perm=[0, 3, 1, 2])
 
 
 def _gather_sample(x, offset, scale: int, groups: int):
@@ -112,33 +116,29 @@ def _gather_sample(x, offset, scale: int, groups: int):
     B, C, H, W, sH, sW = dims
     G = _ints(groups)
     Cg = op.Div(C, G)
-    # channels-last x and its edge-replicated right / lower neighbours
+    # rows of (pixel, right neighbour) channels-last; the last column's neighbour is itself (border)
     xl = op.Transpose(op.Reshape(x, op.Concat(B, G, Cg, H, W, axis=0)), perm=[0, 1, 3, 4, 2])
     right = op.Concat(op.Slice(xl, _ints(1), _ints(_INT64_MAX), _ints(3)),
                       op.Slice(xl, _ints(-1), _ints(_INT64_MAX), _ints(3)), axis=3)
-    below = op.Concat(op.Slice(xl, _ints(1), _ints(_INT64_MAX), _ints(2)),
-                      op.Slice(xl, _ints(-1), _ints(_INT64_MAX), _ints(2)), axis=2)
-    below_right = op.Concat(op.Slice(right, _ints(1), _ints(_INT64_MAX), _ints(2)),
-                            op.Slice(right, _ints(-1), _ints(_INT64_MAX), _ints(2)), axis=2)
-    quads = op.Concat(xl, right, below, below_right, axis=-1)  # (B, G, H, W, 4*Cg)
-    quads = op.Reshape(quads, op.Concat(_ints(-1), op.Mul(Cg, _ints(4)), axis=0))
+    pairs = op.Reshape(op.Concat(xl, right, axis=-1), op.Concat(_ints(-1), op.Mul(Cg, _ints(2)), axis=0))
 
     x0, y0 = op.Floor(ix), op.Floor(iy)
+    column = op.Cast(x0, to=7)
+    top = op.Add(op.Mul(_image_index(B, G), H), op.Cast(y0, to=7))
+    bottom = op.Add(top, op.Cast(op.Less(y0, op.Squeeze(op.Sub(op.Cast(H, to=1), op.Constant(value_float=1.0)),
+                                                        _ints(0))), to=7))
+    rows = op.Concat(op.Unsqueeze(op.Add(op.Mul(top, W), column), _ints(-1)),
+                     op.Unsqueeze(op.Add(op.Mul(bottom, W), column), _ints(-1)), axis=-1)
+    taps = op.Gather(pairs, rows, axis=0)  # (B, sH, sW, G, 2, 2*Cg): the four taps, one row each side
+    taps = op.Reshape(taps, op.Concat(B, sH, sW, G, _ints(4), Cg, axis=0))
+
     wx, wy = op.Sub(ix, x0), op.Sub(iy, y0)
     one = op.Constant(value_float=1.0)
     ux, uy = op.Sub(one, wx), op.Sub(one, wy)
     weights = op.Concat(*[op.Unsqueeze(w, _ints(-1)) for w in
                           (op.Mul(uy, ux), op.Mul(uy, wx), op.Mul(wy, ux), op.Mul(wy, wx))], axis=-1)
-    weights = op.Unsqueeze(weights, _ints(-2))  # (B, G, sH, sW, 1, 4)
-
-    zero, step = op.Constant(value_int=0), op.Constant(value_int=1)
-    batch_group = op.Range(zero, op.Squeeze(op.Mul(B, G), _ints(0)), step)
-    batch_group = op.Reshape(batch_group, op.Concat(B, G, _ints(1, 1), axis=0))
-    row = op.Add(op.Mul(batch_group, H), op.Cast(y0, to=7))
-    index = op.Add(op.Mul(row, W), op.Cast(x0, to=7))  # (B, G, sH, sW) into the quad rows
-    taps = op.Gather(quads, index, axis=0)  # (B, G, sH, sW, 4*Cg)
-    taps = op.Reshape(taps, op.Concat(B, G, sH, sW, _ints(4), Cg, axis=0))
-    return _to_nchw(op.MatMul(weights, taps), dims, groups)
+    # one tiny MatMul per point beats Mul + ReduceSum, which writes the four taps a second time
+    return _to_nchw(op.MatMul(op.Unsqueeze(weights, _ints(-2)), taps), dims)
 
 
 def _roialign_sample(x, offset, scale: int, groups: int):
@@ -153,10 +153,7 @@ def _roialign_sample(x, offset, scale: int, groups: int):
     column = _ints(-1, 1)
     bx, by = op.Reshape(op.Add(ix, half), column), op.Reshape(op.Add(iy, half), column)
     boxes = op.Concat(bx, by, bx, by, axis=1)
-    zero, step = op.Constant(value_int=0), op.Constant(value_int=1)
-    batch_group = op.Range(zero, op.Squeeze(op.Mul(B, G), _ints(0)), step)
-    batch_group = op.Reshape(batch_group, op.Concat(B, G, _ints(1, 1), axis=0))
-    image_of_box = op.Reshape(op.Expand(batch_group, op.Concat(B, G, sH, sW, axis=0)), _ints(-1))
+    image_of_box = op.Reshape(op.Expand(_image_index(B, G), op.Concat(B, sH, sW, G, axis=0)), _ints(-1))
     sampled = op.RoiAlign(images, boxes, image_of_box, coordinate_transformation_mode="half_pixel",
                           mode="avg", output_height=1, output_width=1, sampling_ratio=1, spatial_scale=1.0)
-    return _to_nchw(sampled, dims, groups)
+    return _to_nchw(sampled, dims)

@@ -1,0 +1,135 @@
+"""DySample on ONNX Runtime's CPU provider: every --dysample-impl strategy against PyTorch
+eager, side by side in one run, and where ONNX Runtime spends the time (its profiler, per op type).
+
+    python -m deploykit.ops.strategy_benchmark                 # the README's table
+    python -m deploykit.ops.strategy_benchmark --sizes 64 --scales 2 --styles lp --iters 5
+
+Timing goes through deploykit.bench.measure, like every latency deploykit reports. The
+profile is a separate, untimed pass with ONNX Runtime's profiler on.
+"""
+
+from __future__ import annotations
+
+import argparse
+import collections
+import json
+import os
+import platform
+import sys
+import tempfile
+from pathlib import Path
+
+STRATEGIES = ("standard", "gather", "roialign")
+_ENTRY = {"lp": "dysample", "pl": "dysample_s"}
+
+
+def run(sizes: list[int], scales: list[int], styles: list[str], channels: int, groups: int, warmup: int,
+        iters: int, threads: int, profile_runs: int) -> list[dict]:
+    """One row per (size, scale, style): p50 of torch and of each strategy, and per-op-type shares."""
+    from deploykit.backends import RunnerOptions, runner_class
+    from deploykit.bench import measure
+    from deploykit.export import export_onnx
+    from deploykit.pipeline import make_inputs
+    from deploykit.spec import load_model
+
+    rows = []
+    with tempfile.TemporaryDirectory(prefix="deploykit-strategies-") as work:
+        for size in sizes:
+            for scale in scales:
+                for style in styles:
+                    model = load_model(_ENTRY[style], {"in_channels": str(channels), "scale": str(scale),
+                                                       "groups": str(groups)})
+                    shape = (1, channels, size, size)
+                    inputs = make_inputs(shape, model.seed)
+                    row = {"shape": shape, "scale": scale, "style": style, "p50_ms": {}, "ops": {}}
+                    with runner_class("torch")(RunnerOptions(model=model, threads=threads)) as runner:
+                        row["p50_ms"]["torch"] = measure(runner, inputs, warmup, iters).p50_ms
+                    for strategy in STRATEGIES:
+                        path = Path(work) / f"{style}-{scale}-{size}-{strategy}.onnx"
+                        export_onnx(model, path, dysample_impl=strategy, force=True)
+                        options = RunnerOptions(onnx_path=path, threads=threads)
+                        with runner_class("ort")(options) as runner:
+                            row["p50_ms"][strategy] = measure(runner, inputs, warmup, iters).p50_ms
+                        row["ops"][strategy] = op_type_shares(path, inputs, threads, profile_runs)
+                    rows.append(row)
+                    print(f"measured {_label(row)}", file=sys.stderr, flush=True)
+    return rows
+
+
+def op_type_shares(path: Path, inputs, threads: int, runs: int) -> dict[str, float]:
+    """Fraction of ONNX Runtime's summed kernel time per op type, from its profiler."""
+    import onnxruntime as ort
+
+    options = ort.SessionOptions()
+    options.intra_op_num_threads, options.inter_op_num_threads = threads, 1
+    options.enable_profiling = True
+    options.profile_file_prefix = str(path.with_suffix(""))
+    options.log_severity_level = 4
+    session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+    feed = {session.get_inputs()[0].name: inputs[0]}
+    session.run(None, feed)  # the first run allocates; keep it out of the profile's share
+    for _ in range(runs):
+        session.run(None, feed)
+    trace = Path(session.end_profiling())
+    per_op = collections.Counter()
+    for event in json.loads(trace.read_text()):
+        if event.get("cat") == "Node" and event["name"].endswith("_kernel_time"):
+            per_op[event["args"]["op_name"]] += event["dur"]
+    trace.unlink()
+    total = sum(per_op.values()) or 1
+    return {op: us / total for op, us in per_op.most_common()}
+
+
+def _label(row: dict) -> str:
+    return f"{'x'.join(map(str, row['shape']))} s={row['scale']} {row['style']}"
+
+
+def markdown(rows: list[dict]) -> str:
+    """Latency table (ratios to eager) and the per-op-type breakdown of each strategy."""
+    head = "| input | scale | style | PyTorch eager p50 | " + " | ".join(f"ORT {s} p50 (vs eager)" for s in STRATEGIES)
+    lines = [head + " |", "|---" * (4 + len(STRATEGIES)) + "|"]
+    for r in rows:
+        torch_ms = r["p50_ms"]["torch"]
+        cells = [f"{r['p50_ms'][s]:.1f} ms ({r['p50_ms'][s] / torch_ms:.2f}x)" for s in STRATEGIES]
+        lines.append(f"| {'x'.join(map(str, r['shape']))} | {r['scale']} | {r['style']} | {torch_ms:.1f} ms | "
+                     + " | ".join(cells) + " |")
+    lines += ["", "| input | scale | style | strategy | where ONNX Runtime's kernel time goes (top op types) |",
+              "|---|---|---|---|---|"]
+    for r in rows:
+        for strategy in STRATEGIES:
+            top = ", ".join(f"{op} {share:.0%}" for op, share in list(r["ops"][strategy].items())[:4])
+            lines.append(f"| {'x'.join(map(str, r['shape']))} | {r['scale']} | {r['style']} | {strategy} | {top} |")
+    return "\n".join(lines)
+
+
+def _machine(threads: int) -> str:
+    import onnxruntime
+    import torch
+
+    model = next((line.split(":", 1)[1].strip() for line in open("/proc/cpuinfo") if line.startswith("model name")),
+                 platform.processor())
+    return (f"{model}, {os.cpu_count()} cores, {threads} threads; torch {torch.__version__}, "
+            f"onnxruntime {onnxruntime.__version__}")
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--sizes", type=int, nargs="+", default=[64, 120], help="square input sizes")
+    parser.add_argument("--scales", type=int, nargs="+", default=[2, 4])
+    parser.add_argument("--styles", nargs="+", choices=sorted(_ENTRY), default=["lp", "pl"])
+    parser.add_argument("--channels", type=int, default=256)
+    parser.add_argument("--groups", type=int, default=4)
+    parser.add_argument("--warmup", type=int, default=3)
+    parser.add_argument("--iters", type=int, default=15)
+    parser.add_argument("--threads", type=int, default=os.cpu_count() or 1)
+    parser.add_argument("--profile-runs", type=int, default=3, help="untimed runs under ONNX Runtime's profiler")
+    args = parser.parse_args(argv)
+    rows = run(args.sizes, args.scales, args.styles, args.channels, args.groups, args.warmup, args.iters,
+               args.threads, args.profile_runs)
+    print(f"machine: {_machine(args.threads)}")
+    print(f"command: python -m deploykit.ops.strategy_benchmark {' '.join(argv if argv is not None else sys.argv[1:])}")
+    print(markdown(rows))
+
+
+if __name__ == "__main__":
+    main()
