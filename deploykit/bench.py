@@ -14,8 +14,9 @@ import numpy as np
 
 from deploykit.backends import Runner
 from deploykit.errors import BackendRunError, UserError
+from deploykit.progress import ProgressCallback
 from deploykit.pipeline import describe_runners, make_inputs, open_runners, reference_outputs, run_backend
-from deploykit.spec import LoadedModel, Shape
+from deploykit.spec import LoadedModel, Shape, format_shape
 
 # trtexec warns when the coefficient of variation passes 10%; CPU timings on a shared
 # 2-core machine are noisier, so we flag at p99 > 1.5 x p50 instead.
@@ -123,17 +124,25 @@ class BenchReport:
 
 def run_bench(model: LoadedModel, backends: list[str], shapes: list[Shape] | None, *, warmup: int, iters: int,
               threads: int | None, onnx_path=None, precision: str = "fp32",
-              export_options: dict | None = None, runner_options: dict | None = None) -> BenchReport:
-    """Measure every backend at every shape, side by side in one process and one run."""
+              export_options: dict | None = None, runner_options: dict | None = None,
+              progress: ProgressCallback | None = None) -> BenchReport:
+    """Measure every backend at every shape, side by side in one process and one run;
+    ``progress(done, total, next step)`` is told of each step."""
     shapes = model.shapes_or_default(shapes)
     report = BenchReport(spec=model.spec, warmup=warmup, iters=iters, threads=threads)
     with open_runners(model, backends, shapes, onnx_path, threads, precision, export_options,
                       allow_substitutes=False, runner_options=runner_options) as (runners, skipped):
         report.backends = describe_runners(runners)
+        total, done = len(shapes) * len(runners), 0
         for shape in shapes:
             inputs = make_inputs(shape, model.seed)
             reference_outputs(model, inputs)  # a shape the module cannot take fails here, clearly
-            row = {name: measure(runner, inputs, warmup, iters) for name, runner in runners.items()}
+            row = {}
+            for name, runner in runners.items():
+                if progress:
+                    progress(done, total, f"{name} at {format_shape(shape)}")
+                row[name] = measure(runner, inputs, warmup, iters)
+                done += 1
             torch_p50 = row["torch"].p50_ms if "torch" in row else None
             for name, stats in row.items():
                 ratio = stats.p50_ms / torch_p50 if torch_p50 else None

@@ -4,11 +4,14 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
-from deploykit.compare import Metrics, Tolerance, compare, failed
-from deploykit.errors import BackendRunError
+from deploykit.compare import Metrics, Tolerance, compare, error_picture, failed
+from deploykit.bench import measure
+from deploykit.errors import BackendRunError, UserError
+from deploykit.progress import ProgressCallback
 from deploykit.pipeline import describe_runners, make_inputs, open_runners, reference_outputs, run_backend
-from deploykit.spec import LoadedModel, Shape
+from deploykit.spec import LoadedModel, Shape, format_shape
 
 
 @dataclass
@@ -34,6 +37,10 @@ class CheckReport:
     onnx: str | None
     backends: dict[str, dict] = field(default_factory=dict)
     results: list[CheckResult] = field(default_factory=list)
+    # Filled on request, for the HTML report and --localize:
+    pictures: dict[tuple, Any] = field(default_factory=dict, repr=False)  # (backend, shape, output) -> ErrorPicture
+    latency: dict[tuple, Any] = field(default_factory=dict, repr=False)  # (backend, shape) -> LatencyStats
+    localizations: dict[str, Any] = field(default_factory=dict)  # backend -> Localization of its first failure
 
     @property
     def passed(self) -> bool:
@@ -45,36 +52,84 @@ class CheckReport:
         return {"passed": self.passed, "spec": self.spec, "seed": self.seed,
                 "tolerance": {"atol": self.tolerance.atol, "rtol": self.tolerance.rtol},
                 "onnx": self.onnx, "backends": self.backends,
-                "results": [r.as_json() for r in self.results]}
+                "results": [r.as_json() for r in self.results],
+                **({"localization": {name: loc.as_json() for name, loc in self.localizations.items()}}
+                   if self.localizations else {})}
 
 
 def run_check(model: LoadedModel, backends: list[str], shapes: list[Shape] | None, *, tolerance: Tolerance,
               onnx_path: Path | None = None, threads: int | None = None, precision: str = "fp32",
-              export_options: dict | None = None, runner_options: dict | None = None) -> CheckReport:
+              export_options: dict | None = None, runner_options: dict | None = None, pictures: bool = False,
+              latency_iters: int = 0, localize: bool = False,
+              progress: ProgressCallback | None = None) -> CheckReport:
     """Run each backend at each shape on seeded inputs and compare with PyTorch fp32 eager on the
-    CPU. A backend that fails to compute is a failed comparison (its error is the reason)."""
+    CPU. A backend that fails to compute is a failed comparison (its error is the reason).
+
+    ``pictures``: keep each output's ErrorPicture; ``latency_iters``: also time each backend
+    (deploykit.bench.measure); ``localize``: find the first diverging ONNX node of each
+    backend's first failure; ``progress(done, total, next step)`` is told of each step.
+    """
     shapes = model.shapes_or_default(shapes)
     report = CheckReport(spec=model.spec, seed=model.seed, tolerance=tolerance,
                          onnx=str(onnx_path) if onnx_path else None)
     with open_runners(model, backends, shapes, onnx_path, threads, precision, export_options,
                       runner_options=runner_options) as (runners, skipped):
         report.backends = describe_runners(runners)
+        total, done = len(shapes) * len(runners), 0
         for shape in shapes:
             inputs = make_inputs(shape, model.seed)
             references = reference_outputs(model, inputs)
             for name, runner in runners.items():
-                report.results.extend(_compare_backend(name, runner, shape, inputs, references, tolerance))
+                if progress:
+                    progress(done, total, f"{name} at {format_shape(shape)}")
+                results, outputs = _compare_backend(name, runner, shape, inputs, references, tolerance)
+                report.results.extend(results)
+                if pictures and outputs is not None:
+                    report.pictures.update(_pictures(name, shape, references, outputs))
+                if latency_iters and outputs is not None:
+                    report.latency[(name, shape)] = measure(runner, inputs, warmup=2, iters=latency_iters)
+                if localize and name not in report.localizations and not all(r.metrics.passed for r in results):
+                    report.localizations[name] = _localize(model, runner, inputs, tolerance, threads,
+                                                           runner_options, precision)
+                done += 1
             report.results.extend(CheckResult(name, shape, 0, None, skipped=why) for name, why in skipped.items())
+        if progress:
+            progress(done, total, "done")
     return report
 
 
-def _compare_backend(name, runner, shape, inputs, references, tolerance) -> list[CheckResult]:
+def _compare_backend(name, runner, shape, inputs, references, tolerance):
+    """(results, outputs); outputs is None when the backend could not compute them."""
     try:
         outputs = run_backend(runner, inputs)
     except BackendRunError as exc:
-        return [CheckResult(name, shape, i, failed(str(exc))) for i in range(len(references))]
+        return [CheckResult(name, shape, i, failed(str(exc))) for i in range(len(references))], None
     if len(outputs) != len(references):
         reason = f"{name} returned {len(outputs)} outputs, PyTorch returns {len(references)}"
-        return [CheckResult(name, shape, i, failed(reason)) for i in range(len(references))]
+        return [CheckResult(name, shape, i, failed(reason)) for i in range(len(references))], None
     return [CheckResult(name, shape, i, compare(ref, out, tolerance))
-            for i, (ref, out) in enumerate(zip(references, outputs))]
+            for i, (ref, out) in enumerate(zip(references, outputs))], outputs
+
+
+def _pictures(name, shape, references, outputs) -> dict:
+    pictures = {}
+    for index, (ref, out) in enumerate(zip(references, outputs)):
+        picture = error_picture(ref, out)
+        if picture is not None:
+            pictures[(name, shape, index)] = picture
+    return pictures
+
+
+def _localize(model, runner, inputs, tolerance, threads, runner_options, precision):
+    """Localize in the graph this backend ran; what cannot be localized (a torch backend, an
+    engine given without its ONNX file) is said in the localization, not raised."""
+    from deploykit.localize import Localization, localize
+
+    path = runner.options.onnx_path
+    try:
+        if path is None:
+            raise UserError(f"{runner.name} ran an engine without an ONNX file", "pass --onnx to localize")
+        return localize(model, Path(path), runner.name, inputs, tolerance, threads=threads,
+                        runner_options=runner_options, precision=precision)
+    except UserError as exc:
+        return Localization(runner.name, str(path), list(inputs[0].shape), None, error=str(exc))

@@ -16,6 +16,8 @@ import click
 from deploykit.errors import UserError
 from deploykit.export.onnx_export import DEFAULT_DYSAMPLE_IMPL, DYSAMPLE_IMPLS
 
+DEFAULT_BACKENDS = "torch,ort"
+HTML_LATENCY_ITERS = 10  # check --html times each backend too, for the report's latency chart
 MAX_THREADS = 256  # beyond this a typo, not a setting: ONNX Runtime would start that many threads
 MAX_SEED = 2**32 - 1
 _CONTEXT = {"help_option_names": ["-h", "--help"], "max_content_width": 100}
@@ -73,10 +75,10 @@ def _finite_tolerance(ctx, param, value):
     return value
 
 
-def model_options(command):
+def model_options(command, spec_required: bool = True):
     """SPEC plus what fixes the model's weights: shared by export, check and bench."""
     decorators = [
-        click.argument("spec"),
+        click.argument("spec", required=spec_required),
         click.option("-p", "--param", "params", multiple=True, metavar="KEY=VALUE",
                      help="Zoo/constructor parameter (repeatable); see 'deploykit list NAME'."),
         click.option("--weights", type=click.Path(path_type=Path), default=None,
@@ -95,8 +97,8 @@ def shape_option(help_text: str):
 
 def dysample_impl_option(help_text: str):
     return click.option("--dysample-impl", type=click.Choice(list(DYSAMPLE_IMPLS)), default=None,
-                        help=f"{help_text} Default: {DEFAULT_DYSAMPLE_IMPL['ort']} for --target ort (fastest on "
-                             f"ONNX Runtime's CPU), {DEFAULT_DYSAMPLE_IMPL['trt']} for trt. standard: GridSample; "
+                        help=f"{help_text} Default: {DEFAULT_DYSAMPLE_IMPL['ort']} (the fastest on ONNX Runtime's "
+                             f"CPU), {DEFAULT_DYSAMPLE_IMPL['trt']} for TensorRT. standard: GridSample; "
                              "gather / roialign: standard ops without GridSample; plugin: one "
                              "deploykit::DySample node for the TensorRT plugin.")
 
@@ -106,8 +108,9 @@ def run_options(command):
     decorators = [
         click.option("--onnx", "onnx_path", type=click.Path(path_type=Path), default=None,
                      help="ONNX file for ONNX backends (default: export SPEC to a temporary file)."),
-        click.option("--backends", default="torch,ort", show_default=True,
-                     help="Comma-separated: torch, torch-cuda, ort, ort-cuda, ort-trt, onnx-ref, trt."),
+        click.option("--backends", default=None,
+                     help="Comma-separated: torch, torch-cuda, ort, ort-cuda, ort-trt, onnx-ref, trt. "
+                          f"Default: {DEFAULT_BACKENDS}."),
         shape_option("Input shape (repeatable). Default: three shapes incl. batch>1 and odd, non-square H, W."),
         click.option("--threads", type=click.IntRange(min=1, max=MAX_THREADS), default=os.cpu_count() or 1,
                      show_default=True, help="Intra-op threads for torch and ONNX Runtime."),
@@ -121,6 +124,7 @@ def run_options(command):
         click.option("--engine", "engine_path", type=click.Path(path_type=Path), default=None,
                      help="TensorRT engine for the trt backend (default: built from the ONNX file for the shapes)."),
         plugin_option("TensorRT plugin library to load before the engine (repeatable)."),
+        click.option("-q", "--quiet", is_flag=True, help="No progress bar (there is none without a terminal)."),
     ]
     for decorator in reversed(decorators):
         command = decorator(command)
@@ -271,39 +275,88 @@ def build_command(model, output, fp16, plugins, profiles, timing_cache, workspac
 
 
 def _run_and_report(run, printer, spec, params, weights, seed, onnx_path, backends, shapes, threads, precision,
-                    report_path, force, dysample_impl, engine_path, plugins, cuda_graph=False, **specific):
+                    report_path, force, dysample_impl, engine_path, plugins, quiet, cuda_graph=False, **specific):
     """check and bench alike: load SPEC, run the library over the backends, print, write JSON."""
     from deploykit.backends import parse_backends
+    from deploykit.progress import progress_bar
     from deploykit.report import write_json
 
     _refuse_to_overwrite(report_path, force)
-    chosen = parse_backends(backends)
+    chosen = parse_backends(backends or DEFAULT_BACKENDS)
     model, recipe = _load(spec, params, weights, seed)
     runner_options = {"engine_path": engine_path, "plugins": list(plugins), "cuda_graph": cuda_graph}
-    report = run(model, chosen, _shapes(shapes), onnx_path=onnx_path, threads=threads, precision=precision,
-                 export_options=_export_options(recipe, dysample_impl), runner_options=runner_options, **specific)
+    with progress_bar(run.__name__.removeprefix("run_"), quiet) as progress:
+        report = run(model, chosen, _shapes(shapes), onnx_path=onnx_path, threads=threads, precision=precision,
+                     export_options=_export_options(recipe, dysample_impl), runner_options=runner_options,
+                     progress=progress, **specific)
     printer(report, _console())
     if report_path:
         write_json(report_path, report.as_json(), force=force)
     return report
 
 
+def _check_zoo(backends, threads, report_path, force, quiet, **rest) -> int:
+    """check --zoo: the support matrix over every zoo entry; exit 1 if any entry failed."""
+    from deploykit.backends import parse_backends
+    from deploykit.matrix import zoo_matrix
+    from deploykit.progress import progress_bar
+    from deploykit.report import print_matrix, write_json
+
+    defaults = {"seed": 0, "precision": "fp32"}
+    given = ["SPEC" if name == "spec" else f"--{name.removesuffix('_path').replace('_', '-')}"
+             for name, value in rest.items() if value not in (None, (), False, defaults.get(name))]
+    if given:
+        raise UserError(f"check --zoo runs every entry at its defaults and takes no {', '.join(given)}",
+                        "drop those options, or check one SPEC without --zoo")
+    _refuse_to_overwrite(report_path, force)
+    with progress_bar("zoo", quiet) as progress:
+        report = zoo_matrix(parse_backends(backends) if backends else None, threads, progress=progress)
+    print_matrix(report, _console())
+    if report_path:
+        write_json(report_path, report.as_json(), force=force)
+    return 0 if report.passed else 1
+
+
 @main.command("check")
-@model_options
+@functools.partial(model_options, spec_required=False)
 @run_options
 @click.option("--atol", type=float, default=None, callback=_finite_tolerance,
               help="Absolute tolerance (overrides the preset).")
 @click.option("--rtol", type=float, default=None, callback=_finite_tolerance,
               help="Relative tolerance (overrides the preset).")
+@click.option("--localize", is_flag=True,
+              help="On a failure, find the first ONNX node that diverges from PyTorch, and its module.")
+@click.option("--html", "html_path", type=click.Path(path_type=Path), default=None,
+              help="Also write an HTML report (error heatmaps, histograms, latency) and its PNGs beside it.")
+@click.option("--zoo", is_flag=True,
+              help="Check every zoo entry at its defaults with every installed backend: the support matrix.")
 @fail_cleanly
-def check_command(atol, rtol, **common):
+def check_command(atol, rtol, localize, html_path, zoo, **common):
     """Compare every backend with PyTorch fp32 at several shapes. Exit 1 on a parity failure."""
     from deploykit.check import run_check
     from deploykit.compare import tolerance_for
-    from deploykit.report import print_check
+    from deploykit.report import print_check, print_localizations
 
+    if zoo:
+        sys.exit(_check_zoo(atol=atol, rtol=rtol, localize=localize, html=html_path, **common))
+    if common["spec"] is None:
+        raise click.UsageError("missing argument 'SPEC' (or pass --zoo)")
+    _refuse_to_overwrite(html_path, common["force"])
+    if html_path:
+        from deploykit.html_report import require_matplotlib
+
+        require_matplotlib()  # before minutes of work, not after
     tolerance = tolerance_for(common["precision"], atol, rtol)
-    report = _run_and_report(run_check, print_check, tolerance=tolerance, **common)
+    report = _run_and_report(run_check, print_check, tolerance=tolerance, localize=localize,
+                             pictures=bool(html_path), latency_iters=HTML_LATENCY_ITERS if html_path else 0,
+                             **common)
+    if localize:
+        print_localizations(report, _console())
+    if html_path:
+        from deploykit.html_report import figures_folder, write_html_report
+
+        written = write_html_report(html_path, report, report.pictures, report.latency, force=common["force"])
+        click.echo(f"wrote {written[0]} and {len(written) - 1} figures in {figures_folder(written[0])}")
     sys.exit(0 if report.passed else 1)
 
 

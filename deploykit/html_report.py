@@ -65,7 +65,7 @@ def write_html_report(path: Path, report: CheckReport, pictures: dict[tuple[str,
     ensure_writable(path, force)
     if os.path.lexists(folder) and not force:
         raise UserError(f"{folder} already exists", "pass --force to overwrite it, or choose another path")
-    figure_class = _figure_class()
+    figure_class = require_matplotlib()
     pictures = {(backend, tuple(shape), output): p for (backend, shape, output), p in pictures.items()}
     latency = {(backend, tuple(shape)): stats for (backend, shape), stats in latency.items()}
     picture_keys = list(dict.fromkeys(
@@ -113,7 +113,7 @@ def _shape_section(figure_class, shape: Shape, latency: dict[str, LatencyStats],
     return f"<section>\n<h2>Shape {_esc(format_shape(shape))}</h2>\n" + "\n".join(body) + "\n</section>", figures
 
 
-def _figure_class():
+def require_matplotlib():
     """matplotlib's Figure, used without pyplot: it renders with Agg, sets no global backend
     (a report made inside a notebook leaves the notebook's plotting alone) and keeps no
     registry of open figures, so each one is freed once saved."""

@@ -1,16 +1,35 @@
-"""The support matrix: every zoo example exported and checked against ONNX Runtime.
+"""The support matrix: every zoo entry exported once (dynamic shapes), checked against every
+backend at its default shapes, and timed against PyTorch eager.
 
-``python -m deploykit.matrix`` prints it as the Markdown table the README carries.
+``deploykit check --zoo`` runs it at each entry's defaults; ``python -m deploykit.matrix``
+prints the same run as the README's Markdown table (``--all-examples``: every worked example).
 """
 
 from __future__ import annotations
 
 import tempfile
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from deploykit.compare import PRESETS
-from deploykit.errors import UserError
+from deploykit.errors import BackendUnavailable, UserError
+from deploykit.progress import ProgressCallback
+
+# Run by default wherever it is installed: runtimes, not the (slow, check-only) onnx-ref evaluator.
+_NOT_BY_DEFAULT = {"onnx-ref"}
+LATENCY_ITERS = 5  # a ratio to eager, not a benchmark: 'deploykit bench' measures properly
+
+
+@dataclass
+class BackendCell:
+    status: str  # "pass", "FAIL" or "skipped"
+    max_abs: float | None = None
+    latency_ratio: float | None = None  # sum of p50 over the default shapes / torch's
+    reason: str = ""
+
+    def as_json(self) -> dict:
+        return {"status": self.status, "max_abs": self.max_abs, "latency_ratio": self.latency_ratio,
+                "reason": self.reason}
 
 
 @dataclass
@@ -18,48 +37,126 @@ class MatrixRow:
     entry: str
     params: str
     exported: bool
-    opset: int | None
-    parity: bool | None
-    max_abs: float | None
+    opset: int | None = None
     note: str = ""
+    cells: dict[str, BackendCell] = field(default_factory=dict)
+
+    @property
+    def passed(self) -> bool:
+        return self.exported and all(c.status != "FAIL" for c in self.cells.values())
+
+    def as_json(self) -> dict:
+        return {"entry": self.entry, "params": self.params, "exported": self.exported, "opset": self.opset,
+                "note": self.note, "passed": self.passed,
+                "backends": {name: cell.as_json() for name, cell in self.cells.items()}}
 
 
-def zoo_matrix(backend: str = "ort", threads: int = 2) -> list[MatrixRow]:
-    """Export each zoo example (dynamic shapes) and check it at the entry's default shapes."""
+@dataclass
+class MatrixReport:
+    backends: list[str]
+    unavailable: dict[str, str]  # backend -> why it is not in the matrix
+    rows: list[MatrixRow] = field(default_factory=list)
+
+    @property
+    def passed(self) -> bool:
+        return all(row.passed for row in self.rows)
+
+    def as_json(self) -> dict:
+        return {"passed": self.passed, "backends": self.backends, "unavailable": self.unavailable,
+                "rows": [row.as_json() for row in self.rows]}
+
+
+def installed_backends() -> tuple[list[str], dict[str, str]]:
+    """(backends that can run here, {backend: why not} for the rest); torch first."""
+    from deploykit.backends import names, runner_class
+
+    available, unavailable = [], {}
+    for name in names():
+        if name in _NOT_BY_DEFAULT:
+            continue
+        try:
+            runner_class(name).check_available()
+            available.append(name)
+        except BackendUnavailable as exc:
+            unavailable[name] = str(exc)
+    return available, unavailable
+
+
+def zoo_matrix(backends: list[str] | None = None, threads: int | None = 2, all_examples: bool = False,
+               progress: ProgressCallback | None = None) -> MatrixReport:
+    """Export each entry (or each worked example) and check it with ``backends`` (default: all installed)."""
     from deploykit import zoo
     from deploykit.check import run_check
     from deploykit.export import export_onnx
     from deploykit.spec import load_model
 
-    rows = []
+    unavailable = {}
+    if backends is None:
+        backends, unavailable = installed_backends()
+    backends = ["torch"] + [b for b in backends if b != "torch"]  # the latency baseline
+    cases = [(name, example) for name, entry in zoo.entries().items()
+             for example in (entry.examples if all_examples else ({},))]
+    report = MatrixReport(backends=backends, unavailable=unavailable)
     with tempfile.TemporaryDirectory(prefix="deploykit-matrix-") as work:
-        for name, entry in zoo.entries().items():
-            for index, example in enumerate(entry.examples):
-                shown = ", ".join(f"{k}={v}" for k, v in example.items()) or "defaults"
-                params = {k: str(v) for k, v in entry.resolve_params(typed=example).items()}
-                model = load_model(name, params)
-                try:
-                    result = export_onnx(model, Path(work) / f"{name}-{index}.onnx")
-                except UserError as exc:
-                    rows.append(MatrixRow(name, shown, False, None, None, None, exc.problem[:80]))
-                    continue
-                report = run_check(model, [backend], None, tolerance=PRESETS["fp32"], onnx_path=result.path,
-                                   threads=threads)
-                worst = max(r.metrics.max_abs for r in report.results)
-                rows.append(MatrixRow(name, shown, True, result.opset, report.passed, worst))
-    return rows
+        for index, (name, example) in enumerate(cases):
+            shown = ", ".join(f"{k}={v}" for k, v in example.items()) or "defaults"
+            if progress:
+                progress(index, len(cases), f"{name} ({shown})")
+            params = {k: str(v) for k, v in zoo.get(name).resolve_params(typed=example).items()}
+            model = load_model(name, params)
+            try:
+                result = export_onnx(model, Path(work) / f"{name}-{index}.onnx")
+            except UserError as exc:
+                report.rows.append(MatrixRow(name, shown, False, note=exc.problem))
+                continue
+            check = run_check(model, backends, None, tolerance=PRESETS["fp32"], onnx_path=result.path,
+                              threads=threads, latency_iters=LATENCY_ITERS)
+            report.rows.append(MatrixRow(name, shown, True, result.opset, cells=_cells(check)))
+        if progress:
+            progress(len(cases), len(cases), "done")
+    return report
 
 
-def markdown(rows: list[MatrixRow]) -> str:
-    lines = ["| entry | parameters | export (dynamic) | ORT parity, 3 shapes | max abs error |",
-             "|---|---|---|---|---|"]
-    for r in rows:
-        exported = f"yes, opset {r.opset}" if r.exported else f"no: {r.note}"
-        parity = "-" if r.parity is None else ("pass" if r.parity else "FAIL")
-        error = "-" if r.max_abs is None else f"{r.max_abs:.1e}"
-        lines.append(f"| {r.entry} | {r.params} | {exported} | {parity} | {error} |")
+def _cells(check) -> dict[str, BackendCell]:
+    cells = {}
+    for backend in dict.fromkeys(r.backend for r in check.results):
+        results = [r for r in check.results if r.backend == backend]
+        if results[0].skipped is not None:
+            cells[backend] = BackendCell("skipped", reason=results[0].skipped)
+            continue
+        failures = [r.metrics.reason for r in results if not r.metrics.passed]
+        errors = [r.metrics.max_abs for r in results if r.metrics.max_abs == r.metrics.max_abs]  # not NaN
+        timed = [(shape, stats) for (name, shape), stats in check.latency.items() if name == backend]
+        torch_ms = sum(check.latency[("torch", shape)].p50_ms for shape, _ in timed if ("torch", shape) in check.latency)
+        ratio = sum(stats.p50_ms for _, stats in timed) / torch_ms if timed and torch_ms else None
+        cells[backend] = BackendCell("FAIL" if failures else "pass", max(errors, default=None), ratio,
+                                     failures[0] if failures else "")
+    return cells
+
+
+def markdown(report: MatrixReport) -> str:
+    """The matrix as the README's Markdown table."""
+    head = ["entry", "parameters", "export (dynamic)"] + [f"{b}: parity, max abs, time vs torch"
+                                                         for b in report.backends if b != "torch"]
+    lines = ["| " + " | ".join(head) + " |", "|---" * len(head) + "|"]
+    for row in report.rows:
+        exported = f"yes, opset {row.opset}" if row.exported else f"no: {row.note}"
+        cells = [_cell_text(row.cells.get(b)) for b in report.backends if b != "torch"]
+        lines.append(f"| {row.entry} | {row.params} | {exported} | " + " | ".join(cells) + " |")
     return "\n".join(lines)
 
 
+def _cell_text(cell: BackendCell | None) -> str:
+    if cell is None:
+        return "-"
+    if cell.status == "skipped":
+        return "skipped"
+    error = "-" if cell.max_abs is None else f"{cell.max_abs:.1e}"
+    ratio = "-" if cell.latency_ratio is None else f"{cell.latency_ratio:.2f}x"
+    return f"{cell.status}, {error}, {ratio}"
+
+
 if __name__ == "__main__":
-    print(markdown(zoo_matrix()))
+    import sys
+
+    print(markdown(zoo_matrix(all_examples="--all-examples" in sys.argv[1:])))

@@ -125,3 +125,45 @@ def print_findings(findings, path, target: str, console: Console) -> None:
     console.print(table)
     errors = sum(f.severity == "error" for f in findings)
     console.print(f"{errors} error(s), {len(findings) - errors} warning(s)", highlight=False)
+
+
+def print_matrix(report, console: Console) -> None:
+    """check --zoo: one row per entry, per backend its parity, worst error and time against torch."""
+    table = Table(title="support matrix: every zoo entry, default parameters and shapes, vs PyTorch fp32")
+    others = [b for b in report.backends if b != "torch"]
+    for column in ("entry", "parameters", "export (dynamic)", *[f"{b}: parity / max abs / vs torch" for b in others]):
+        table.add_column(column)
+    for row in report.rows:
+        exported = f"opset {row.opset}" if row.exported else f"[red]no[/red]: {row.note}"
+        cells = []
+        for backend in others:
+            cell = row.cells.get(backend)
+            if cell is None or cell.status == "skipped":
+                cells.append("[yellow]skipped[/yellow]" if cell else "-")
+                continue
+            verdict = "[green]pass[/green]" if cell.status == "pass" else "[red]FAIL[/red]"
+            ratio = "-" if cell.latency_ratio is None else f"{cell.latency_ratio:.2f}x"
+            cells.append(f"{verdict} / {_num(cell.max_abs, '.1e')} / {ratio}")
+        table.add_row(row.entry, row.params, exported, *cells)
+    console.print(table)
+    if report.unavailable:
+        console.print(f"not installed here: {', '.join(report.unavailable)} (the JSON report says why)",
+                      highlight=False)
+    from deploykit.matrix import LATENCY_ITERS
+
+    console.print(f"vs torch = summed p50 over the entry's default shapes / PyTorch eager's, "
+                  f"{LATENCY_ITERS} timed runs each: a ratio, not a benchmark ('deploykit bench' is one)",
+                  highlight=False)
+    failed = [row.entry for row in report.rows if not row.passed]
+    if failed:
+        console.print(f"[red]{len(failed)} of {len(report.rows)} entries failed[/red]: {', '.join(failed)}")
+    else:
+        console.print(f"[green]all {len(report.rows)} entries exported and passed[/green]")
+
+
+def print_localizations(report, console: Console) -> None:
+    """--localize: where each failing backend's graph first diverges from PyTorch."""
+    for backend, localization in report.localizations.items():
+        console.print(f"[bold]localized ({backend})[/bold]", highlight=False)
+        for line in localization.lines():
+            console.print(f"  {line}", highlight=False, markup=False)

@@ -263,3 +263,56 @@ def test_static_plugin_graph_refuses_other_shapes_in_onnx_ref(tmp_path):
     assert run("export", "dysample", "--dysample-impl", "plugin", "--static", "--shape", "1x64x8x8",
                "-o", path).exit_code == 0
     assert_user_error(run("check", "dysample", "--onnx", path, "--shape", "1x64x9x8"), "takes 1x64x8x8")
+
+
+def _perturbed_conv_transpose(exported, tmp_path):
+    """The exported conv_transpose graph with its one ConvTranspose's weights scaled by 3."""
+    proto = onnx.load(str(exported))
+    node = next(n for n in proto.graph.node if n.op_type == "ConvTranspose")
+    weight = next(i for i in proto.graph.initializer if i.name == node.input[1])
+    weight.CopyFrom(numpy_helper.from_array(numpy_helper.to_array(weight) * 3, weight.name))
+    path = tmp_path / "bad.onnx"
+    onnx.save(proto, str(path))
+    return path, node.name
+
+
+def test_check_localize_names_the_perturbed_node_and_its_module(exported, tmp_path):
+    bad, node = _perturbed_conv_transpose(exported, tmp_path)
+    report = tmp_path / "r.json"
+    result = run("check", "conv_transpose", "--seed", 7, "--onnx", bad, "--localize", "--report", report,
+                 "--shape", "1x32x9x7")
+    assert result.exit_code == 1, result.output
+    assert f"first diverging node: {node} (ConvTranspose) from module" in result.output
+    found = json.loads(report.read_text())["localization"]["ort"]["diverging_node"]
+    assert found["node"] == node and found["op_type"] == "ConvTranspose"
+    assert found["inputs"][0]["kind"] == "graph input"
+    assert "torch" not in json.loads(report.read_text())["localization"], "torch passed: nothing to localize"
+
+
+def test_check_localize_on_a_passing_run_localizes_nothing(exported):
+    result = run("check", "conv_transpose", "--seed", 7, "--onnx", exported, "--localize", "--shape", "1x32x9x7")
+    assert result.exit_code == 0 and "localized" not in result.output
+
+
+def test_check_html_writes_the_report_and_its_figures(exported, tmp_path):
+    bad, _ = _perturbed_conv_transpose(exported, tmp_path)
+    page = tmp_path / "report.html"
+    result = run("check", "conv_transpose", "--seed", 7, "--onnx", bad, "--html", page, "--shape", "1x32x9x7",
+                 "--shape", "2x32x5x6")
+    assert result.exit_code == 1, result.output
+    text = page.read_text()
+    figures = 2 * 2 * 2 + 2  # (heatmap, histogram) x 2 backends x 2 shapes, and a latency chart per shape
+    assert text.startswith("<!DOCTYPE html>") and text.count('src="data:image/png;base64,') == figures
+    names = {p.name for p in (tmp_path / "report_files").iterdir()}
+    assert len(names) == figures and {"latency_1x32x9x7.png", "ort_2x32x5x6_out0_heatmap.png"} <= names
+    assert run("check", "conv_transpose", "--onnx", bad, "--html", page).exit_code == 2  # never overwritten
+
+
+@pytest.mark.parametrize("extra", [["conv_transpose"], ["--onnx", "x.onnx"], ["--shape", "1x3x8x8"], ["--localize"],
+                                   ["--html", "r.html"], ["-p", "scale=2"]])
+def test_check_zoo_refuses_options_that_only_make_sense_for_one_spec(extra):
+    assert_user_error(run("check", "--zoo", *extra), "check --zoo runs every entry")
+
+
+def test_check_without_spec_or_zoo_is_a_usage_error():
+    assert_user_error(run("check"), "missing argument 'SPEC'")

@@ -1,11 +1,42 @@
-from deploykit.matrix import MatrixRow, markdown
+"""check --zoo / deploykit.matrix: every zoo entry exported once and checked against every backend."""
+
+import json
+
+from click.testing import CliRunner
+
+from deploykit import zoo
+from deploykit.cli import main
+from deploykit.matrix import BackendCell, MatrixReport, MatrixRow, markdown
 
 
 def test_markdown_rows_say_what_failed():
-    rows = [MatrixRow("pool", "defaults", True, 17, True, 0.0),
-            MatrixRow("interpolate", "antialias=True", True, 18, False, 0.96),
-            MatrixRow("x", "defaults", False, None, None, None, "export of x failed")]
-    text = markdown(rows).splitlines()
-    assert text[2] == "| pool | defaults | yes, opset 17 | pass | 0.0e+00 |"
-    assert text[3].endswith("| yes, opset 18 | FAIL | 9.6e-01 |")
-    assert text[4] == "| x | defaults | no: export of x failed | - | - |"
+    report = MatrixReport(backends=["torch", "ort"], unavailable={}, rows=[
+        MatrixRow("pool", "defaults", True, 17, cells={"torch": BackendCell("pass", 0.0, 1.0),
+                                                        "ort": BackendCell("pass", 0.0, 0.5)}),
+        MatrixRow("interpolate", "antialias=True", True, 18, cells={"ort": BackendCell("FAIL", 0.96, 1.2, "bad")}),
+        MatrixRow("x", "defaults", False, note="export of x failed"),
+    ])
+    text = markdown(report).splitlines()
+    assert text[0] == "| entry | parameters | export (dynamic) | ort: parity, max abs, time vs torch |"
+    assert text[2] == "| pool | defaults | yes, opset 17 | pass, 0.0e+00, 0.50x |"
+    assert text[3] == "| interpolate | antialias=True | yes, opset 18 | FAIL, 9.6e-01, 1.20x |"
+    assert text[4] == "| x | defaults | no: export of x failed | - |"
+    assert not report.passed
+
+
+def test_check_zoo_runs_every_entry_against_every_installed_backend(tmp_path):
+    """The README's support matrix, on this CPU: torch and ort run, the GPU backends are named as absent."""
+    path = tmp_path / "zoo.json"
+    result = CliRunner().invoke(main, ["check", "--zoo", "--threads", "2", "--report", str(path)])
+    assert result.exit_code == 0, result.output
+    data = json.loads(path.read_text())
+    assert data["passed"] and data["backends"][0] == "torch" and "ort" in data["backends"]
+    assert "onnx-ref" not in data["backends"], "the reference evaluator is a checker, not a runtime"
+    assert [row["entry"] for row in data["rows"]] == list(zoo.entries())
+    for row in data["rows"]:
+        assert row["exported"] and row["opset"] >= 17
+        ort = row["backends"]["ort"]
+        assert ort["status"] == "pass" and ort["max_abs"] < 1e-4 and ort["latency_ratio"] > 0
+    assert set(data["unavailable"]) >= {"trt"} and "installed" in data["unavailable"]["trt"]
+    assert "all 13 entries exported and passed" in result.output
+    assert "not installed here: " in result.output

@@ -1,0 +1,314 @@
+"""``check --localize``: the first node of a failing ONNX graph whose output leaves tolerance.
+
+The failing backend runs a temporary copy of the graph in which every float intermediate is
+also a graph output, and each value is compared with a reference in graph (topological)
+order; the first node with an output outside tolerance is the culprit.
+
+References come from PyTorch itself: the model is exported again in memory as the file was
+exported (opset, dynamic or static dims, traced shape, DySample strategy), and the exported
+program's FX graph is run node by node. The dynamo exporter names each ONNX value after the
+FX node that computes it (``conv2d_1``, ``mul_12``, ``grid_sampler``; values inside one op's
+decomposition are ``val_N``, and the graph outputs take the output names), so a value named
+after an FX node, at the shape the backend computed, is that node's value. The FX node's
+``nn_module_stack`` says which module computed it; the file's own node metadata is the
+fallback (opset-17 exports carry none: the exporter's version conversion drops it).
+
+Values without a PyTorch counterpart are compared with an ONNX Runtime CPU run of the same
+graph when that is possible (no custom-domain nodes, and the failing backend is not "ort"
+itself). That catches a backend miscomputing a node, never an export error, which is why
+PyTorch comes first. Otherwise they stay unchecked, and the report counts them.
+"""
+
+from __future__ import annotations
+
+import ast
+import contextlib
+import math
+import tempfile
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from deploykit.compare import Metrics, Tolerance, compare
+from deploykit.errors import BackendRunError, BackendUnavailable, UserError, first_line
+from deploykit.spec import LoadedModel
+
+PYTORCH = "pytorch"
+ORT_CPU = "ort-cpu"
+
+
+@dataclass
+class NodeInput:
+    """One input of the diverging node: compared (``metrics``, against ``kind``), or what it is."""
+
+    name: str
+    # compared: "pytorch" or "ort-cpu"; else "graph input", "initializer", "constant", "not float", "no reference"
+    kind: str
+    metrics: Metrics | None = None
+
+    def as_json(self) -> dict:
+        return {"name": self.name, "kind": self.kind, "metrics": self.metrics.as_json() if self.metrics else None}
+
+
+@dataclass
+class DivergingNode:
+    name: str
+    op_type: str
+    module: str | None  # innermost module path ("" is the top-level module); None when unknown
+    module_class: str | None
+    outputs: dict[str, tuple[str, Metrics]]  # compared output -> (reference kind, metrics)
+    inputs: list[NodeInput]
+
+    def module_text(self) -> str:
+        if self.module is None:
+            return "unknown"
+        return f"{self.module or '<top level>'} ({(self.module_class or '?').rsplit('.', 1)[-1]})"
+
+    def as_json(self) -> dict:
+        return {"node": self.name, "op_type": self.op_type, "module": self.module, "module_class": self.module_class,
+                "outputs": [{"name": n, "kind": k, "metrics": m.as_json()} for n, (k, m) in self.outputs.items()],
+                "inputs": [i.as_json() for i in self.inputs]}
+
+
+@dataclass
+class Localization:
+    backend: str
+    onnx: str
+    shape: list[int]
+    node: DivergingNode | None  # None: every compared value is within tolerance (or ``error``)
+    compared: dict[str, int] = field(default_factory=dict)  # float values by reference: pytorch, ort-cpu, none
+    error: str | None = None  # the backend could not run the graph with its intermediates exposed
+
+    def as_json(self) -> dict:
+        return {"backend": self.backend, "onnx": self.onnx, "shape": self.shape, "compared": self.compared,
+                "error": self.error, "diverging_node": self.node.as_json() if self.node else None}
+
+    def lines(self) -> list[str]:
+        head = f"localize {self.backend} at {'x'.join(map(str, self.shape))}"
+        if self.error:
+            return [f"{head}: {self.error}"]
+        counts = (f"{self.compared[PYTORCH]} values compared with PyTorch, {self.compared[ORT_CPU]} with "
+                  f"ONNX Runtime CPU, {self.compared['none']} without a reference")
+        if self.node is None:
+            return [f"{head}: no node diverges ({counts}); with every intermediate exposed the failure "
+                    "did not reproduce, or it lies in values without a reference"]
+        node = self.node
+        return [f"{head}: {counts}",
+                f"first diverging node: {node.name} ({node.op_type}) from module {node.module_text()}",
+                *(f"  output {name}: {_summary(m)} (vs {kind})" for name, (kind, m) in node.outputs.items()),
+                *(f"  input {i.name}: " + (f"{_summary(i.metrics)} (vs {i.kind})" if i.metrics else i.kind)
+                  for i in node.inputs)]
+
+
+def _summary(m: Metrics) -> str:
+    if math.isnan(m.max_abs):  # no comparison could be made, only its reason
+        return m.reason
+    text = f"max abs {m.max_abs:.3g}, mean abs {m.mean_abs:.3g}, max rel {m.max_rel:.3g}, cosine {m.cosine:.6f}"
+    return f"{text}; {m.reason or 'within tolerance'}"
+
+
+def localize(model: LoadedModel, onnx_path: Path, backend: str, inputs: list[np.ndarray], tolerance: Tolerance,
+             *, threads: int | None = None, runner_options: dict | None = None,
+             precision: str = "fp32") -> Localization:
+    """Run ``backend`` on ``onnx_path`` with every float intermediate exposed, and find the
+    first node whose output differs from its reference beyond ``tolerance``.
+
+    ``precision`` is the runner's, as in ``check`` (TensorRT 10 builds FP16 kernels for fp16).
+    Each call exports the model again (seconds): localize one failing shape per backend.
+    Raises UserError (BackendUnavailable) for what the user can fix; a backend that cannot run
+    the exposed graph is reported in ``Localization.error``.
+    """
+    import onnx
+
+    from deploykit.backends import runner_class
+    from deploykit.ops.onnx_translation import plugin_nodes
+    from deploykit.pipeline import validate_onnx_file
+
+    cls = runner_class(backend)
+    if not cls.needs_onnx:
+        raise UserError(f"backend {backend} runs the PyTorch module, not an ONNX graph: there is no node to localize",
+                        "localize an ONNX backend (ort, ort-cuda, ort-trt, onnx-ref, trt)")
+    cls.check_available()  # before any work: a missing backend fails in a second
+    validate_onnx_file(onnx_path)
+    proto = onnx.load(str(onnx_path), load_external_data=False)
+    plugin = bool(plugin_nodes(proto))
+    if plugin and backend in ("ort", "ort-cuda"):
+        raise UserError(f"{onnx_path} has deploykit::DySample plugin nodes, which ONNX Runtime cannot run",
+                        "localize on the backend that ran the graph: onnx-ref (or trt)")
+    shape = list(inputs[0].shape)
+    with tempfile.TemporaryDirectory(prefix="deploykit-localize-") as work:
+        exposed = _expose(proto, Path(onnx_path), Path(work) / "exposed.onnx")
+        try:
+            actual = _run(backend, exposed, inputs, threads, precision, runner_options or {})
+        except BackendUnavailable:
+            raise
+        except (UserError, BackendRunError) as exc:  # the graph runs, but not with its intermediates exposed
+            return Localization(backend, str(onnx_path), shape, None,
+                                error=f"{backend} cannot run the graph with every intermediate exposed: {exc}")
+        references = _pytorch_values(model, proto, actual, inputs, plugin)
+        missing = set(actual) - set(references)
+        fallback = {}
+        if missing and not plugin and backend != "ort":
+            with contextlib.suppress(UserError, BackendRunError):  # no usable ONNX Runtime: they stay unchecked
+                fallback = {n: v for n, v in _run("ort", exposed, inputs, threads, "fp32", {}).items() if n in missing}
+    kinds = {**{n: PYTORCH for n in references}, **{n: ORT_CPU for n in fallback}}
+    values = {**{n: v for n, (v, _) in references.items()}, **fallback}
+    modules = {n: m for n, (_, m) in references.items() if m}
+    compared = {PYTORCH: len(references), ORT_CPU: len(fallback), "none": len(actual) - len(kinds)}
+    node = _first_diverging(proto, actual, values, kinds, modules, tolerance)
+    return Localization(backend, str(onnx_path), shape, node, compared)
+
+
+def _expose(proto, source: Path, path: Path) -> Path:
+    """Write a copy of the graph whose outputs are its own, then every float value that a
+    top-level node computes (int64 shape arithmetic is not compared). Weights kept in an
+    external data file stay external (a graph past 2 GB must)."""
+    import onnx
+    from onnx.external_data_helper import load_external_data_for_model, uses_external_data
+
+    floating = {onnx.TensorProto.FLOAT, onnx.TensorProto.FLOAT16, onnx.TensorProto.BFLOAT16, onnx.TensorProto.DOUBLE}
+    known = [*proto.graph.value_info, *proto.graph.output]
+    with contextlib.suppress(Exception):  # fills in types the file lacks; a graph it rejects still runs
+        known += list(onnx.shape_inference.infer_shapes(proto).graph.value_info)
+    types = {v.name: v.type.tensor_type.elem_type for v in known}
+    present = {o.name for o in proto.graph.output}
+    exposed = onnx.ModelProto()
+    exposed.CopyFrom(proto)
+    exposed.graph.output.extend(
+        onnx.helper.make_tensor_value_info(name, types[name], None)
+        for node in proto.graph.node if node.op_type != "Constant"
+        for name in node.output if name not in present and types.get(name) in floating)
+    external = any(uses_external_data(t) for t in exposed.graph.initializer)
+    if external:
+        load_external_data_for_model(exposed, str(source.parent))
+    onnx.save(exposed, str(path), save_as_external_data=external, location=path.name + ".data")
+    return path
+
+
+def _run(backend: str, path: Path, inputs: list[np.ndarray], threads: int | None, precision: str,
+         runner_options: dict) -> dict[str, np.ndarray]:
+    """Every output of the exposed graph on ``backend``, by name. A prebuilt engine is not
+    used: it has the original outputs only, so TensorRT builds one from the exposed graph."""
+    import onnx
+
+    from deploykit.backends import RunnerOptions, runner_class
+    from deploykit.pipeline import run_backend
+
+    cls = runner_class(backend)
+    cls.check_available()
+    names = [o.name for o in onnx.load(str(path), load_external_data=False).graph.output]
+    options = {k: v for k, v in runner_options.items() if k != "engine_path"}
+    runner = cls(RunnerOptions(onnx_path=path, threads=threads, precision=precision,
+                                                 shapes=[tuple(inputs[0].shape)], **options))
+    with runner:
+        outputs = run_backend(runner, inputs)
+    if len(outputs) != len(names):
+        raise BackendRunError(f"backend {backend} returned {len(outputs)} outputs, the graph has {len(names)}")
+    return dict(zip(names, outputs))
+
+
+def _pytorch_values(model: LoadedModel, proto, actual: dict[str, np.ndarray], inputs: list[np.ndarray],
+                    plugin: bool) -> dict[str, tuple[np.ndarray, tuple[str, str] | None]]:
+    """ONNX value name -> (PyTorch's value, (module path, module class) or None), for the
+    values of ``actual`` named after a node of the FX graph that a fresh export, made as the
+    file was, translates; kept only at the shape the backend computed (else not the same value)."""
+    import torch
+
+    from deploykit.export.onnx_export import _dysample_strategy, _run_exporter, dynamic_dims
+    from deploykit.spec import parse_shape
+
+    meta = {p.key: p.value for p in proto.metadata_props}
+    dynamic = any(d.dim_param for d in proto.graph.input[0].type.tensor_type.shape.dim)
+    traced = meta.get("deploykit.traced_shape")
+    trace_shape = parse_shape(traced) if dynamic and traced else tuple(inputs[0].shape)
+    # files from before deploykit recorded its DySample strategy used one of these two
+    strategy = meta.get("deploykit.dysample_impl") or ("plugin" if plugin else "standard")
+    opset = next(o.version for o in proto.opset_import if o.domain in ("", "ai.onnx"))
+    example = torch.randn(*trace_shape, generator=torch.Generator().manual_seed(model.seed))
+    with _dysample_strategy(model.module, strategy) as table:  # the table the file was exported with
+        program = _run_exporter(model, example, (dynamic_dims(len(trace_shape)),) if dynamic else None, opset,
+                                [o.name for o in proto.graph.output], table)
+    graph = program.exported_program.graph_module.graph
+    fx_nodes = {n.name: n for n in graph.nodes if n.op == "call_function"}
+    matched = {name: fx_nodes[name] for name in actual if name in fx_nodes}
+    (results,) = graph.find_nodes(op="output")[0].args  # the graph outputs, which take the output names
+    matched |= {v.name: n for v, n in zip(proto.graph.output, results) if isinstance(n, torch.fx.Node)}
+    values = _run_fx(program.exported_program, inputs, {n.name for n in matched.values()}, model.spec)
+    return {name: (values[n.name], _fx_module(n)) for name, n in matched.items()
+            if n.name in values and values[n.name].shape == actual[name].shape}
+
+
+def _run_fx(program, inputs: list[np.ndarray], keep: set[str], spec: str) -> dict[str, np.ndarray]:
+    """Run the exported program's FX graph on ``inputs``; the float values of the ``keep`` nodes."""
+    import torch
+    from torch.export.graph_signature import InputKind
+
+    recorded = {}
+
+    class Recorder(torch.fx.Interpreter):
+        def run_node(self, node):
+            result = super().run_node(node)
+            if node.name in keep and isinstance(result, torch.Tensor) and result.is_floating_point():
+                recorded[node.name] = result.detach().float().numpy()
+            return result
+
+    state = {**program.state_dict, **program.constants}
+    user = iter([torch.from_numpy(np.array(a, dtype=np.float32)) for a in inputs])
+    args = [next(user) if s.kind == InputKind.USER_INPUT else state[s.target]
+            for s in program.graph_signature.input_specs]
+    try:
+        with torch.no_grad():
+            Recorder(program.graph_module).run(*args)
+    except Exception as exc:  # whatever an op raises on an input the exported program cannot take
+        shape = "x".join(str(d) for d in inputs[0].shape)
+        raise UserError(f"the exported program of {spec} cannot run at {shape}: {first_line(exc)}",
+                        "localize at a shape the model takes") from None
+    return recorded
+
+
+def _fx_module(fx_node) -> tuple[str, str] | None:
+    """(path, class) of the innermost module that ran this FX node."""
+    stack = [entry for entry in (fx_node.meta.get("nn_module_stack") or {}).values()
+             if not str(entry[0]).startswith("_empty_nn_module_stack")]
+    if not stack:
+        return None
+    path, cls = stack[-1]
+    return path, cls if isinstance(cls, str) else f"{cls.__module__}.{cls.__qualname__}"
+
+
+def _metadata_module(node) -> tuple[str, str] | None:
+    """(path, class) from the exporter's node metadata, kept in files exported at opset 18+."""
+    meta = {p.key: p.value for p in node.metadata_props}
+    try:
+        scopes = ast.literal_eval(meta["pkg.torch.onnx.name_scopes"])
+        classes = ast.literal_eval(meta["pkg.torch.onnx.class_hierarchy"])
+    except (KeyError, ValueError, SyntaxError):
+        return None
+    return (scopes[-2], classes[-2]) if len(scopes) > 1 and len(classes) > 1 else None  # [-1] is the op
+
+
+def _first_diverging(proto, actual, values, kinds, modules, tolerance) -> DivergingNode | None:
+    graph_inputs = {v.name for v in proto.graph.input}
+    initializers = {t.name for t in proto.graph.initializer}
+    constants = {o for n in proto.graph.node if n.op_type == "Constant" for o in n.output}
+    metrics: dict[str, Metrics] = {}
+
+    def describe(name: str) -> NodeInput:
+        if name in metrics:
+            return NodeInput(name, kinds[name], metrics[name])
+        kind = ("initializer" if name in initializers else "graph input" if name in graph_inputs
+                else "constant" if name in constants else "no reference" if name in actual else "not float")
+        return NodeInput(name, kind)
+
+    for node in proto.graph.node:  # ONNX requires topological order
+        outputs = {}
+        for name in node.output:
+            if name in kinds:
+                metrics[name] = compare(values[name], actual[name], tolerance)
+                outputs[name] = (kinds[name], metrics[name])
+        if any(not m.passed for _, m in outputs.values()):
+            module = next((modules[o] for o in node.output if o in modules), None) or _metadata_module(node)
+            return DivergingNode(node.name, node.op_type, *(module or (None, None)), outputs,
+                                 [describe(i) for i in node.input if i])
+    return None

@@ -1,0 +1,19 @@
+"""Progress bars: on a terminal only, never with --quiet, never in CI logs."""
+
+from deploykit.progress import progress_bar
+
+
+def test_no_bar_without_a_terminal(capsys):
+    with progress_bar("check") as report:
+        assert report is None  # pytest captures stderr: not a terminal
+    assert capsys.readouterr().err == ""
+
+
+def test_a_terminal_gets_a_bar_unless_quiet(monkeypatch, capsys):
+    monkeypatch.setenv("FORCE_COLOR", "1")  # rich then treats stderr as a terminal
+    with progress_bar("check", quiet=True) as report:
+        assert report is None
+    with progress_bar("check") as report:
+        assert report is not None
+        report(0, 2, "ort at 1x3x8x8")
+        report(2, 2, "done")
