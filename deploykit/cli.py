@@ -97,10 +97,10 @@ def shape_option(help_text: str):
 
 def dysample_impl_option(help_text: str):
     return click.option("--dysample-impl", type=click.Choice(list(DYSAMPLE_IMPLS)), default=None,
-                        help=f"{help_text} Default: {DEFAULT_DYSAMPLE_IMPL['ort']} (the fastest on ONNX Runtime's "
-                             f"CPU), {DEFAULT_DYSAMPLE_IMPL['trt']} for TensorRT. standard: GridSample; "
-                             "gather / roialign: standard ops without GridSample; plugin: one "
-                             "deploykit::DySample node for the TensorRT plugin.")
+                        help=f"{help_text} Default: {DEFAULT_DYSAMPLE_IMPL['ort']}, or "
+                             f"{DEFAULT_DYSAMPLE_IMPL['trt']} for TensorRT. standard: GridSample; gather / "
+                             "roialign: standard ops without GridSample; auto: the faster of those two per layer "
+                             "on ONNX Runtime's CPU; plugin: one deploykit::DySample node for the TensorRT plugin.")
 
 
 def run_options(command):

@@ -17,7 +17,7 @@ from deploykit.progress import ProgressCallback
 
 # Run by default wherever it is installed: runtimes, not the (slow, check-only) onnx-ref evaluator.
 _NOT_BY_DEFAULT = {"onnx-ref"}
-LATENCY_ITERS = 5  # a ratio to eager, not a benchmark: 'deploykit bench' measures properly
+LATENCY_ITERS = 20  # a ratio to eager, not a benchmark: 'deploykit bench' measures properly
 
 
 @dataclass

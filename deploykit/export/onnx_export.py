@@ -28,12 +28,13 @@ MIN_OPSET, MAX_OPSET = 16, 23
 TRT_GRIDSAMPLE_MAX_OPSET = 19
 TARGETS = ("ort", "trt")
 # How DySample's sample step is exported: "standard" ONNX ops with GridSample; "gather" or
-# "roialign", standard ops without GridSample (deploykit.ops.onnx_decompositions); or "plugin",
-# one deploykit::DySample node that the TensorRT plugin (or the NumPy reference) runs.
-DYSAMPLE_IMPLS = ("standard", "gather", "roialign", "plugin")
+# "roialign", standard ops without GridSample, or "auto", the faster of the two for each layer
+# (deploykit.ops.onnx_decompositions); or "plugin", one deploykit::DySample node that the
+# TensorRT plugin (or the NumPy reference) runs.
+DYSAMPLE_IMPLS = ("auto", "standard", "gather", "roialign", "plugin")
 # Chosen when none is asked for, by target. ort: the fastest on ONNX Runtime's CPU provider
-# (benchmarks/dysample_strategies.py, README table); trt: its native GridSample layer.
-DEFAULT_DYSAMPLE_IMPL = {"ort": "gather", "trt": "standard"}
+# (python -m deploykit.ops.strategy_benchmark, README table); trt: its native GridSample layer.
+DEFAULT_DYSAMPLE_IMPL = {"ort": "auto", "trt": "standard"}
 
 _DIM_NAMES = {3: ("length",), 4: ("height", "width"), 5: ("depth", "height", "width")}
 

@@ -12,18 +12,31 @@ border, floor), so they agree with the eager reference to rounding at every shap
   border-clamped bilinear tap once the coordinates are clamped; the runtime's RoiAlign
   kernel then does the gather and weighting in one pass over NCHW x.
 
-Both end with one Transpose from points-major to NCHW.
+Both end with one Transpose from points-major to NCHW. Which is faster depends on a group's
+channel count: Gather copies one row of 2*C/G floats per tap pair and the MatMul is one tiny
+product per point, both amortised only by long rows, while RoiAlign's cost is per value. On
+ONNX Runtime's CPU provider gather wins from 64 channels per group (1.6x faster at C/G = 64)
+and roialign below (1.1x at 32, 2x at 16); ``auto`` picks per layer (README, "DySample export
+strategies", has the measurements).
 """
 
 from __future__ import annotations
 
-STRATEGIES = ("gather", "roialign")
+STRATEGIES = ("auto", "gather", "roialign")
+GATHER_MIN_GROUP_CHANNELS = 48  # auto: gather at 64 channels per group and up, roialign at 32 and below
 _INT64_MAX = 2**63 - 1
 
 
 def translation(strategy: str):
     """The onnxscript function that replaces ``deploykit::dysample_export`` for ``strategy``."""
-    return _in_float32({"gather": _gather_sample, "roialign": _roialign_sample}[strategy])
+    return _in_float32({"auto": _auto_sample, "gather": _gather_sample, "roialign": _roialign_sample}[strategy])
+
+
+def _auto_sample(x, offset, scale: int, groups: int):
+    """gather or roialign for this layer, by its channels per group (static in every export)."""
+    channels = x.shape[1] if x.shape is not None else None
+    wide = not isinstance(channels, int) or channels // groups >= GATHER_MIN_GROUP_CHANNELS
+    return (_gather_sample if wide else _roialign_sample)(x, offset, scale, groups)
 
 
 def _in_float32(sample):

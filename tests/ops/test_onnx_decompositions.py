@@ -14,7 +14,7 @@ from deploykit.export.lint import lint_file
 from deploykit.pipeline import make_inputs, reference_outputs
 from deploykit.spec import load_model
 
-STRATEGIES = ("gather", "roialign")
+STRATEGIES = ("gather", "roialign")  # "auto" picks one of them per layer: tested below
 # (zoo entry, parameters): both styles, the dynamic scope, odd scale, one and several groups
 VARIANTS = [
     ("dysample", {"in_channels": "16", "scale": "2", "groups": "4"}),
@@ -93,12 +93,21 @@ def test_offsets_far_outside_the_image_clamp_to_the_border(tmp_path):
         assert _max_error(model, session, (2, 8, 7, 10)) < 1e-4
 
 
-def test_ort_target_defaults_to_the_fast_strategy_and_trt_to_grid_sample(tmp_path):
+@pytest.mark.parametrize("channels, groups, picked", [("8", "2", "RoiAlign"), ("128", "4", "RoiAlign"),
+                                                     ("256", "4", "MatMul"), ("128", "2", "MatMul")])
+def test_ort_target_defaults_to_the_faster_strategy_per_layer(tmp_path, channels, groups, picked):
+    """auto: gather from 64 channels per group, roialign below (the README's measurements)."""
+    model = load_model("dysample", {"in_channels": channels, "groups": groups})
+    result = export_onnx(model, tmp_path / "ort.onnx")
+    assert "GridSample" not in result.op_counts and picked in result.op_counts
+    assert {"RoiAlign", "MatMul"} - {picked} - set(result.op_counts), "one strategy per layer"
+    session = ort.InferenceSession(str(result.path), providers=["CPUExecutionProvider"])
+    assert _max_error(model, session, (1, int(channels), 6, 5)) < 1e-4
+
+
+def test_trt_target_defaults_to_grid_sample(tmp_path):
     model = load_model("dysample", {"in_channels": "8", "groups": "2"})
-    ort_graph = export_onnx(model, tmp_path / "ort.onnx")
-    trt_graph = export_onnx(model, tmp_path / "trt.onnx", target="trt")
-    assert "GridSample" not in ort_graph.op_counts and "Gather" in ort_graph.op_counts
-    assert trt_graph.op_counts["GridSample"] == 1
+    assert export_onnx(model, tmp_path / "trt.onnx", target="trt").op_counts["GridSample"] == 1
 
 
 @pytest.mark.parametrize("opset", [18, 20])
