@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import base64
 import html
-import math
 import os
 import re
 import shutil
@@ -24,6 +23,7 @@ import numpy as np
 from deploykit.compare import ErrorPicture
 from deploykit.errors import UserError
 from deploykit.files import ensure_writable, write_text_atomic
+from deploykit.report import format_number
 from deploykit.spec import Shape, format_shape
 
 if TYPE_CHECKING:
@@ -289,20 +289,10 @@ def _results_html(report: CheckReport) -> str:
             continue
         m = r.metrics
         verdict = '<span class="pass">pass</span>' if m.passed else f'<span class="fail">FAIL</span> {_esc(m.reason)}'
-        cells = (str(r.output), _number(m.max_abs), _number(m.mean_abs), _number(m.max_rel),
-                 _number(m.cosine, ".6f"), _number(m.psnr, ".1f"))
+        cells = (str(r.output), format_number(m.max_abs), format_number(m.mean_abs), format_number(m.max_rel),
+                 format_number(m.cosine, ".6f"), format_number(m.psnr, ".1f"))
         rows.append(f"<tr>{head}" + "".join(f"<td>{c}</td>" for c in cells) + f'<td class="text">{verdict}</td></tr>')
     return "<table>\n" + "\n".join(rows) + "\n</table>"
-
-
-def _number(value: float | None, fmt: str = ".3g") -> str:
-    if value is None:
-        return "-"
-    if math.isnan(value):
-        return "nan"
-    if math.isinf(value):
-        return "inf"
-    return format(value, fmt)
 
 
 def _esc(text: str) -> str:

@@ -215,7 +215,7 @@ def _pytorch_values(model: LoadedModel, proto, actual: dict[str, np.ndarray], in
     file was, translates; kept only at the shape the backend computed (else not the same value)."""
     import torch
 
-    from deploykit.export.onnx_export import _dysample_strategy, _run_exporter, dynamic_dims
+    from deploykit.export.onnx_export import dynamic_dims, export_program
     from deploykit.spec import parse_shape
 
     meta = {p.key: p.value for p in proto.metadata_props}
@@ -226,9 +226,8 @@ def _pytorch_values(model: LoadedModel, proto, actual: dict[str, np.ndarray], in
     strategy = meta.get("deploykit.dysample_impl") or ("plugin" if plugin else "standard")
     opset = next(o.version for o in proto.opset_import if o.domain in ("", "ai.onnx"))
     example = torch.randn(*trace_shape, generator=torch.Generator().manual_seed(model.seed))
-    with _dysample_strategy(model.module, strategy) as table:  # the table the file was exported with
-        program = _run_exporter(model, example, (dynamic_dims(len(trace_shape)),) if dynamic else None, opset,
-                                [o.name for o in proto.graph.output], table)
+    program = export_program(model, example, dims=(dynamic_dims(len(trace_shape)),) if dynamic else None,
+                             opset=opset, output_names=[o.name for o in proto.graph.output], dysample_impl=strategy)
     graph = program.exported_program.graph_module.graph
     fx_nodes = {n.name: n for n in graph.nodes if n.op == "call_function"}
     matched = {name: fx_nodes[name] for name in actual if name in fx_nodes}

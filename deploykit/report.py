@@ -18,7 +18,8 @@ def write_json(path: Path, data: Any, force: bool = False) -> None:
     write_text_atomic(Path(path), json.dumps(data, indent=2, allow_nan=False) + "\n", force=force)
 
 
-def _num(value: float, fmt: str = ".3g") -> str:
+def format_number(value: float | None, fmt: str = ".3g") -> str:
+    """A metric for a table: "-" when absent, nan and inf spelled out."""
     if value is None:
         return "-"
     if isinstance(value, float) and math.isnan(value):
@@ -47,8 +48,8 @@ def print_check(report, console: Console) -> None:
             continue
         m = r.metrics
         verdict = "[green]pass[/green]" if m.passed else f"[red]FAIL[/red] {m.reason}"
-        table.add_row(r.backend, format_shape(r.shape), str(r.output), _num(m.max_abs), _num(m.mean_abs),
-                      _num(m.max_rel), _num(m.cosine, ".6f"), _num(m.psnr, ".1f"), verdict)
+        table.add_row(r.backend, format_shape(r.shape), str(r.output), format_number(m.max_abs), format_number(m.mean_abs),
+                      format_number(m.max_rel), format_number(m.cosine, ".6f"), format_number(m.psnr, ".1f"), verdict)
     console.print(table)
     console.print(f"backends: {_runner_line(report.backends)}", highlight=False)
     ran = [r for r in report.results if r.skipped is None]
@@ -75,10 +76,10 @@ def print_bench(report, console: Console) -> None:
             continue
         s = r.stats
         ratio = f"{r.ratio_to_torch:.2f}x" if r.ratio_to_torch is not None else "-"
-        p99 = _num(s.p99_ms, ".3f") + (" [yellow]![/yellow]" if s.unstable else "")
-        table.add_row(r.backend, format_shape(r.shape), _num(s.min_ms, ".3f"), _num(s.p50_ms, ".3f"),
-                      _num(s.p90_ms, ".3f"), p99, _num(s.mean_ms, ".3f"), _num(s.throughput, ".1f"), ratio,
-                      _num(s.h2d_ms, ".3f"), _num(s.d2h_ms, ".3f"))
+        p99 = format_number(s.p99_ms, ".3f") + (" [yellow]![/yellow]" if s.unstable else "")
+        table.add_row(r.backend, format_shape(r.shape), format_number(s.min_ms, ".3f"), format_number(s.p50_ms, ".3f"),
+                      format_number(s.p90_ms, ".3f"), p99, format_number(s.mean_ms, ".3f"), format_number(s.throughput, ".1f"), ratio,
+                      format_number(s.h2d_ms, ".3f"), format_number(s.d2h_ms, ".3f"))
     console.print(table)
     console.print(f"backends: {_runner_line(report.backends)}", highlight=False)
     console.print("vs torch = p50 / torch p50 at the same shape (below 1 is faster). Times are execution only; "
@@ -143,7 +144,7 @@ def print_matrix(report, console: Console) -> None:
                 continue
             verdict = "[green]pass[/green]" if cell.status == "pass" else "[red]FAIL[/red]"
             ratio = "-" if cell.latency_ratio is None else f"{cell.latency_ratio:.2f}x"
-            cells.append(f"{verdict} / {_num(cell.max_abs, '.1e')} / {ratio}")
+            cells.append(f"{verdict} / {format_number(cell.max_abs, '.1e')} / {ratio}")
         table.add_row(row.entry, row.params, exported, *cells)
     console.print(table)
     if report.unavailable:

@@ -89,8 +89,9 @@ def export_onnx(model: LoadedModel, path: Path, *, opset: int | None = None, dyn
         model = dataclasses.replace(model, module=copy.deepcopy(model.module).half())
         example = example.half()
 
-    with staged_files(Path(path), force) as staged, _dysample_strategy(model.module, dysample_impl) as table:
-        program = _run_exporter(model, example, dims, opset or DEFAULT_OPSET, output_names, table)
+    with staged_files(Path(path), force) as staged:
+        program = export_program(model, example, dims=dims, opset=opset or DEFAULT_OPSET, output_names=output_names,
+                                 dysample_impl=dysample_impl)
         program.model.metadata_props["deploykit.traced_shape"] = format_shape(shape)  # engine profile defaults
         program.model.metadata_props["deploykit.spec"] = model.spec
         program.model.metadata_props["deploykit.dysample_impl"] = dysample_impl  # how to re-export it alike
@@ -118,6 +119,13 @@ def preferred_trace_shape(shapes: list[Shape]) -> Shape:
 def _output_names(outputs) -> list[str]:
     count = len(outputs) if isinstance(outputs, (tuple, list)) else 1
     return ["output"] if count == 1 else [f"output_{i}" for i in range(count)]
+
+
+def export_program(model: LoadedModel, example, *, dims, opset: int, output_names: list[str], dysample_impl: str):
+    """The in-memory ONNXProgram (its ``exported_program`` is the FX graph the ONNX values are
+    named after), with DySample layers exported as ``dysample_impl``; no checks, no file."""
+    with _dysample_strategy(model.module, dysample_impl) as table:
+        return _run_exporter(model, example, dims, opset, output_names, table)
 
 
 @contextlib.contextmanager
