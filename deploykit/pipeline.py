@@ -96,7 +96,8 @@ def open_runners(model: LoadedModel, backends: list[str], shapes: list[Shape], o
     actual = {name: _PLUGIN_SUBSTITUTES.get(name, name) if plugin_graph else name for name in backends}
     if not allow_substitutes and any(a != n for n, a in actual.items()):
         raise UserError(f"{_SUBSTITUTE_WHY}, and the NumPy reference that checks such graphs is not worth timing",
-                        "bench the standard export (--dysample-impl standard) on ort, or the plugin graph on trt")
+                        "bench a standard-op export (--dysample-impl auto, the default) on ort, "
+                        "or the plugin graph on trt")
     classes = {name: runner_class(name) for name in dict.fromkeys(actual.values())}
     skipped = {}
     for name, cls in list(classes.items()):  # before any export: a missing backend fails in a second

@@ -80,7 +80,7 @@ def _custom_node(node, name: str, target: str, plugins: list[Path], plugin_pendi
     op = f"{node.domain}::{node.op_type}"
     if target == "ort":
         return [Finding("error", name, op, "ONNX Runtime has no kernel for this custom node",
-                        "check it with the onnx-ref backend, or re-export with --dysample-impl standard")]
+                        "check it with the onnx-ref backend, or re-export without the plugin (--dysample-impl auto)")]
     if not plugins and plugin_pending and node.domain == "deploykit":
         return [Finding("warning", name, op, "runs as deploykit's TensorRT plugin",
                         "build with: deploykit build MODEL.onnx --plugin path/to/libdeploykit_trt_plugins.so")]
