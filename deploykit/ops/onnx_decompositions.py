@@ -22,7 +22,6 @@ strategies", has the measurements).
 
 from __future__ import annotations
 
-STRATEGIES = ("auto", "gather", "roialign")
 GATHER_MIN_GROUP_CHANNELS = 48  # auto: gather at 64 channels per group and up, roialign at 32 and below
 _INT64_MAX = 2**63 - 1
 
