@@ -64,6 +64,40 @@ def staged_files(path: Path, force: bool = False) -> Iterator[Path]:
         shutil.rmtree(stage, ignore_errors=True)
 
 
+def ensure_folder_writable(folder: Path, force: bool) -> None:
+    """ensure_writable's rule for an output folder."""
+    if os.path.lexists(folder) and not force:
+        raise UserError(f"{folder} already exists", "pass --force to overwrite it, or choose another path")
+
+
+def write_folder_atomic(folder: Path, files: dict[str, bytes], force: bool = False) -> list[Path]:
+    """Fill a private folder beside ``folder``, then rename it into place: a reader finds the
+    old files or the new ones, never a half-written set."""
+    import shutil
+    import uuid
+
+    folder = Path(folder)
+    ensure_folder_writable(folder, force)
+    stage = folder.with_name(f".{folder.name}.{uuid.uuid4().hex[:12]}.tmp")
+    stage.mkdir()  # plain mkdir honours the user's umask (mkdtemp would make it 0700)
+    try:
+        for name, data in files.items():
+            (stage / name).write_bytes(data)
+        if os.path.lexists(folder):  # only with force
+            old = folder.with_name(f".{folder.name}.{uuid.uuid4().hex[:12]}.old")
+            os.replace(folder, old)
+            os.replace(stage, folder)
+            if old.is_dir() and not old.is_symlink():
+                shutil.rmtree(old)
+            else:
+                old.unlink()
+        else:
+            os.replace(stage, folder)
+    finally:
+        shutil.rmtree(stage, ignore_errors=True)
+    return [folder / name for name in files]
+
+
 def write_text_atomic(path: Path, text: str, force: bool = False) -> None:
     with atomic_path(path, force) as tmp:
         tmp.write_text(text)

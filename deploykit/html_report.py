@@ -9,10 +9,7 @@ from __future__ import annotations
 
 import base64
 import html
-import os
 import re
-import shutil
-import uuid
 from dataclasses import dataclass
 from io import BytesIO
 from pathlib import Path
@@ -22,7 +19,7 @@ import numpy as np
 
 from deploykit.compare import ErrorPicture
 from deploykit.errors import UserError
-from deploykit.files import ensure_writable, write_text_atomic
+from deploykit.files import ensure_folder_writable, ensure_writable, write_folder_atomic, write_text_atomic
 from deploykit.report import format_number
 from deploykit.spec import Shape, format_shape
 
@@ -63,8 +60,7 @@ def write_html_report(path: Path, report: CheckReport, pictures: dict[tuple[str,
     path = Path(path)
     folder = figures_folder(path)
     ensure_writable(path, force)
-    if os.path.lexists(folder) and not force:
-        raise UserError(f"{folder} already exists", "pass --force to overwrite it, or choose another path")
+    ensure_folder_writable(folder, force)
     figure_class = require_matplotlib()
     pictures = {(backend, tuple(shape), output): p for (backend, shape, output), p in pictures.items()}
     latency = {(backend, tuple(shape)): stats for (backend, shape), stats in latency.items()}
@@ -84,7 +80,7 @@ def write_html_report(path: Path, report: CheckReport, pictures: dict[tuple[str,
             sections.append(section)
             figures += section_figures
     page = _page(report, sections, folder.name, has_latency=bool(latency))
-    written = _write_figures(folder, figures)
+    written = write_folder_atomic(folder, {figure.name: figure.png for figure in figures}, force=force)
     write_text_atomic(path, page, force=force)
     return [path, *written]
 
@@ -301,26 +297,3 @@ def _esc(text: str) -> str:
 
 def _file_safe(name: str) -> str:
     return re.sub(r"[^A-Za-z0-9._-]", "_", name)
-
-
-def _write_figures(folder: Path, figures: list[_Figure]) -> list[Path]:
-    """Fill a private folder beside ``folder``, then rename it into place: a reader finds the
-    old figures or the new ones, never a half-written set."""
-    stage = folder.with_name(f".{folder.name}.{uuid.uuid4().hex[:12]}.tmp")
-    stage.mkdir()  # plain mkdir honours the user's umask (mkdtemp would make it 0700)
-    try:
-        for figure in figures:
-            (stage / figure.name).write_bytes(figure.png)
-        if os.path.lexists(folder):  # only with force: ensure_writable's rule, for a folder
-            old = folder.with_name(f".{folder.name}.{uuid.uuid4().hex[:12]}.old")
-            os.replace(folder, old)
-            os.replace(stage, folder)
-            if old.is_dir() and not old.is_symlink():
-                shutil.rmtree(old)
-            else:
-                old.unlink()
-        else:
-            os.replace(stage, folder)
-    finally:
-        shutil.rmtree(stage, ignore_errors=True)
-    return [folder / figure.name for figure in figures]

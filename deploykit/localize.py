@@ -138,9 +138,9 @@ def localize(model: LoadedModel, onnx_path: Path, backend: str, inputs: list[np.
                         "localize on the backend that ran the graph: onnx-ref (or trt)")
     shape = list(inputs[0].shape)
     with tempfile.TemporaryDirectory(prefix="deploykit-localize-") as work:
-        exposed = _expose(proto, Path(onnx_path), Path(work) / "exposed.onnx")
+        exposed = _expose(proto, Path(onnx_path), Path(work) / "exposed.onnx")  # (path, output names)
         try:
-            actual = _run(backend, exposed, inputs, threads, precision, runner_options or {})
+            actual = _run(backend, *exposed, inputs, threads, precision, runner_options or {})
         except BackendUnavailable:
             raise
         except (UserError, BackendRunError) as exc:  # the graph runs, but not with its intermediates exposed
@@ -151,7 +151,7 @@ def localize(model: LoadedModel, onnx_path: Path, backend: str, inputs: list[np.
         fallback = {}
         if missing and not plugin and backend != "ort":
             with contextlib.suppress(UserError, BackendRunError):  # no usable ONNX Runtime: they stay unchecked
-                fallback = {n: v for n, v in _run("ort", exposed, inputs, threads, "fp32", {}).items() if n in missing}
+                fallback = {n: v for n, v in _run("ort", *exposed, inputs, threads, "fp32", {}).items() if n in missing}
     kinds = {**{n: PYTORCH for n in references}, **{n: ORT_CPU for n in fallback}}
     values = {**{n: v for n, (v, _) in references.items()}, **fallback}
     modules = {n: m for n, (_, m) in references.items() if m}
@@ -160,7 +160,7 @@ def localize(model: LoadedModel, onnx_path: Path, backend: str, inputs: list[np.
     return Localization(backend, str(onnx_path), shape, node, compared)
 
 
-def _expose(proto, source: Path, path: Path) -> Path:
+def _expose(proto, source: Path, path: Path) -> tuple[Path, list[str]]:
     """Write a copy of the graph whose outputs are its own, then every float value that a
     top-level node computes (int64 shape arithmetic is not compared). Weights kept in an
     external data file stay external (a graph past 2 GB must)."""
@@ -183,24 +183,21 @@ def _expose(proto, source: Path, path: Path) -> Path:
     if external:
         load_external_data_for_model(exposed, str(source.parent))
     onnx.save(exposed, str(path), save_as_external_data=external, location=path.name + ".data")
-    return path
+    return path, [o.name for o in exposed.graph.output]
 
 
-def _run(backend: str, path: Path, inputs: list[np.ndarray], threads: int | None, precision: str,
+def _run(backend: str, path: Path, names: list[str], inputs: list[np.ndarray], threads: int | None, precision: str,
          runner_options: dict) -> dict[str, np.ndarray]:
     """Every output of the exposed graph on ``backend``, by name. A prebuilt engine is not
     used: it has the original outputs only, so TensorRT builds one from the exposed graph."""
-    import onnx
-
     from deploykit.backends import RunnerOptions, runner_class
     from deploykit.pipeline import run_backend
 
     cls = runner_class(backend)
     cls.check_available()
-    names = [o.name for o in onnx.load(str(path), load_external_data=False).graph.output]
     options = {k: v for k, v in runner_options.items() if k != "engine_path"}
     runner = cls(RunnerOptions(onnx_path=path, threads=threads, precision=precision,
-                                                 shapes=[tuple(inputs[0].shape)], **options))
+                               shapes=[tuple(inputs[0].shape)], **options))
     with runner:
         outputs = run_backend(runner, inputs)
     if len(outputs) != len(names):
