@@ -8,6 +8,7 @@ call), report the distribution rather than one number, and warn when it is sprea
 from __future__ import annotations
 
 import statistics
+import time
 from dataclasses import asdict, dataclass, field
 
 import numpy as np
@@ -35,30 +36,40 @@ class LatencyStats:
     throughput: float  # samples (batch items) per second, from the mean
     h2d_ms: float = 0.0  # median time to put the inputs in the backend's memory (not in the above)
     d2h_ms: float = 0.0  # median time to bring the outputs back (not in the above)
+    stopped_by_time: bool = False  # the time budget ended the runs before the iterations asked for
 
     @property
     def unstable(self) -> bool:
         return self.p99_ms > UNSTABLE_P99_OVER_P50 * self.p50_ms
 
 
-def measure(runner: Runner, inputs: list[np.ndarray], warmup: int, iters: int) -> LatencyStats:
-    """Time ``runner.execute`` alone, ``iters`` times after ``warmup`` untimed runs."""
+def measure(runner: Runner, inputs: list[np.ndarray], warmup: int, iters: int,
+            max_seconds: float | None = None) -> LatencyStats:
+    """Time ``runner.execute`` alone, ``iters`` times after ``warmup`` untimed runs; with
+    ``max_seconds``, warm-up and timing together stop at that budget (at least one timed run),
+    and ``stopped_by_time`` says so."""
     try:
         run_backend(runner, inputs)  # fails clearly here, before any timing, if the backend cannot run
     except BackendRunError as exc:
         raise UserError(str(exc), "check it first with 'deploykit check'; bench times what runs") from None
+    deadline = time.monotonic() + max_seconds if max_seconds is not None else float("inf")
     prepared = runner.prepare(inputs)
     watch = runner.stopwatch()
     for _ in range(warmup):
+        if time.monotonic() > deadline:
+            break
         watch.start()
         runner.execute(prepared)
         watch.stop()
     times = []
     for _ in range(iters):
+        if times and time.monotonic() > deadline:
+            break
         watch.start()
         runner.execute(prepared)
         times.append(watch.stop())
     stats = summarize(times, batch=inputs[0].shape[0])
+    stats.stopped_by_time = len(times) < iters
     stats.h2d_ms, stats.d2h_ms = _transfers(runner, inputs, watch, repeats=min(iters, 10))
     return stats
 
@@ -116,20 +127,23 @@ class BenchReport:
     threads: int | None
     backends: dict[str, dict] = field(default_factory=dict)
     results: list[BenchResult] = field(default_factory=list)
+    max_seconds: float | None = None
 
     def as_json(self) -> dict:
         return {"spec": self.spec, "warmup": self.warmup, "iters": self.iters, "threads": self.threads,
-                "backends": self.backends, "results": [r.as_json() for r in self.results]}
+                "max_seconds": self.max_seconds, "backends": self.backends,
+                "results": [r.as_json() for r in self.results]}
 
 
 def run_bench(model: LoadedModel, backends: list[str], shapes: list[Shape] | None, *, warmup: int, iters: int,
               threads: int | None, onnx_path=None, precision: str = "fp32",
               export_options: dict | None = None, runner_options: dict | None = None,
-              progress: ProgressCallback | None = None) -> BenchReport:
+              progress: ProgressCallback | None = None, max_seconds: float | None = None) -> BenchReport:
     """Measure every backend at every shape, side by side in one process and one run;
-    ``progress(done, total, next step)`` is told of each step."""
+    ``progress(done, total, next step)`` is told of each step; ``max_seconds`` bounds each
+    backend's warm-up and timing at each shape (``measure``)."""
     shapes = model.shapes_or_default(shapes)
-    report = BenchReport(spec=model.spec, warmup=warmup, iters=iters, threads=threads)
+    report = BenchReport(spec=model.spec, warmup=warmup, iters=iters, threads=threads, max_seconds=max_seconds)
     with open_runners(model, backends, shapes, onnx_path, threads, precision, export_options,
                       allow_substitutes=False, runner_options=runner_options) as (runners, skipped):
         report.backends = describe_runners(runners)
@@ -141,7 +155,7 @@ def run_bench(model: LoadedModel, backends: list[str], shapes: list[Shape] | Non
             for name, runner in runners.items():
                 if progress:
                     progress(done, total, f"{name} at {format_shape(shape)}")
-                row[name] = measure(runner, inputs, warmup, iters)
+                row[name] = measure(runner, inputs, warmup, iters, max_seconds)
                 done += 1
             torch_p50 = row["torch"].p50_ms if "torch" in row else None
             for name, stats in row.items():

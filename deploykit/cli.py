@@ -1,72 +1,209 @@
 """The deploykit command line: parse, call the library, map errors to exit codes.
 
-Exit codes: 0 success, 1 parity failure, 2 a usage or input error (one line, no traceback).
+Exit codes (deploykit.errors is the contract; ``_exit_code`` here is the one mapping every
+command goes through): 0 success, 1 a parity failure (and only that), 2 a usage, input or
+environment error (one line, no traceback), 3 a bug in deploykit (one line naming the saved
+traceback; ``--debug`` prints it), 128 + N when signal N (SIGINT, SIGTERM, SIGHUP) ended it.
+Run as the ``deploykit`` console script, commands execute in a supervised child process
+(deploykit.supervisor), so a library that crashes the interpreter becomes one line and exit 2.
 """
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import math
 import os
+import signal
 import sys
+import threading
 from pathlib import Path
 
 import click
 
-from deploykit.errors import UserError
-from deploykit.export.onnx_export import DEFAULT_DYSAMPLE_IMPL, DYSAMPLE_IMPLS
+from deploykit.errors import (EXIT_INTERNAL, EXIT_OK, EXIT_SIGNAL_BASE, EXIT_USAGE, Terminated, UserError,
+                              environment_error, is_out_of_memory, out_of_memory)
+from deploykit.export.dysample import DEFAULT_DYSAMPLE_IMPL, DYSAMPLE_IMPLS
+from deploykit.export.maxpool_indices import DEFAULT_MAXPOOL_IMPL, MAXPOOL_IMPLS
 
 DEFAULT_BACKENDS = "torch,ort"
 HTML_LATENCY_ITERS = 10  # check --html times each backend too, for the report's latency chart
 MAX_THREADS = 256  # beyond this a typo, not a setting: ONNX Runtime would start that many threads
 MAX_SEED = 2**32 - 1
+MAX_ITERS = 1_000_000  # bench: timed runs; a bound, so a typo cannot grow the timing list without limit
+MAX_WARMUP = 100_000
+DEFAULT_BENCH_SECONDS = 120.0  # per backend and shape; bench stops timing there
+MAX_BENCH_SECONDS = 86_400.0
 _CONTEXT = {"help_option_names": ["-h", "--help"], "max_content_width": 100}
+_DEBUG = {"on": bool(os.environ.get("DEPLOYKIT_DEBUG"))}
+
+
+class _PipeClosed(BaseException):
+    """The reader of stdout went away (deploykit ... | head): stop quietly."""
 
 
 class OneLineErrors(click.Group):
-    """Click's own usage errors (bad option value, unknown option) as one line and exit 2,
-    like deploykit's, instead of a usage block."""
+    """Every command runs through ``run_with_exit_codes``: Click's usage errors, deploykit's
+    errors, crashes of deploykit itself and signals all leave as one line and a contract code."""
 
     def main(self, args=None, prog_name=None, complete_var=None, standalone_mode=True, **extra):
+        if args is None:
+            from deploykit import supervisor
+
+            if supervisor.should_supervise(sys.argv[1:]):  # the console script: run in a watched child
+                sys.exit(supervisor.supervise(sys.argv[1:]))
+        call = functools.partial(super().main, args, prog_name or "deploykit", complete_var,
+                                 standalone_mode=False, **extra)
+        sys.exit(run_with_exit_codes(call))
+
+    def invoke(self, ctx):
         try:
-            result = super().main(args, prog_name or "deploykit", complete_var, standalone_mode=False, **extra)
+            return super().invoke(ctx)
+        except BrokenPipeError:
+            raise _PipeClosed() from None
+
+
+def run_with_exit_codes(call) -> int:
+    """Run ``call`` (a whole command) and return its exit code under the contract."""
+    from deploykit.files import forget_inputs
+
+    forget_inputs()
+    for stream in (sys.stdout, sys.stderr):  # file names that are not UTF-8 print as \xNN, never crash
+        with contextlib.suppress(AttributeError, ValueError, OSError):
+            stream.reconfigure(errors="backslashreplace")
+    with _signals_raise():
+        try:
+            result = call()
+        except SystemExit as exc:
+            return _system_exit_code(exc.code)
         except click.exceptions.NoArgsIsHelpError as exc:
             click.echo(exc.ctx.get_help() if exc.ctx else str(exc))
-            sys.exit(0)
+            return EXIT_OK
         except click.ClickException as exc:
             command = exc.ctx.command_path if getattr(exc, "ctx", None) else "deploykit"
-            click.echo(f"error: {exc.format_message()}; see '{command} --help'", err=True)
-            sys.exit(2)
-        except click.exceptions.Abort:
-            click.echo("interrupted", err=True)
-            sys.exit(130)
-        sys.exit(result if isinstance(result, int) else 0)
+            _error_line(f"{exc.format_message()}; see '{command} --help'")
+            return EXIT_USAGE
+        except click.exceptions.Abort:  # Click's form of KeyboardInterrupt
+            _stderr_line("interrupted (SIGINT); partial outputs were removed")
+            return EXIT_SIGNAL_BASE + signal.SIGINT
+        except KeyboardInterrupt:
+            _stderr_line("interrupted (SIGINT); partial outputs were removed")
+            return EXIT_SIGNAL_BASE + signal.SIGINT
+        except Terminated as exc:
+            _stderr_line(f"interrupted ({exc}); partial outputs were removed")
+            return exc.exit_code
+        except _PipeClosed:
+            with contextlib.suppress(OSError):
+                sys.stdout = open(os.devnull, "w")  # nothing more reaches the closed pipe
+            return EXIT_SIGNAL_BASE + signal.SIGPIPE
+        except BaseException as exc:  # noqa: BLE001 - the one place every other failure is mapped
+            return _exit_code(exc)
+    return result if isinstance(result, int) else EXIT_OK
+
+
+def _system_exit_code(code) -> int:
+    if code is None:
+        return EXIT_OK
+    if isinstance(code, int):
+        return code
+    _error_line(str(code))
+    return EXIT_USAGE
+
+
+def _exit_code(exc: BaseException) -> int:
+    """The contract's mapping: the user's or the machine's problem -> one line and 2; anything
+    else is deploykit's own bug -> one line naming the saved traceback, and 3."""
+    if isinstance(exc, UserError):
+        _error_line(str(exc))
+        return exc.exit_code
+    if is_out_of_memory(exc):
+        _error_line(str(out_of_memory("running the command")))
+        return EXIT_USAGE
+    environment = environment_error(exc)
+    if environment is not None:
+        _error_line(str(environment))
+        return environment.exit_code
+    import traceback
+
+    text = "".join(traceback.format_exception(exc))
+    if _DEBUG["on"]:
+        sys.stderr.write(text)
+        _error_line(f"internal error in deploykit ({type(exc).__name__}); please report it with the traceback above")
+        return EXIT_INTERNAL
+    saved = _save_traceback(text)
+    where = f"traceback saved to {saved}" if saved else "the traceback could not be saved (run with --debug)"
+    _error_line(f"internal error in deploykit ({type(exc).__name__}); {where}; please report it")
+    return EXIT_INTERNAL
+
+
+def _save_traceback(text: str) -> str | None:
+    import tempfile
+
+    try:
+        fd, path = tempfile.mkstemp(prefix="deploykit-traceback-", suffix=".txt")
+        with os.fdopen(fd, "w", encoding="utf-8", errors="backslashreplace") as handle:
+            handle.write(f"deploykit {' '.join(sys.argv[1:])}\n\n{text}")
+    except OSError:
+        return None
+    return path
+
+
+def _stderr_line(text: str) -> None:
+    from deploykit.text import printable
+
+    with contextlib.suppress(OSError, ValueError):
+        click.echo(printable(text), err=True)
+
+
+def _stdout_line(text: str) -> None:
+    from deploykit.text import printable
+
+    click.echo(printable(text))
+
+
+def _error_line(text: str) -> None:
+    _stderr_line(f"error: {text}")
+
+
+@contextlib.contextmanager
+def _signals_raise():
+    """SIGTERM and SIGHUP (what timeout, CI runners and a closed terminal send) raise Terminated
+    in the main thread, as SIGINT raises KeyboardInterrupt, so staging folders and temporary
+    exports are removed on the way out."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def handler(signum, frame):
+        raise Terminated(signum)
+
+    previous = {}
+    for signum in (signal.SIGTERM, signal.SIGHUP):
+        with contextlib.suppress(ValueError, OSError):
+            if signal.getsignal(signum) is not signal.SIG_IGN:
+                previous[signum] = signal.signal(signum, handler)
+    try:
+        yield
+    finally:
+        for signum, old in previous.items():
+            signal.signal(signum, old)
 
 
 def _console():
     from rich.console import Console
 
-    return Console(width=max(120, Console().width))
+    return Console(width=max(120, Console().width), emoji=False)
 
 
 def fail_cleanly(command):
-    """Turn library errors into one line on stderr and the right exit code."""
+    """Kept for the commands' decorator lists: errors are mapped once, in ``run_with_exit_codes``."""
+    return command
 
-    @functools.wraps(command)
-    def wrapper(*args, **kwargs):
-        try:
-            return command(*args, **kwargs)
-        except UserError as exc:
-            click.echo(f"error: {exc}", err=True)
-            sys.exit(exc.exit_code)
-        except MemoryError:
-            click.echo("error: out of memory; use a smaller --shape or fewer backends", err=True)
-            sys.exit(2)
-        except KeyboardInterrupt:
-            click.echo("interrupted", err=True)
-            sys.exit(130)
 
-    return wrapper
+def _set_debug(ctx, param, value):
+    if value:
+        _DEBUG["on"] = True
+    return value
 
 
 def _finite_tolerance(ctx, param, value):
@@ -103,6 +240,14 @@ def dysample_impl_option(help_text: str):
                              "on ONNX Runtime's CPU; plugin: one deploykit::DySample node for the TensorRT plugin.")
 
 
+def maxpool_impl_option(command):
+    return click.option(
+        "--maxpool-impl", type=click.Choice(list(MAXPOOL_IMPLS)), default=None,
+        help=f"How max-pool indices (SegNet's max-unpool) are exported. Default: {DEFAULT_MAXPOOL_IMPL['ort']}, or "
+             f"{DEFAULT_MAXPOOL_IMPL['trt']} for TensorRT. native: MaxPool's Indices output (faster on ONNX "
+             "Runtime); window: PyTorch's exact indices from standard ops TensorRT's parser accepts.")(command)
+
+
 def run_options(command):
     """Backends, ONNX file, threads, precision and report: shared by check and bench."""
     decorators = [
@@ -121,6 +266,7 @@ def run_options(command):
                      help="Also write the results as JSON."),
         click.option("--force", is_flag=True, help="Overwrite an existing report file."),
         dysample_impl_option("How DySample is exported when SPEC is exported for an ONNX backend."),
+        maxpool_impl_option,
         click.option("--engine", "engine_path", type=click.Path(path_type=Path), default=None,
                      help="TensorRT engine for the trt backend (default: built from the ONNX file for the shapes)."),
         plugin_option("TensorRT plugin library to load before the engine (repeatable)."),
@@ -147,7 +293,8 @@ def _shapes(texts):
     return [parse_shape(t) for t in texts] or None
 
 
-def _export_options(recipe, dysample_impl=None, opset=None, static=False, target=None, trace=None) -> dict:
+def _export_options(recipe, dysample_impl=None, opset=None, static=False, target=None, trace=None,
+                    maxpool_impl=None) -> dict:
     """Export settings: the command line's, else the recipe's, else the defaults."""
     return {
         "opset": opset if opset is not None else (recipe.opset if recipe else None),
@@ -155,19 +302,53 @@ def _export_options(recipe, dysample_impl=None, opset=None, static=False, target
         "trace_shape": trace or (recipe.trace_shape if recipe else None),
         "target": target or (recipe.target if recipe and recipe.target else "ort"),
         "dysample_impl": dysample_impl or (recipe.dysample_impl if recipe else None),
+        "maxpool_impl": maxpool_impl or (recipe.maxpool_impl if recipe else None),
     }
 
 
 def _refuse_to_overwrite(path: Path | None, force: bool) -> None:
-    """Fail on an existing output before minutes of work, not after."""
+    """Fail on an existing output before minutes of work, not after (see _check_outputs)."""
     if path is not None:
         from deploykit.files import ensure_writable
 
         ensure_writable(path, force)
 
 
+def _inputs(spec=None, weights=None, onnx_path=None, engine_path=None, plugins=(), **more) -> dict:
+    """The files a command reads, by option: none of them may be an output."""
+    from deploykit.export.recipe import is_recipe
+
+    inputs = {"--weights": weights, "--onnx": onnx_path, "--engine": engine_path, **more}
+    if spec and is_recipe(spec):
+        inputs["recipe"] = Path(spec)
+    inputs.update({f"--plugin {plugin}": plugin for plugin in plugins})
+    return inputs
+
+
+def _check_outputs(outputs: dict, inputs: dict, force: bool) -> None:
+    """Before any work, every output: not an input, not another output, writable, and not
+    existing unless --force (and then a regular file). ``--html`` brings its figures folder."""
+    from deploykit.files import ensure_writable, refuse_outputs_that_are_inputs
+
+    html = outputs.get("--html")
+    if html is not None:
+        from deploykit.html_report import check_outputs, figures_folder
+
+        outputs = {**outputs, "--html's figures folder": figures_folder(html)}
+    refuse_outputs_that_are_inputs(outputs, inputs)
+    for name, path in outputs.items():
+        if path is None or name == "--html's figures folder":
+            continue
+        if name == "--html":
+            check_outputs(path, force)
+        else:
+            ensure_writable(path, force)
+
+
 @click.group(cls=OneLineErrors, context_settings=_CONTEXT)
 @click.version_option(package_name="deploykit")
+@click.option("--debug", is_flag=True, is_eager=True, expose_value=False, callback=_set_debug,
+              help="On an internal error, print the traceback instead of saving it to a file.")
 def main():
     """Export PyTorch upsamplers to ONNX, check every backend against PyTorch, and time them."""
 
@@ -195,21 +376,32 @@ def list_command(name):
               help="Where the graph will run; trt refuses graphs TensorRT would misread. Default: ort.")
 @click.option("--force", is_flag=True, help="Overwrite an existing output file.")
 @dysample_impl_option("How DySample's sample step is exported.")
+@maxpool_impl_option
 @click.option("--precision", type=click.Choice(["fp32", "fp16"]), default="fp32", show_default=True,
               help="Graph precision; fp16 is how TensorRT 11 (strongly typed) builds fp16 engines.")
+@click.option("--verify-shape", "verify_shapes", multiple=True, metavar="NxCxHxW",
+              help="Shape (repeatable) at which the dynamic export is run on ONNX Runtime and compared with "
+                   "PyTorch. Default: batch+1 and each spatial size + its power-of-two divisor (at most 32).")
+@click.option("--no-verify", is_flag=True,
+              help="Write the graph without running it: a dynamic graph is then trusted at shapes it never ran.")
 @fail_cleanly
 def export_command(spec, params, weights, seed, output, opset, static, shapes, target, force, dysample_impl,
-                   precision):
+                   maxpool_impl, precision, verify_shapes, no_verify):
     """Export SPEC (zoo name, package.module:callable, or recipe .toml) to ONNX."""
     from deploykit.export import describe, export_onnx
 
     _refuse_to_overwrite(output, force)
+    if no_verify and verify_shapes:
+        raise UserError("--verify-shape and --no-verify contradict each other", "pass one of them")
     model, recipe = _load(spec, params, weights, seed)
     trace = _shapes(shapes)
     if trace and len(trace) > 1:
         raise UserError("export traces one shape, got several --shape", "pass --shape once")
-    options = _export_options(recipe, dysample_impl, opset, static, target, trace[0] if trace else None)
-    click.echo(describe(export_onnx(model, output, force=force, precision=precision, **options)))
+    options = _export_options(recipe, dysample_impl, opset, static, target, trace[0] if trace else None,
+                              maxpool_impl)
+    result = export_onnx(model, output, force=force, precision=precision, verify=not no_verify,
+                         verify_shapes=_shapes(verify_shapes), **options)
+    click.echo(describe(result))
     if options["target"] == "trt":  # the file is written either way; the exit code says if TensorRT will take it
         sys.exit(_print_lint(output, "trt", plugins=None, plugin_pending=options["dysample_impl"] == "plugin"))
 
@@ -241,7 +433,10 @@ def _print_lint(path: Path, target: str, plugins, report_path: Path | None = Non
 @fail_cleanly
 def lint_command(model, target, plugins, report_path, force):
     """Flag what the target rejects or silently computes differently. Exit 1 on errors."""
-    _refuse_to_overwrite(report_path, force)
+    from deploykit.pipeline import validate_onnx_file
+
+    _check_outputs({"--report": report_path}, _inputs(plugins=plugins, MODEL=model), force)
+    validate_onnx_file(model, option="MODEL")  # empty, truncated or invalid: exit 2 here, as in check
     sys.exit(_print_lint(model, target, list(plugins), report_path, force))
 
 
@@ -263,8 +458,12 @@ def build_command(model, output, fp16, plugins, profiles, timing_cache, workspac
     from deploykit.backends.trt import build_engine, parse_profile
     from deploykit.pipeline import validate_onnx_file
 
-    _refuse_to_overwrite(output, force)
-    validate_onnx_file(model)
+    _check_outputs({"-o": output}, _inputs(plugins=plugins, MODEL=model), force)
+    if timing_cache is not None:  # read and written back: it may be neither the model nor the engine
+        from deploykit.files import refuse_outputs_that_are_inputs
+
+        refuse_outputs_that_are_inputs({"--timing-cache": timing_cache}, {"MODEL": model, "-o": output})
+    validate_onnx_file(model, option="MODEL")
     parsed = dict(parse_profile(text) for text in profiles) or None
     result = build_engine(model, output, fp16=fp16, tf32=tf32, plugins=list(plugins), profiles=parsed,
                           timing_cache=timing_cache, workspace_mb=workspace, force=force)
@@ -275,19 +474,22 @@ def build_command(model, output, fp16, plugins, profiles, timing_cache, workspac
 
 
 def _run_and_report(run, printer, spec, params, weights, seed, onnx_path, backends, shapes, threads, precision,
-                    report_path, force, dysample_impl, engine_path, plugins, quiet, cuda_graph=False, **specific):
+                    report_path, force, dysample_impl, maxpool_impl, engine_path, plugins, quiet, cuda_graph=False,
+                    html_path=None, **specific):
     """check and bench alike: load SPEC, run the library over the backends, print, write JSON."""
     from deploykit.backends import parse_backends
     from deploykit.progress import progress_bar
     from deploykit.report import write_json
 
-    _refuse_to_overwrite(report_path, force)
+    _check_outputs({"--report": report_path, "--html": html_path},
+                   _inputs(spec, weights, onnx_path, engine_path, plugins), force)
     chosen = parse_backends(backends or DEFAULT_BACKENDS)
     model, recipe = _load(spec, params, weights, seed)
     runner_options = {"engine_path": engine_path, "plugins": list(plugins), "cuda_graph": cuda_graph}
     with progress_bar(run.__name__.removeprefix("run_"), quiet) as progress:
         report = run(model, chosen, _shapes(shapes), onnx_path=onnx_path, threads=threads, precision=precision,
-                     export_options=_export_options(recipe, dysample_impl), runner_options=runner_options,
+                     export_options=_export_options(recipe, dysample_impl, maxpool_impl=maxpool_impl),
+                     runner_options=runner_options,
                      progress=progress, **specific)
     printer(report, _console())
     if report_path:
@@ -308,7 +510,7 @@ def _check_zoo(backends, threads, report_path, force, quiet, **rest) -> int:
     if given:
         raise UserError(f"check --zoo runs every entry at its defaults and takes no {', '.join(given)}",
                         "drop those options, or check one SPEC without --zoo")
-    _refuse_to_overwrite(report_path, force)
+    _check_outputs({"--report": report_path}, {}, force)
     with progress_bar("zoo", quiet) as progress:
         report = zoo_matrix(parse_backends(backends) if backends else None, threads, progress=progress)
     print_matrix(report, _console())
@@ -341,7 +543,6 @@ def check_command(atol, rtol, localize, html_path, zoo, **common):
         sys.exit(_check_zoo(atol=atol, rtol=rtol, localize=localize, html=html_path, **common))
     if common["spec"] is None:
         raise click.UsageError("missing argument 'SPEC' (or pass --zoo)")
-    _refuse_to_overwrite(html_path, common["force"])
     if html_path:
         from deploykit.html_report import require_matplotlib
 
@@ -349,30 +550,36 @@ def check_command(atol, rtol, localize, html_path, zoo, **common):
     tolerance = tolerance_for(common["precision"], atol, rtol)
     report = _run_and_report(run_check, print_check, tolerance=tolerance, localize=localize,
                              pictures=bool(html_path), latency_iters=HTML_LATENCY_ITERS if html_path else 0,
-                             **common)
+                             html_path=html_path, **common)
     if localize:
         print_localizations(report, _console())
     if html_path:
         from deploykit.html_report import figures_folder, write_html_report
 
         written = write_html_report(html_path, report, report.pictures, report.latency, force=common["force"])
-        click.echo(f"wrote {written[0]} and {len(written) - 1} figures in {figures_folder(written[0])}")
+        _stdout_line(f"wrote {written[0]} and {len(written) - 1} figures in {figures_folder(written[0])}")
     sys.exit(0 if report.passed else 1)
 
 
 @main.command("bench")
 @model_options
 @run_options
-@click.option("--warmup", type=click.IntRange(min=0), default=10, show_default=True, help="Untimed runs first.")
-@click.option("--iters", type=click.IntRange(min=1), default=50, show_default=True, help="Timed runs.")
+@click.option("--warmup", type=click.IntRange(min=0, max=MAX_WARMUP), default=10, show_default=True,
+              help="Untimed runs first.")
+@click.option("--iters", type=click.IntRange(min=1, max=MAX_ITERS), default=50, show_default=True,
+              help="Timed runs.")
+@click.option("--max-seconds", type=click.FloatRange(min=0.001, max=MAX_BENCH_SECONDS), default=DEFAULT_BENCH_SECONDS,
+              show_default=True,
+              help="Time budget per backend and shape (warm-up and timed runs): timing stops there with the "
+                   "runs made so far, and says so.")
 @click.option("--cuda-graph", is_flag=True, help="Replay TensorRT execution as a CUDA graph.")
 @fail_cleanly
-def bench_command(warmup, iters, **common):
+def bench_command(warmup, iters, max_seconds, **common):
     """Time every backend at every shape: min/p50/p90/p99/mean, throughput, ratio to torch."""
     from deploykit.bench import run_bench
     from deploykit.report import print_bench
 
-    _run_and_report(run_bench, print_bench, warmup=warmup, iters=iters, **common)
+    _run_and_report(run_bench, print_bench, warmup=warmup, iters=iters, max_seconds=max_seconds, **common)
 
 
 if __name__ == "__main__":

@@ -58,8 +58,30 @@ def failed(reason: str) -> Metrics:
     return Metrics(nan, nan, nan, nan, nan, False, reason)
 
 
+def not_comparable(reference: np.ndarray, actual) -> str | None:
+    """Why ``actual`` cannot stand for ``reference`` at all, or None. A runtime that returns a
+    sequence (a list of tensors) or a map for a tensor output has not computed the tensor, even
+    when NumPy would stack the list into the right shape; a float output cannot stand for an
+    integer one, nor the reverse."""
+    if isinstance(actual, (list, tuple)):
+        return f"output is a sequence of {len(actual)} values, not a tensor"
+    if isinstance(actual, dict):
+        return "output is a map, not a tensor"
+    if not isinstance(actual, np.ndarray):
+        return f"output is {type(actual).__name__}, not a tensor"
+    kinds = {"f": "floating point", "i": "integer", "u": "integer", "b": "boolean"}
+    expected, got = kinds.get(reference.dtype.kind), kinds.get(actual.dtype.kind)
+    if got is None or expected is None or got != expected:
+        return f"output dtype {actual.dtype} is not {expected or reference.dtype} like the reference's {reference.dtype}"
+    return None
+
+
 def compare(reference: np.ndarray, actual: np.ndarray, tolerance: Tolerance) -> Metrics:
-    """Compare one output. NaN or Inf in ``actual`` is always a failure."""
+    """Compare one output. NaN or Inf in ``actual`` is always a failure; so is an output that
+    is not a tensor of the reference's kind of dtype (``not_comparable``)."""
+    problem = not_comparable(reference, actual)
+    if problem:
+        return failed(problem)
     if reference.shape != actual.shape:
         return failed(f"shape {tuple(actual.shape)} != reference {tuple(reference.shape)}")
     ref = reference.astype(np.float64)
@@ -134,7 +156,8 @@ class ErrorPicture:
 def error_picture(reference: np.ndarray, actual: np.ndarray) -> ErrorPicture | None:
     """The heatmap and histogram of one output's error; None when there is nothing to draw
     (shapes differ, NaN/Inf on either side, empty, or not a 3-D to 5-D output)."""
-    if reference.shape != actual.shape or reference.ndim not in (3, 4, 5) or reference.size == 0:
+    if not_comparable(reference, actual) or reference.shape != actual.shape or reference.ndim not in (3, 4, 5) \
+            or reference.size == 0:
         return None
     ref = reference.astype(np.float64)
     out = actual.astype(np.float64)

@@ -1,7 +1,28 @@
-"""The failures a user sees. A UserError becomes one line and exit code 2 in the CLI;
-a parity failure is a result (exit code 1), not an exception. Anything else that escapes
-is a bug in deploykit and keeps its traceback.
+"""The failures a user sees, and the exit codes they become: the one place the contract lives.
+
+| code | meaning |
+|---|---|
+| 0 | success: every comparison that ran passed (or the command has no verdict) |
+| 1 | a parity failure (check), lint errors (lint, export --target trt): a finding, and only that |
+| 2 | a usage, input or environment error: bad option, unreadable file, missing backend, no memory,
+|   | an output that cannot be written, a crash (signal) of a library deploykit called |
+| 3 | a bug in deploykit itself: one line naming where the traceback was saved (--debug prints it) |
+| 130, 143, 129 | interrupted by SIGINT, SIGTERM or SIGHUP (128 + the signal), after cleaning up |
+
+A UserError (or subclass) becomes one line on stderr and ``exit_code``; a parity failure is a
+result, not an exception. ``deploykit.cli`` maps everything else (see ``exit_code_for``).
 """
+
+from __future__ import annotations
+
+import errno
+import signal
+
+EXIT_OK = 0
+EXIT_PARITY = 1
+EXIT_USAGE = 2
+EXIT_INTERNAL = 3
+EXIT_SIGNAL_BASE = 128  # 128 + signal number, as shells report a process a signal ended
 
 
 class UserError(Exception):
@@ -10,7 +31,7 @@ class UserError(Exception):
     The message names the problem; ``fix`` says what to do about it.
     """
 
-    exit_code = 2
+    exit_code = EXIT_USAGE
 
     def __init__(self, problem: str, fix: str = ""):
         self.problem = problem
@@ -22,13 +43,75 @@ class BackendUnavailable(UserError):
     """A backend the user asked for is not installed or cannot run on this machine."""
 
 
+class EnvironmentProblem(UserError):
+    """The machine, not the input: out of memory, an unwritable folder or cache, a crashed library."""
 
 
 class BackendRunError(Exception):
     """A backend accepted the inputs but failed while computing: a finding, not a user error."""
 
 
+class Terminated(BaseException):
+    """SIGTERM or SIGHUP, raised in the main thread like KeyboardInterrupt so that every
+    ``finally`` (staging folders, temporary exports) runs before the process exits."""
+
+    def __init__(self, signum: int):
+        self.signum = signum
+        super().__init__(signal_name(signum))
+
+    @property
+    def exit_code(self) -> int:
+        return EXIT_SIGNAL_BASE + self.signum
+
+
+def signal_name(signum: int) -> str:
+    try:
+        return signal.Signals(signum).name
+    except ValueError:
+        return f"signal {signum}"
+
+
 def first_line(exc: BaseException, limit: int = 200) -> str:
     """The first line of an exception's message (third-party messages run to pages)."""
     text = str(exc).strip()
     return text.splitlines()[0][:limit] if text else type(exc).__name__
+
+
+# What allocators say when they run out (PyTorch's CPU allocator, ONNX Runtime's arena, CUDA).
+_OOM_MESSAGES = ("can't allocate memory", "cannot allocate memory", "out of memory", "failed to allocate memory",
+                 "bad_alloc", "std::bad_alloc", "memoryerror", "not enough memory")
+
+
+def is_out_of_memory(exc: BaseException) -> bool:
+    """Whether an exception from numpy, PyTorch or ONNX Runtime means the machine ran out of memory."""
+    if isinstance(exc, MemoryError):
+        return True
+    if isinstance(exc, OSError) and exc.errno == errno.ENOMEM:
+        return True
+    if type(exc).__name__ in ("OutOfMemoryError", "OutOfMemory"):
+        return True
+    text = str(exc).lower()
+    return any(message in text for message in _OOM_MESSAGES)
+
+
+def out_of_memory(what: str) -> EnvironmentProblem:
+    return EnvironmentProblem(f"out of memory while {what}",
+                              "use a smaller --shape, fewer shapes or backends, or a machine with more memory")
+
+
+_ENVIRONMENT_ERRNOS = {errno.EACCES, errno.EPERM, errno.EROFS, errno.ENOSPC, errno.EDQUOT, errno.ENOMEM,
+                       errno.EMFILE, errno.ENFILE, errno.EIO, errno.ENOTDIR, errno.EISDIR, errno.ENAMETOOLONG,
+                       errno.ELOOP, errno.ENOENT, errno.EEXIST, errno.EXDEV, errno.EBUSY, errno.ETXTBSY,
+                       errno.EFBIG, errno.ENODEV, errno.ENXIO}
+
+
+def environment_error(exc: BaseException) -> EnvironmentProblem | None:
+    """An OSError the machine caused (permissions, read-only or full disk, a path that vanished)
+    as one line; None for anything else."""
+    if not isinstance(exc, OSError) or exc.errno not in _ENVIRONMENT_ERRNOS:
+        return None
+    where = f": {exc.filename}" if exc.filename is not None else ""
+    if exc.filename2 is not None:
+        where += f" -> {exc.filename2}"
+    return EnvironmentProblem(f"{exc.strerror or type(exc).__name__}{where}",
+                              "check the path, its permissions and the free space")

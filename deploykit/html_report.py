@@ -8,7 +8,6 @@ the same figures are PNG files in a folder beside it, for slides and bug reports
 from __future__ import annotations
 
 import base64
-import html
 import re
 from dataclasses import dataclass
 from io import BytesIO
@@ -22,6 +21,7 @@ from deploykit.errors import UserError
 from deploykit.files import ensure_folder_writable, ensure_writable, write_folder_atomic, write_text_atomic
 from deploykit.report import format_number
 from deploykit.spec import Shape, format_shape
+from deploykit.text import html_text
 
 if TYPE_CHECKING:
     from deploykit.bench import LatencyStats
@@ -48,6 +48,12 @@ def figures_folder(path: Path) -> Path:
     return path.with_name(f"{path.stem}_files")
 
 
+def check_outputs(path: Path, force: bool = False) -> None:
+    """Before any work: the report file and its figures folder may be written (see write_html_report)."""
+    ensure_writable(Path(path), force)
+    ensure_folder_writable(figures_folder(path), force)
+
+
 def write_html_report(path: Path, report: CheckReport, pictures: dict[tuple[str, tuple, int], ErrorPicture],
                       latency: dict[tuple[str, tuple], LatencyStats], force: bool = False) -> list[Path]:
     """Write the report to ``path`` and its figures to ``figures_folder(path)``; return the paths
@@ -59,8 +65,7 @@ def write_html_report(path: Path, report: CheckReport, pictures: dict[tuple[str,
     """
     path = Path(path)
     folder = figures_folder(path)
-    ensure_writable(path, force)
-    ensure_folder_writable(folder, force)
+    check_outputs(path, force)
     figure_class = require_matplotlib()
     pictures = {(backend, tuple(shape), output): p for (backend, shape, output), p in pictures.items()}
     latency = {(backend, tuple(shape)): stats for (backend, shape), stats in latency.items()}
@@ -292,7 +297,7 @@ def _results_html(report: CheckReport) -> str:
 
 
 def _esc(text: str) -> str:
-    return html.escape(str(text))
+    return html_text(text)
 
 
 def _file_safe(name: str) -> str:

@@ -110,11 +110,14 @@ def _summary(m: Metrics) -> str:
 
 def localize(model: LoadedModel, onnx_path: Path, backend: str, inputs: list[np.ndarray], tolerance: Tolerance,
              *, threads: int | None = None, runner_options: dict | None = None,
-             precision: str = "fp32") -> Localization:
+             precision: str = "fp32", reference_at_input_shape: bool = False) -> Localization:
     """Run ``backend`` on ``onnx_path`` with every float intermediate exposed, and find the
     first node whose output differs from its reference beyond ``tolerance``.
 
     ``precision`` is the runner's, as in ``check`` (TensorRT 10 builds FP16 kernels for fp16).
+    ``reference_at_input_shape``: PyTorch's values come from an export traced at the inputs'
+    shape, for a dynamic graph that is wrong away from its traced shape (an export traced
+    there is specialised to it, and would be wrong, or fail, at the shape being localized).
     Each call exports the model again (seconds): localize one failing shape per backend.
     Raises UserError (BackendUnavailable) for what the user can fix; a backend that cannot run
     the exposed graph is reported in ``Localization.error``.
@@ -146,7 +149,7 @@ def localize(model: LoadedModel, onnx_path: Path, backend: str, inputs: list[np.
         except (UserError, BackendRunError) as exc:  # the graph runs, but not with its intermediates exposed
             return Localization(backend, str(onnx_path), shape, None,
                                 error=f"{backend} cannot run the graph with every intermediate exposed: {exc}")
-        references = _pytorch_values(model, proto, actual, inputs, plugin)
+        references = _pytorch_values(model, proto, actual, inputs, plugin, reference_at_input_shape)
         missing = set(actual) - set(references)
         fallback = {}
         if missing and not plugin and backend != "ort":
@@ -206,7 +209,7 @@ def _run(backend: str, path: Path, names: list[str], inputs: list[np.ndarray], t
 
 
 def _pytorch_values(model: LoadedModel, proto, actual: dict[str, np.ndarray], inputs: list[np.ndarray],
-                    plugin: bool) -> dict[str, tuple[np.ndarray, tuple[str, str] | None]]:
+                    plugin: bool, at_input_shape: bool) -> dict[str, tuple[np.ndarray, tuple[str, str] | None]]:
     """ONNX value name -> (PyTorch's value, (module path, module class) or None), for the
     values of ``actual`` named after a node of the FX graph that a fresh export, made as the
     file was, translates; kept only at the shape the backend computed (else not the same value)."""
@@ -216,15 +219,20 @@ def _pytorch_values(model: LoadedModel, proto, actual: dict[str, np.ndarray], in
     from deploykit.spec import parse_shape
 
     meta = {p.key: p.value for p in proto.metadata_props}
-    dynamic = any(d.dim_param for d in proto.graph.input[0].type.tensor_type.shape.dim)
+    dynamic = not at_input_shape and any(d.dim_param for d in proto.graph.input[0].type.tensor_type.shape.dim)
     traced = meta.get("deploykit.traced_shape")
-    trace_shape = parse_shape(traced) if dynamic and traced else tuple(inputs[0].shape)
+    trace_shape = _recorded_trace_shape(traced, tuple(inputs[0].shape)) if dynamic and traced \
+        else tuple(inputs[0].shape)
     # files from before deploykit recorded its DySample strategy used one of these two
-    strategy = meta.get("deploykit.dysample_impl") or ("plugin" if plugin else "standard")
-    opset = next(o.version for o in proto.opset_import if o.domain in ("", "ai.onnx"))
+    strategy = _recorded_strategy(meta.get("deploykit.dysample_impl")) or ("plugin" if plugin else "standard")
+    opset = next((o.version for o in proto.opset_import if o.domain in ("", "ai.onnx")), None)
+    if opset is None:
+        raise UserError("the ONNX file imports no default-domain opset, so it cannot be exported again alike",
+                        "re-export it with 'deploykit export'")
     example = torch.randn(*trace_shape, generator=torch.Generator().manual_seed(model.seed))
-    program = export_program(model, example, dims=(dynamic_dims(len(trace_shape)),) if dynamic else None,
-                             opset=opset, output_names=[o.name for o in proto.graph.output], dysample_impl=strategy)
+    program, _ = export_program(model, example, dims=(dynamic_dims(len(trace_shape)),) if dynamic else None,
+                                opset=opset, output_names=[o.name for o in proto.graph.output],
+                                dysample_impl=strategy, maxpool_impl=_recorded_maxpool_impl(meta))
     graph = program.exported_program.graph_module.graph
     fx_nodes = {n.name: n for n in graph.nodes if n.op == "call_function"}
     matched = {name: fx_nodes[name] for name in actual if name in fx_nodes}
@@ -261,6 +269,60 @@ def _run_fx(program, inputs: list[np.ndarray], keep: set[str], spec: str) -> dic
         raise UserError(f"the exported program of {spec} cannot run at {shape}: {first_line(exc)}",
                         "localize at a shape the model takes") from None
     return recorded
+
+
+# The re-export traces at the recorded shape: a file's metadata is not trusted with more than
+# this many elements (64 MB of float32) unless the shape being localized is that large itself.
+MAX_RECORDED_TRACE_ELEMENTS = 1 << 24
+
+
+def _recorded_trace_shape(text: str, input_shape: tuple[int, ...]) -> tuple[int, ...]:
+    """``deploykit.traced_shape`` from a file, checked: metadata is text anyone can edit."""
+    import math
+
+    from deploykit.spec import parse_shape
+
+    try:
+        shape = parse_shape(text)
+    except UserError:
+        shape = None
+    if shape is None or len(shape) != len(input_shape) or shape[1] != input_shape[1] \
+            or math.prod(shape) > max(MAX_RECORDED_TRACE_ELEMENTS, math.prod(input_shape)):
+        raise UserError(f"the file's deploykit.traced_shape metadata {text[:60]!r} is not a shape deploykit "
+                        f"traces for input {'x'.join(map(str, input_shape))}",
+                        "re-export the file with 'deploykit export' (its metadata was edited or damaged)")
+    return shape
+
+
+def _recorded_maxpool_impl(meta: dict[str, str]) -> str:
+    """``deploykit.maxpool_impl`` from a file, checked ("native" for files without it)."""
+    from deploykit.export.maxpool_indices import MAXPOOL_IMPLS
+    from deploykit.export.onnx_export import METADATA_MAXPOOL_IMPL
+
+    text = meta.get(METADATA_MAXPOOL_IMPL) or "native"
+    if text not in MAXPOOL_IMPLS:
+        raise UserError(f"the file's {METADATA_MAXPOOL_IMPL} metadata {text[:60]!r} is not a max-pool indices "
+                        f"strategy ({', '.join(MAXPOOL_IMPLS)})",
+                        "re-export the file with 'deploykit export' (its metadata was edited or damaged)")
+    return text
+
+
+def _recorded_strategy(text: str | None) -> str | None:
+    """``deploykit.dysample_impl`` from a file, checked against the strategies that exist."""
+    from deploykit.export.dysample import DYSAMPLE_IMPLS
+
+    if not text:
+        return None
+    if text not in DYSAMPLE_IMPLS:
+        raise UserError(f"the file's deploykit.dysample_impl metadata {text[:60]!r} is not a DySample export "
+                        f"strategy ({', '.join(DYSAMPLE_IMPLS)})",
+                        "re-export the file with 'deploykit export' (its metadata was edited or damaged)")
+    return text
+
+
+def value_modules(exported_program) -> dict[str, tuple[str, str]]:
+    """ONNX value name (= FX node name) -> (path, class) of the module that computed it."""
+    return {n.name: module for n in exported_program.graph.nodes if (module := _fx_module(n))}
 
 
 def _fx_module(fx_node) -> tuple[str, str] | None:

@@ -7,7 +7,6 @@ prints the same run as the README's Markdown table (``--all-examples``: every wo
 
 from __future__ import annotations
 
-import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -18,18 +17,33 @@ from deploykit.progress import ProgressCallback
 # Run by default wherever it is installed: runtimes, not the (slow, check-only) onnx-ref evaluator.
 _NOT_BY_DEFAULT = {"onnx-ref"}
 LATENCY_ITERS = 20  # a ratio to eager, not a benchmark: 'deploykit bench' measures properly
+# Below this (summed p50 over an entry's default shapes, either side) a ratio is timer and
+# call-overhead noise (it moved 30x between runs): the times are shown, the ratio is not.
+MIN_RATIO_MS = 1.0
 
 
 @dataclass
 class BackendCell:
     status: str  # "pass", "FAIL" or "skipped"
     max_abs: float | None = None
-    latency_ratio: float | None = None  # sum of p50 over the default shapes / torch's
+    latency_ratio: float | None = None  # sum of p50 over the default shapes / torch's (None: too fast to compare)
     reason: str = ""
+    p50_ms: float | None = None  # summed p50 over the default shapes: what the ratio is computed from
+    torch_p50_ms: float | None = None
 
     def as_json(self) -> dict:
         return {"status": self.status, "max_abs": self.max_abs, "latency_ratio": self.latency_ratio,
-                "reason": self.reason}
+                "p50_ms": self.p50_ms, "torch_p50_ms": self.torch_p50_ms, "reason": self.reason}
+
+    def latency_text(self) -> str:
+        """'0.41 / 0.32 ms (1.28x)': the backend's and torch's summed p50, then their ratio, or
+        '(too fast to compare)' when either is below MIN_RATIO_MS."""
+        if self.p50_ms is None or self.torch_p50_ms is None:
+            return "-" if self.latency_ratio is None else f"{self.latency_ratio:.3g}x"
+        times = f"{self.p50_ms:.3g} / {self.torch_p50_ms:.3g} ms"
+        if self.latency_ratio is None:
+            return f"{times} (too fast to compare)"
+        return f"{times} ({self.latency_ratio:.3g}x)"
 
 
 @dataclass
@@ -97,7 +111,9 @@ def zoo_matrix(backends: list[str] | None = None, threads: int | None = 2, all_e
     cases = [(name, example) for name, entry in zoo.entries().items()
              for example in (entry.examples if all_examples else ({},))]
     report = MatrixReport(backends=backends, unavailable=unavailable)
-    with tempfile.TemporaryDirectory(prefix="deploykit-matrix-") as work:
+    from deploykit.files import temporary_directory
+
+    with temporary_directory(prefix="deploykit-matrix-") as work:
         for index, (name, example) in enumerate(cases):
             shown = ", ".join(f"{k}={v}" for k, v in example.items()) or "defaults"
             if progress:
@@ -105,7 +121,7 @@ def zoo_matrix(backends: list[str] | None = None, threads: int | None = 2, all_e
             params = {k: str(v) for k, v in zoo.get(name).resolve_params(typed=example).items()}
             model = load_model(name, params)
             try:
-                result = export_onnx(model, Path(work) / f"{name}-{index}.onnx")
+                result = export_onnx(model, Path(work) / f"{name}-{index}.onnx", verify=False)  # checked next
             except UserError as exc:
                 report.rows.append(MatrixRow(name, shown, False, note=exc.problem))
                 continue
@@ -128,15 +144,18 @@ def _cells(check) -> dict[str, BackendCell]:
         errors = [r.metrics.max_abs for r in results if r.metrics.max_abs == r.metrics.max_abs]  # not NaN
         timed = [(shape, stats) for (name, shape), stats in check.latency.items() if name == backend]
         torch_ms = sum(check.latency[("torch", shape)].p50_ms for shape, _ in timed if ("torch", shape) in check.latency)
-        ratio = sum(stats.p50_ms for _, stats in timed) / torch_ms if timed and torch_ms else None
+        own_ms = sum(stats.p50_ms for _, stats in timed)
+        measured = bool(timed) and torch_ms > 0
+        ratio = own_ms / torch_ms if measured and min(own_ms, torch_ms) >= MIN_RATIO_MS else None
         cells[backend] = BackendCell("FAIL" if failures else "pass", max(errors, default=None), ratio,
-                                     failures[0] if failures else "")
+                                     failures[0] if failures else "", own_ms if measured else None,
+                                     torch_ms if measured else None)
     return cells
 
 
 def markdown(report: MatrixReport) -> str:
     """The matrix as the README's Markdown table."""
-    head = ["entry", "parameters", "export (dynamic)"] + [f"{b}: parity, max abs, time vs torch"
+    head = ["entry", "parameters", "export (dynamic)"] + [f"{b}: parity, max abs, p50 ms {b} / torch (ratio)"
                                                          for b in report.backends if b != "torch"]
     lines = ["| " + " | ".join(head) + " |", "|---" * len(head) + "|"]
     for row in report.rows:
@@ -152,11 +171,25 @@ def _cell_text(cell: BackendCell | None) -> str:
     if cell.status == "skipped":
         return "skipped"
     error = "-" if cell.max_abs is None else f"{cell.max_abs:.1e}"
-    ratio = "-" if cell.latency_ratio is None else f"{cell.latency_ratio:.2f}x"
-    return f"{cell.status}, {error}, {ratio}"
+    return f"{cell.status}, {error}, {cell.latency_text()}"
+
+
+def _main(argv: list[str] | None = None) -> int:
+    import argparse
+
+    parser = argparse.ArgumentParser(prog="python -m deploykit.matrix",
+                                     description="Print the support matrix (every zoo entry exported, checked "
+                                                 "against every installed backend, timed against PyTorch) as "
+                                                 "the README's Markdown table.")
+    parser.add_argument("--all-examples", action="store_true",
+                        help="every worked example of every entry, not only the defaults")
+    parser.add_argument("--threads", type=int, default=2, help="intra-op threads (default 2)")
+    args = parser.parse_args(argv)
+    print(markdown(zoo_matrix(threads=args.threads, all_examples=args.all_examples)))
+    return 0
 
 
 if __name__ == "__main__":
     import sys
 
-    print(markdown(zoo_matrix(all_examples="--all-examples" in sys.argv[1:])))
+    sys.exit(_main())

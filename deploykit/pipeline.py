@@ -3,14 +3,14 @@
 from __future__ import annotations
 
 import contextlib
-import tempfile
 from pathlib import Path
 from typing import Iterator
 
 import numpy as np
 
 from deploykit.backends import Runner, RunnerOptions, runner_class
-from deploykit.errors import BackendRunError, BackendUnavailable, UserError, first_line
+from deploykit.errors import (BackendRunError, BackendUnavailable, UserError, first_line, is_out_of_memory,
+                              out_of_memory)
 from deploykit.spec import LoadedModel, Shape
 
 # Backends that cannot run deploykit::DySample nodes, and what runs such a graph instead.
@@ -33,28 +33,83 @@ def reference_outputs(model: LoadedModel, inputs: list[np.ndarray]) -> list[np.n
 
     with dysample_impl(model.module, "reference"):
         outputs = model.forward(*[torch.from_numpy(a.copy()) for a in inputs])
+    return tensors_to_numpy(outputs, model.spec)
+
+
+def tensors_to_numpy(outputs, spec: str) -> list[np.ndarray]:
+    """A module's outputs (a tensor, or a tuple or list of them) as NumPy arrays: floating
+    point as float32, integers and booleans as they are (so a dtype change is caught)."""
+    import torch
+
     if not isinstance(outputs, (tuple, list)):
         outputs = [outputs]
-    return [o.detach().float().numpy() for o in outputs]
+    arrays = []
+    for index, output in enumerate(outputs):
+        if not isinstance(output, torch.Tensor):
+            raise UserError(f"{spec} returns {type(output).__name__} as output {index}, not a tensor",
+                            "deploykit compares models that return a tensor or a tuple of tensors")
+        output = output.detach().cpu()
+        if output.is_floating_point():
+            output = output.float()
+        elif output.is_complex():
+            raise UserError(f"{spec} returns a complex tensor as output {index}", "return real tensors")
+        arrays.append(output.numpy())
+    return arrays
 
 
-def validate_onnx_file(path: Path) -> None:
-    """Missing or corrupt --onnx files fail here with a fix, not deep inside a backend."""
+def validate_onnx_file(path: Path, option: str = "--onnx"):
+    """Missing, empty, truncated or corrupt ONNX files fail here with a fix, not deep inside a
+    backend or lint: the one loader every command that reads an ONNX file goes through. Returns
+    the graph (without external weights)."""
     import onnx
+
+    from deploykit.files import note_input
 
     path = Path(path)
     if path.is_dir():
-        raise UserError(f"--onnx {path} is a directory", "give the path of an .onnx file")
+        raise UserError(f"{option} {path} is a directory", "give the path of an .onnx file")
     if not path.is_file():
-        raise UserError(f"ONNX file {path} not found", "check the --onnx path or create it with 'deploykit export'")
+        what = "is not a regular file" if path.exists() else "not found"
+        raise UserError(f"ONNX file {path} {what}", f"check the {option} path or create it with 'deploykit export'")
+    note_input(path)
+    if path.stat().st_size == 0:
+        raise UserError(f"{path} is empty (0 bytes), not an ONNX model", "re-export it with 'deploykit export'")
     try:
-        onnx.checker.check_model(str(path))
+        onnx.checker.check_model(str(path))  # by path: external data must stay inside the model's folder
         proto = onnx.load(str(path), load_external_data=False)
+    except MemoryError:
+        raise out_of_memory(f"reading {path}") from None
     except Exception as exc:  # protobuf DecodeError, ValidationError, OSError...
         raise UserError(f"{path} is not a valid ONNX model ({first_line(exc)})",
                         "re-export it with 'deploykit export'") from None
     if not proto.graph.input:
         raise UserError(f"{path} has no graph inputs", "re-export it with 'deploykit export'")
+    _check_text(path, proto)
+    return proto
+
+
+def _check_text(path: Path, proto) -> None:
+    """Every string in the graph (attributes, names, metadata) must be UTF-8: protobuf keeps
+    string attributes as bytes, and readers decode them."""
+    def graphs(graph):
+        yield graph
+        for node in graph.node:
+            for attribute in node.attribute:
+                if attribute.HasField("g"):
+                    yield from graphs(attribute.g)
+                for sub in attribute.graphs:
+                    yield from graphs(sub)
+
+    for graph in graphs(proto.graph):
+        for node in graph.node:
+            for attribute in node.attribute:
+                for value in [attribute.s, *attribute.strings]:
+                    try:
+                        value.decode("utf-8")
+                    except UnicodeDecodeError:
+                        raise UserError(f"{path}: attribute {attribute.name!r} of node {node.name!r} "
+                                        f"({node.op_type}) is not UTF-8 text",
+                                        "re-export the model, or fix the attribute") from None
 
 
 def has_plugin_nodes(onnx_path: Path) -> bool:
@@ -66,9 +121,10 @@ def has_plugin_nodes(onnx_path: Path) -> bool:
 
 
 def _contains_dysample(model: LoadedModel) -> bool:
-    from deploykit.zoo.dysample import DySample
+    """Whether the model has a layer that export converts (verified to compute DySample's step)."""
+    from deploykit.export.dysample import find_layers
 
-    return any(isinstance(m, DySample) for m in model.module.modules())
+    return bool(find_layers(model.module)[0])
 
 
 @contextlib.contextmanager
@@ -111,6 +167,13 @@ def open_runners(model: LoadedModel, backends: list[str], shapes: list[Shape], o
     if not classes:
         raise UserError(f"no backend can run here ({'; '.join(skipped.values())})",
                         "add a backend that runs on this machine, e.g. --backends torch,ort")
+    exported = [name for name in dict.fromkeys(actual.values()) if runner_class(name).needs_onnx]
+    if exported and all(name in skipped for name in exported):
+        # torch against itself proves nothing about the export: that is not a pass
+        raise UserError(f"every backend that runs the exported graph or engine was skipped "
+                        f"({'; '.join(f'{name}: {skipped[name]}' for name in exported)}), so nothing exported ran",
+                        "install one of them, add one that runs here (e.g. --backends torch,ort), "
+                        "or ask for --backends torch alone")
     needs_onnx = any(cls.needs_onnx_file(runner_options) for cls in classes.values())
     if "trt" in classes:  # the graph TensorRT gets must pass the trt export checks
         export_options["target"] = "trt"
@@ -118,9 +181,13 @@ def open_runners(model: LoadedModel, backends: list[str], shapes: list[Shape], o
         if needs_onnx and onnx_path is None:
             from deploykit.export.onnx_export import export_onnx, preferred_trace_shape
 
-            work_dir = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="deploykit-")))
+            from deploykit.files import temporary_directory
+
+            work_dir = stack.enter_context(temporary_directory())
             export_options["trace_shape"] = export_options.get("trace_shape") or preferred_trace_shape(shapes)
-            onnx_path = export_onnx(model, work_dir / "model.onnx", **export_options).path
+            # not verified here: check runs it at every shape anyway, and bench times it
+            onnx_path = export_onnx(model, work_dir / "model.onnx", verify=False, precision=precision,
+                                    **export_options).path
         options = RunnerOptions(model=model, onnx_path=onnx_path, threads=threads, precision=precision,
                                 shapes=list(shapes), **runner_options)
         runners = {name: cls(options) for name, cls in classes.items()}
@@ -152,5 +219,8 @@ def run_backend(runner: Runner, inputs: list[np.ndarray]) -> list[np.ndarray]:
     except UserError:
         raise
     except Exception as exc:  # ONNX Runtime and onnx.reference raise untyped errors
+        if is_out_of_memory(exc):  # the machine, not the backend's arithmetic: never a parity failure
+            raise out_of_memory(f"running backend {runner.name} at shape "
+                                f"{'x'.join(str(d) for d in inputs[0].shape)}") from None
         shape = "x".join(str(d) for d in inputs[0].shape)
         raise BackendRunError(f"backend {runner.name} failed at shape {shape}: {first_line(exc)}") from None

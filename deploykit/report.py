@@ -12,6 +12,7 @@ from rich.table import Table
 
 from deploykit.files import write_text_atomic
 from deploykit.spec import format_shape
+from deploykit.text import markup, plain
 
 
 def write_json(path: Path, data: Any, force: bool = False) -> None:
@@ -30,6 +31,7 @@ def format_number(value: float | None, fmt: str = ".3g") -> str:
 
 
 def _runner_line(backends: dict[str, dict]) -> str:
+    """Plain text (print it with markup=False)."""
     parts = []
     for name, info in backends.items():
         details = ", ".join(f"{k}={v}" for k, v in info.items())
@@ -37,21 +39,38 @@ def _runner_line(backends: dict[str, dict]) -> str:
     return "; ".join(parts)
 
 
+def _print_plain(console: Console, text: str) -> None:
+    """Text that holds names, paths or messages from outside: never markup, emoji or highlighting."""
+    console.print(plain(text), highlight=False)
+
+
+def _verdict(passed: bool, reason: str = ""):
+    from rich.text import Text
+
+    return Text.assemble(("pass", "green") if passed else ("FAIL", "red"), *([" ", plain(reason)] if reason else []))
+
+
+def _skipped(reason: str, separator: str = " "):
+    from rich.text import Text
+
+    return Text.assemble(("skipped", "yellow"), separator, plain(reason))
+
+
 def print_check(report, console: Console) -> None:
-    table = Table(title=f"parity vs PyTorch fp32: {report.spec} (seed {report.seed}, "
-                        f"atol {report.tolerance.atol:g}, rtol {report.tolerance.rtol:g})")
+    table = Table(title=plain(f"parity vs PyTorch fp32: {report.spec} (seed {report.seed}, "
+                              f"atol {report.tolerance.atol:g}, rtol {report.tolerance.rtol:g})"))
     for column in ("backend", "shape", "out", "max abs", "mean abs", "max rel", "cosine", "PSNR dB", "result"):
         table.add_column(column, justify="left" if column in ("backend", "shape", "result") else "right")
     for r in report.results:
         if r.skipped is not None:
-            table.add_row(r.backend, format_shape(r.shape), "-", *["-"] * 5, f"[yellow]skipped[/yellow] {r.skipped}")
+            table.add_row(plain(r.backend), format_shape(r.shape), "-", *["-"] * 5, _skipped(r.skipped))
             continue
         m = r.metrics
-        verdict = "[green]pass[/green]" if m.passed else f"[red]FAIL[/red] {m.reason}"
-        table.add_row(r.backend, format_shape(r.shape), str(r.output), format_number(m.max_abs), format_number(m.mean_abs),
+        verdict = _verdict(m.passed, "" if m.passed else m.reason)
+        table.add_row(plain(r.backend), format_shape(r.shape), str(r.output), format_number(m.max_abs), format_number(m.mean_abs),
                       format_number(m.max_rel), format_number(m.cosine, ".6f"), format_number(m.psnr, ".1f"), verdict)
     console.print(table)
-    console.print(f"backends: {_runner_line(report.backends)}", highlight=False)
+    _print_plain(console, f"backends: {_runner_line(report.backends)}")
     ran = [r for r in report.results if r.skipped is None]
     skipped = len(report.results) - len(ran)
     note = f" ({skipped} skipped, see above)" if skipped else ""
@@ -63,27 +82,33 @@ def print_check(report, console: Console) -> None:
 
 
 def print_bench(report, console: Console) -> None:
-    table = Table(title=f"latency: {report.spec} (warmup {report.warmup}, iters {report.iters}, "
-                        f"threads {report.threads or 'default'})")
+    table = Table(title=plain(f"latency: {report.spec} (warmup {report.warmup}, iters {report.iters}, "
+                              f"threads {report.threads or 'default'})"))
     columns = ("backend", "shape", "min ms", "p50 ms", "p90 ms", "p99 ms", "mean ms", "samples/s", "vs torch",
                "h2d ms", "d2h ms")
     for column in columns:
         table.add_column(column, justify="left" if column in ("backend", "shape") else "right")
     for r in report.results:
         if r.skipped is not None:
-            table.add_row(r.backend, format_shape(r.shape), f"[yellow]skipped[/yellow]: {r.skipped}",
+            table.add_row(plain(r.backend), format_shape(r.shape), _skipped(r.skipped, ": "),
                           *[""] * (len(columns) - 3))
             continue
         s = r.stats
         ratio = f"{r.ratio_to_torch:.2f}x" if r.ratio_to_torch is not None else "-"
         p99 = format_number(s.p99_ms, ".3f") + (" [yellow]![/yellow]" if s.unstable else "")
-        table.add_row(r.backend, format_shape(r.shape), format_number(s.min_ms, ".3f"), format_number(s.p50_ms, ".3f"),
+        table.add_row(plain(r.backend), format_shape(r.shape), format_number(s.min_ms, ".3f"), format_number(s.p50_ms, ".3f"),
                       format_number(s.p90_ms, ".3f"), p99, format_number(s.mean_ms, ".3f"), format_number(s.throughput, ".1f"), ratio,
                       format_number(s.h2d_ms, ".3f"), format_number(s.d2h_ms, ".3f"))
     console.print(table)
-    console.print(f"backends: {_runner_line(report.backends)}", highlight=False)
+    _print_plain(console, f"backends: {_runner_line(report.backends)}")
     console.print("vs torch = p50 / torch p50 at the same shape (below 1 is faster). Times are execution only; "
                   "h2d/d2h are the input and output copies, measured apart.", highlight=False)
+    short = [r for r in report.results if r.stats is not None and r.stats.stopped_by_time]
+    if short:
+        runs = ", ".join(f"{r.backend} at {format_shape(r.shape)}: {r.stats.iters} of {report.iters} runs"
+                         for r in short)
+        console.print(f"[yellow]![/yellow] the time budget (--max-seconds {getattr(report, 'max_seconds', None)}) "
+                      f"ended timing early: {markup(runs)}", highlight=False)
     if any(r.stats is not None and r.stats.unstable for r in report.results):
         console.print("[yellow]![/yellow] p99 above 1.5x p50: the machine was busy or the timing is noisy; "
                       "raise --iters or close other work", highlight=False)
@@ -96,17 +121,17 @@ def print_entries(entries: dict, console: Console, detail: bool) -> None:
             table.add_column(column)
         for entry in entries.values():
             params = ", ".join(f"{p.name}={p.default}" for p in entry.params)
-            table.add_row(entry.name, entry.family, entry.summary, params)
+            table.add_row(plain(entry.name), plain(entry.family), plain(entry.summary), plain(params))
         console.print(table)
         console.print("details: deploykit list NAME", highlight=False)
         return
     for entry in entries.values():
-        table = Table(title=f"{entry.name} ({entry.family}): {entry.summary}")
+        table = Table(title=plain(f"{entry.name} ({entry.family}): {entry.summary}"))
         for column in ("parameter", "default", "valid values", "meaning"):
             table.add_column(column, overflow="fold")
         for p in entry.params:
-            table.add_row(p.name, str(p.default).lower() if p.default is None else str(p.default),
-                          p.valid_range(), p.help)
+            table.add_row(plain(p.name), plain(str(p.default).lower() if p.default is None else str(p.default)),
+                          plain(p.valid_range()), plain(p.help))
         console.print(table)
         defaults = entry.resolve_params()
         shapes = ", ".join(format_shape(s) for s in entry.default_shapes(defaults))
@@ -115,14 +140,14 @@ def print_entries(entries: dict, console: Console, detail: bool) -> None:
 
 def print_findings(findings, path, target: str, console: Console) -> None:
     if not findings:
-        console.print(f"[green]lint ({target}) clean[/green]: {path}", highlight=False)
+        console.print(f"[green]lint ({markup(target)}) clean[/green]: {markup(path)}", highlight=False)
         return
-    table = Table(title=f"lint for {target}: {path}")
+    table = Table(title=plain(f"lint for {target}: {path}"))
     for column in ("severity", "node", "op", "why", "fix"):
         table.add_column(column, overflow="fold")
     for f in findings:
-        severity = "[red]error[/red]" if f.severity == "error" else "[yellow]warning[/yellow]"
-        table.add_row(severity, f.node, f.op_type, f.why, f.fix)
+        severity = plain("error", "red") if f.severity == "error" else plain("warning", "yellow")
+        table.add_row(severity, plain(f.node), plain(f.op_type), plain(f.why), plain(f.fix))
     console.print(table)
     errors = sum(f.severity == "error" for f in findings)
     console.print(f"{errors} error(s), {len(findings) - errors} warning(s)", highlight=False)
@@ -132,32 +157,33 @@ def print_matrix(report, console: Console) -> None:
     """check --zoo: one row per entry, per backend its parity, worst error and time against torch."""
     table = Table(title="support matrix: every zoo entry, default parameters and shapes, vs PyTorch fp32")
     others = [b for b in report.backends if b != "torch"]
-    for column in ("entry", "parameters", "export (dynamic)", *[f"{b}: parity / max abs / vs torch" for b in others]):
-        table.add_column(column)
+    for column in ("entry", "parameters", "export (dynamic)",
+                   *[f"{b}: parity / max abs / p50 ms {b} / torch (ratio)" for b in others]):
+        table.add_column(plain(column))
     for row in report.rows:
-        exported = f"opset {row.opset}" if row.exported else f"[red]no[/red]: {row.note}"
+        exported = plain(f"opset {row.opset}") if row.exported else _verdict(False, f"not exported: {row.note}")
         cells = []
         for backend in others:
             cell = row.cells.get(backend)
             if cell is None or cell.status == "skipped":
-                cells.append("[yellow]skipped[/yellow]" if cell else "-")
+                cells.append(plain("skipped", "yellow") if cell else "-")
                 continue
-            verdict = "[green]pass[/green]" if cell.status == "pass" else "[red]FAIL[/red]"
-            ratio = "-" if cell.latency_ratio is None else f"{cell.latency_ratio:.2f}x"
-            cells.append(f"{verdict} / {format_number(cell.max_abs, '.1e')} / {ratio}")
-        table.add_row(row.entry, row.params, exported, *cells)
+            verdict = _verdict(cell.status == "pass")
+            verdict.append(plain(f" / {format_number(cell.max_abs, '.1e')} / {cell.latency_text()}"))
+            cells.append(verdict)
+        table.add_row(plain(row.entry), plain(row.params), exported, *cells)
     console.print(table)
     if report.unavailable:
-        console.print(f"not installed here: {', '.join(report.unavailable)} (the JSON report says why)",
+        console.print(f"not installed here: {markup(', '.join(report.unavailable))} (the JSON report says why)",
                       highlight=False)
-    from deploykit.matrix import LATENCY_ITERS
+    from deploykit.matrix import LATENCY_ITERS, MIN_RATIO_MS
 
-    console.print(f"vs torch = summed p50 over the entry's default shapes / PyTorch eager's, "
-                  f"{LATENCY_ITERS} timed runs each: a ratio, not a benchmark ('deploykit bench' is one)",
-                  highlight=False)
+    console.print(f"p50 ms = summed p50 over the entry's default shapes, the backend's / PyTorch eager's, "
+                  f"{LATENCY_ITERS} timed runs each; the ratio is a hint, not a benchmark ('deploykit bench' is one), "
+                  f"and is left out below {MIN_RATIO_MS:g} ms, where it is timer noise", highlight=False)
     failed = [row.entry for row in report.rows if not row.passed]
     if failed:
-        console.print(f"[red]{len(failed)} of {len(report.rows)} entries failed[/red]: {', '.join(failed)}")
+        console.print(f"[red]{len(failed)} of {len(report.rows)} entries failed[/red]: {markup(', '.join(failed))}")
     else:
         console.print(f"[green]all {len(report.rows)} entries exported and passed[/green]")
 
@@ -165,6 +191,6 @@ def print_matrix(report, console: Console) -> None:
 def print_localizations(report, console: Console) -> None:
     """--localize: where each failing backend's graph first diverges from PyTorch."""
     for backend, localization in report.localizations.items():
-        console.print(f"[bold]localized ({backend})[/bold]", highlight=False)
+        console.print(f"[bold]localized ({markup(backend)})[/bold]", highlight=False)
         for line in localization.lines():
-            console.print(f"  {line}", highlight=False, markup=False)
+            _print_plain(console, f"  {line}")

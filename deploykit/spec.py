@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from deploykit.errors import UserError, first_line
+from deploykit.errors import UserError, first_line, is_out_of_memory, out_of_memory
 
 Shape = tuple[int, ...]
 _SHAPE = re.compile(r"^[0-9]{1,9}(x[0-9]{1,9}){2,4}$")
@@ -85,6 +85,8 @@ class LoadedModel:
         except UserError:
             raise
         except Exception as exc:  # whatever the user's module raises on an input it cannot take
+            if is_out_of_memory(exc):  # the machine's limit, not the shape's fault
+                raise out_of_memory(f"running {self.spec} at {format_shape(tuple(x.shape))}") from None
             raise UserError(f"{self.spec} cannot take input {format_shape(tuple(x.shape))}: "
                             f"{type(exc).__name__}: {first_line(exc)}", "pass a --shape the module accepts") from None
 
@@ -181,10 +183,14 @@ def load_weights(module: Any, path: Path) -> None:
 
     import torch
 
+    from deploykit.files import note_input
+
     if path.is_dir():
         raise UserError(f"--weights {path} is a directory", "give the path of a state dict file")
     if not path.is_file():
-        raise UserError(f"weights file {path} not found", "check the --weights path")
+        what = "is not a regular file" if path.exists() else "not found"
+        raise UserError(f"weights file {path} {what}", "check the --weights path")
+    note_input(path)
     save_hint = "save it with torch.save(model.state_dict(), path)"
     try:
         with warnings.catch_warnings():
@@ -196,6 +202,11 @@ def load_weights(module: Any, path: Path) -> None:
     except (RuntimeError, EOFError, zipfile.BadZipFile, ValueError, OSError) as exc:
         raise UserError(f"weights file {path} cannot be read as a state dict ({first_line(exc, 120)})",
                         save_hint) from None
+    except Exception as exc:  # a crafted or damaged zip: TypeError, IndexError, KeyError, struct.error...
+        if is_out_of_memory(exc):
+            raise out_of_memory(f"reading {path}") from None
+        raise UserError(f"weights file {path} is damaged or not a PyTorch file "
+                        f"({type(exc).__name__}: {first_line(exc, 120)})", save_hint) from None
     if isinstance(state, dict) and isinstance(state.get("state_dict"), dict):
         state = state["state_dict"]
     if not isinstance(state, dict) or not all(isinstance(k, str) and isinstance(v, torch.Tensor)
@@ -203,7 +214,7 @@ def load_weights(module: Any, path: Path) -> None:
         raise UserError(f"weights file {path} does not hold a state dict (names -> tensors)", save_hint)
     try:
         module.load_state_dict(state, strict=True)
-    except RuntimeError as exc:
+    except (RuntimeError, ValueError, TypeError, KeyError, AttributeError) as exc:
         lines = [line.strip() for line in str(exc).splitlines() if line.strip()]
         detail = " ".join(lines[1:3])[:240] if len(lines) > 1 else lines[0][:240]
         raise UserError(f"weights file {path} does not match the model: {detail}",

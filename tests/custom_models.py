@@ -29,3 +29,26 @@ def strict_input():
 
 def raises_value_error():
     raise ValueError("bad k")
+
+
+def out_of_memory():
+    """Fails as PyTorch's CPU allocator does when the machine has no memory left."""
+
+    class Hungry(nn.Module):
+        def forward(self, x):
+            raise RuntimeError("[enforce fail at alloc_cpu.cpp:117] data. DefaultCPUAllocator: can't allocate memory: "
+                               "you tried to allocate 7700000000 bytes. Error code 12 (Cannot allocate memory)")
+
+    return Hungry()
+
+
+def marked_up(channels=4):
+    """Raises an error whose text is rich markup, as a third-party message may be."""
+
+    class Loud(nn.Module):
+        def forward(self, x):
+            if x.shape[1] != channels:
+                raise ValueError("[/] expects [bold]channels[/bold] :smile: [link=x]")
+            return x
+
+    return Loud()

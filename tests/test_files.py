@@ -1,9 +1,11 @@
 import os
+from pathlib import Path
 
 import pytest
 
-from deploykit.errors import UserError
-from deploykit.files import ensure_writable, staged_files, write_text_atomic
+from deploykit.errors import EnvironmentProblem, UserError
+from deploykit.files import (MANIFEST, atomic_path, ensure_writable, forget_inputs, note_input,
+                             refuse_outputs_that_are_inputs, staged_files, write_folder_atomic, write_text_atomic)
 
 
 def test_written_files_follow_the_umask(tmp_path):
@@ -46,3 +48,77 @@ def test_refusals(tmp_path):
             (tmp_path / "m.onnx.data").write_text("someone else's")
             (staged.parent / "m.onnx.data").write_text("ours")
     assert (tmp_path / "m.onnx.data").read_text() == "someone else's" and not (tmp_path / "m.onnx").exists()
+
+
+def test_a_file_that_appears_during_the_write_is_never_replaced(tmp_path):
+    target = tmp_path / "r.json"
+    with pytest.raises(UserError, match="appeared while deploykit was writing it"):
+        with atomic_path(target) as staged:
+            staged.write_text("ours")
+            target.write_text("theirs")  # another run, another program
+    assert target.read_text() == "theirs" and sorted(p.name for p in tmp_path.iterdir()) == ["r.json"]
+    with pytest.raises(UserError, match="appeared"):
+        with staged_files(tmp_path / "m.onnx") as staged:
+            staged.write_text("model")
+            (staged.parent / "m.onnx.data").write_text("weights")
+            (tmp_path / "m.onnx").write_text("theirs")
+    # the sibling committed first is taken back: no half set is left
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["m.onnx", "r.json"]
+    assert (tmp_path / "m.onnx").read_text() == "theirs"
+
+
+def test_force_replaces_regular_files_only(tmp_path):
+    os.mkfifo(tmp_path / "fifo")
+    for target in (tmp_path / "fifo", Path("/dev/null")):
+        with pytest.raises(UserError, match="not a regular file"):
+            ensure_writable(target, force=True)
+    (tmp_path / "link").symlink_to(tmp_path / "fifo")
+    with pytest.raises(UserError, match="not a regular file"):
+        ensure_writable(tmp_path / "link", force=True)
+    with pytest.raises(UserError, match="not a regular file"):  # a FIFO that appears before the commit
+        with atomic_path(tmp_path / "late", force=True) as staged:
+            staged.write_text("x")
+            os.mkfifo(tmp_path / "late")
+    (tmp_path / "file").write_text("old")
+    write_text_atomic(tmp_path / "file", "new", force=True)
+    assert (tmp_path / "file").read_text() == "new"
+
+
+def test_outputs_that_are_inputs_are_refused_even_with_force(tmp_path):
+    model = tmp_path / "m.onnx"
+    model.write_text("model")
+    (tmp_path / "alias.onnx").symlink_to(model)
+    forget_inputs()
+    note_input(model)
+    try:
+        for target in (model, tmp_path / "alias.onnx", tmp_path / "." / "m.onnx"):
+            with pytest.raises(UserError, match="is an input"):
+                write_text_atomic(target, "report", force=True)
+    finally:
+        forget_inputs()
+    assert model.read_text() == "model"
+    with pytest.raises(UserError, match="is the --onnx file"):
+        refuse_outputs_that_are_inputs({"--report": tmp_path / "alias.onnx"}, {"--onnx": model})
+    with pytest.raises(UserError, match="name the same file"):
+        refuse_outputs_that_are_inputs({"--report": tmp_path / "r", "--html": tmp_path / "r"}, {})
+
+
+def test_force_on_a_folder_removes_only_what_deploykit_wrote(tmp_path):
+    folder = tmp_path / "R_files"
+    folder.mkdir()
+    (folder / "notes.txt").write_text("the user's")
+    with pytest.raises(UserError, match="already exists"):
+        write_folder_atomic(folder, {"a.png": b"1"})
+    write_folder_atomic(folder, {"a.png": b"1", "b.png": b"2"}, force=True)
+    write_folder_atomic(folder, {"a.png": b"3"}, force=True)
+    assert {p.name: p.read_bytes() for p in folder.iterdir() if p.name != MANIFEST} == {
+        "a.png": b"3", "notes.txt": b"the user's"}
+    with pytest.raises(UserError, match="not a folder"):
+        (tmp_path / "plain").write_text("x")
+        write_folder_atomic(tmp_path / "plain", {"a.png": b"1"}, force=True)
+    assert not [p for p in tmp_path.iterdir() if p.name.startswith(".")], "no staging folder is left"
+
+
+def test_an_unwritable_folder_is_refused_up_front():
+    with pytest.raises(EnvironmentProblem, match="cannot write in /proc"):
+        ensure_writable(Path("/proc/r.json"), force=False)

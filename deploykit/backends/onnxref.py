@@ -19,32 +19,39 @@ class OnnxReferenceRunner(Runner):
     needs_onnx = True
 
     def _activate(self) -> None:
+        import onnx
         from onnx.reference import ReferenceEvaluator
 
-        from deploykit.ops.numpy_reference import DySample
+        from deploykit.ops.numpy_reference import DySample, GridSample
 
         if self.options.onnx_path is None:
             raise UserError(f"backend {self.name} needs an ONNX file", "pass --onnx model.onnx")
-        self.evaluator = ReferenceEvaluator(str(self.options.onnx_path), new_ops=[DySample])
+        self.evaluator = ReferenceEvaluator(str(self.options.onnx_path), new_ops=[DySample, GridSample])
         graph_inputs = self.evaluator.proto_.graph.input
         self.input_names = [v.name for v in graph_inputs]
         self.input_dims = [[d.dim_value or d.dim_param for d in v.type.tensor_type.shape.dim] for v in graph_inputs]
+        self.input_dtypes = [np.float16 if v.type.tensor_type.elem_type == onnx.TensorProto.FLOAT16 else np.float32
+                             for v in graph_inputs]
 
     def _deactivate(self) -> None:
         del self.evaluator
 
     def prepare(self, inputs: list[np.ndarray]) -> dict[str, np.ndarray]:
         check_fixed_dims(self.options.onnx_path, self.input_names, self.input_dims, inputs)
-        return dict(zip(self.input_names, (np.ascontiguousarray(a, dtype=np.float32) for a in inputs)))
+        return {name: np.ascontiguousarray(a, dtype=dtype)
+                for name, dtype, a in zip(self.input_names, self.input_dtypes, inputs)}
 
     def execute(self, prepared: dict[str, np.ndarray]) -> list[np.ndarray]:
         return self.evaluator.run(None, prepared)
 
-    def fetch(self, outputs: list[np.ndarray]) -> list[np.ndarray]:
-        return [np.asarray(o, dtype=np.float32) for o in outputs]
+    def fetch(self, outputs: list) -> list:
+        """As OrtCpuRunner.fetch: floats as float32, anything that is not a tensor as it is."""
+        return [o.astype(np.float32) if isinstance(o, np.ndarray) and o.dtype.kind == "f" else o for o in outputs]
 
     def describe(self) -> dict[str, Any]:
         import onnx
 
+        from deploykit.backends.ort import graph_precision
+
         return {"device": "cpu (onnx.reference + deploykit NumPy plugin reference)", "threads": 1,
-                "onnx": onnx.__version__}
+                "onnx": onnx.__version__, "precision": graph_precision(self.input_dtypes)}

@@ -59,6 +59,7 @@ class OrtCpuRunner(Runner):
         self.input_dims = [i.shape for i in self.session.get_inputs()]
         self.input_dtypes = [np.float16 if i.type == "tensor(float16)" else np.float32
                              for i in self.session.get_inputs()]
+        self.output_types = [o.type for o in self.session.get_outputs()]
 
     def _deactivate(self) -> None:
         del self.session
@@ -71,15 +72,22 @@ class OrtCpuRunner(Runner):
     def execute(self, prepared: dict[str, np.ndarray]) -> list[np.ndarray]:
         return self.session.run(None, prepared, self.run_options)
 
-    def fetch(self, outputs: list[np.ndarray]) -> list[np.ndarray]:
-        return [np.asarray(o, dtype=np.float32) for o in outputs]
+    def fetch(self, outputs: list) -> list:
+        """Tensors as float32 (fp16 graphs too) or their own integer dtype; a sequence or map
+        output stays what it is, for compare to refuse (never stacked into a tensor)."""
+        return [o.astype(np.float32) if isinstance(o, np.ndarray) and o.dtype.kind == "f" else o for o in outputs]
 
     def describe(self) -> dict[str, Any]:
         import onnxruntime as ort
 
         options = self.session.get_session_options()
         return {"device": self.session.get_providers()[0], "threads": options.intra_op_num_threads or "default",
-                "onnxruntime": ort.__version__}
+                "onnxruntime": ort.__version__, "precision": graph_precision(self.input_dtypes)}
+
+
+def graph_precision(input_dtypes) -> str:
+    """What an ONNX graph computes in, from its float inputs: what ran, whatever --precision asked."""
+    return "fp16" if any(np.dtype(d) == np.float16 for d in input_dtypes) else "fp32"
 
 
 class OrtCudaRunner(OrtCpuRunner):

@@ -45,9 +45,9 @@ class TorchRunner(Runner):
             return self.module(*prepared)
 
     def fetch(self, outputs: Any) -> list[np.ndarray]:
-        if not isinstance(outputs, (tuple, list)):
-            outputs = [outputs]
-        return [o.detach().float().cpu().numpy() for o in outputs]
+        from deploykit.pipeline import tensors_to_numpy
+
+        return tensors_to_numpy(outputs, self.options.model.spec)
 
     def describe(self) -> dict[str, Any]:
         import torch

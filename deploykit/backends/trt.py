@@ -69,23 +69,27 @@ class _Logger:
 def load_plugins(trt, plugins: list[Path]) -> None:
     """Load plugin libraries before parsing or deserializing.
 
-    dlopen first: a library that registers its creators statically (deploykit's does, under
-    its own namespace) is then ready, and must not also go through IPluginRegistry.loadLibrary,
-    which refuses creators that are already registered. A library that only exports
-    getCreators registers nothing on dlopen and is handed to loadLibrary.
+    Each library is dlopen'ed first, which names a library that cannot load at all and readies
+    one that registers its creators when loaded. One that exports getCreators (or the older
+    getPluginCreators) then also goes through IPluginRegistry.load_library: only that route
+    hands the library TensorRT's logger finder, through which the plugin's errors reach the
+    builder's or runtime's logger, the one deploykit reports from. deploykit's own library takes
+    its load-time registration back when load_library asks for its creators
+    (plugins/dysample/trt_registration.h), so load_library accepts it; a third-party library
+    that registered on load and is then refused still has its creators registered.
     """
     import ctypes
 
     global _BUILTIN_PLUGINS_READY
     if not _BUILTIN_PLUGINS_READY:  # TensorRT's own plugins, e.g. ROIAlign_TRT behind ONNX RoiAlign
-        trt.init_libnvinfer_plugins(trt.Logger(trt.Logger.ERROR), "")
+        trt.init_libnvinfer_plugins(_plugin_library_logger(trt), "")
         _BUILTIN_PLUGINS_READY = True
     registry = trt.get_plugin_registry()
     for plugin in plugins:
         if not Path(plugin).is_file():
             raise UserError(f"plugin library {plugin} not found", "build it: cmake -S plugins -B build (see README)")
         path = str(Path(plugin).resolve())
-        if path in _LOADED_PLUGINS:  # loadLibrary refuses creators already registered
+        if path in _LOADED_PLUGINS:  # load_library refuses creators already registered
             continue
         before = len(registry.all_creators or [])
         try:
@@ -93,15 +97,27 @@ def load_plugins(trt, plugins: list[Path]) -> None:
         except OSError as exc:
             raise UserError(f"cannot load plugin library {plugin}: {first_line(exc, 160)}",
                             "rebuild it against this TensorRT and CUDA") from None
-        if len(registry.all_creators or []) == before and hasattr(library, "getCreators"):
-            if registry.load_library(path) is None:
+        registered_on_load = len(registry.all_creators or []) > before
+        if hasattr(library, "getCreators") or hasattr(library, "getPluginCreators"):
+            if registry.load_library(path) is None and not registered_on_load:
                 raise UserError(f"TensorRT could not register the plugins of {plugin}",
                                 "rebuild it against this TensorRT version")
         _LOADED_PLUGINS.add(path)
 
 
+def _plugin_library_logger(trt):
+    """The logger for TensorRT's own plugin library, created once and kept for the process:
+    init_libnvinfer_plugins keeps only the raw pointer, so a temporary logger would leave the
+    plugins logging into freed memory."""
+    global _PLUGIN_LIBRARY_LOGGER
+    if _PLUGIN_LIBRARY_LOGGER is None:
+        _PLUGIN_LIBRARY_LOGGER = trt.Logger(trt.Logger.ERROR)
+    return _PLUGIN_LIBRARY_LOGGER
+
+
 _LOADED_PLUGINS: set[str] = set()
 _BUILTIN_PLUGINS_READY = False
+_PLUGIN_LIBRARY_LOGGER = None
 
 
 @dataclass
@@ -261,7 +277,7 @@ class TrtRunner(Runner):
 
         trt = _tensorrt()
         self._trt, self._torch = trt, torch
-        log = _Logger(trt)
+        log = self._log = _Logger(trt)
         load_plugins(trt, self.options.plugins)
         engine_path = self.options.engine_path
         if self.options.precision == "fp16" and not hasattr(trt.BuilderFlag, "FP16") and engine_path is None:
@@ -332,15 +348,21 @@ class TrtRunner(Runner):
                 raise UserError(f"TensorRT could not infer the shape of output {name!r} ({shape})",
                                 "check the plugin library and the engine's profile")
             buffers[name] = torch.empty(shape, dtype=self._dtype(name), device="cuda")
-        for name, tensor in buffers.items():
-            self.context.set_tensor_address(name, tensor.data_ptr())
+        self._bind(buffers)
         return buffers
+
+    def _bind(self, buffers: dict[str, Any]) -> None:
+        """Give TensorRT each buffer's address; it refuses names it does not know and misaligned addresses."""
+        for name, tensor in buffers.items():
+            if not self.context.set_tensor_address(name, tensor.data_ptr()):
+                raise UserError(f"TensorRT refused the buffer of tensor {name!r}: {self._log.last_error()}",
+                                "check that the engine was built from this model")
 
     def execute(self, prepared: dict[str, Any]) -> list[Any]:
         if self.options.cuda_graph:
             self._replay(prepared)
         elif not self.context.execute_async_v3(self.stream.cuda_stream):
-            raise RuntimeError("TensorRT enqueue failed")
+            raise RuntimeError(f"TensorRT enqueue failed: {self._log.last_error()}")
         return [prepared[name] for name in self.outputs]
 
     def _replay(self, prepared: dict[str, Any]) -> None:
@@ -349,7 +371,7 @@ class TrtRunner(Runner):
         key = tuple((name, tuple(t.shape), t.data_ptr()) for name, t in prepared.items())
         if key not in self._graphs:
             if not self.context.execute_async_v3(self.stream.cuda_stream):  # one run before capture, as trtexec
-                raise RuntimeError("TensorRT enqueue failed")
+                raise RuntimeError(f"TensorRT enqueue failed: {self._log.last_error()}")
             self.stream.synchronize()
             graph = torch.cuda.CUDAGraph()
             captured = True

@@ -4,7 +4,12 @@ For TensorRT it flags what the ONNX parser rejects and, worse, what it silently 
 differently (facts from TensorRT's ONNX parser and operator support matrix):
 - GridSample modes other than nearest/bilinear/bicubic are parsed as NEAREST without a
   warning, and opset 20 renamed bilinear/bicubic to linear/cubic;
-- MaxUnpool, MaxPool's Indices output and Resize antialias are unsupported;
+- MaxUnpool, MaxPool's Indices output, ScatterND's reduction and Resize antialias are
+  unsupported (a max-unpool decoder exports as ScatterND, and ``--maxpool-impl window``
+  computes the indices without MaxPool's Indices output);
+- MaxPool's dilations are dropped without a warning (onnx-tensorrt's poolingHelper never
+  reads them), so a dilated MaxPool pools a dense window;
+- ScatterElements with a reduction runs through TensorRT's ScatterElements plugin;
 - Resize coordinate modes beyond half_pixel, pytorch_half_pixel, align_corners,
   asymmetric and tf_half_pixel_for_nn are unsupported;
 - nodes of a custom domain need a plugin library.
@@ -16,6 +21,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from deploykit.errors import UserError
+from deploykit.export.maxpool_indices import DEFAULT_MAXPOOL_IMPL
 
 TARGETS = ("trt", "ort")
 _STANDARD_DOMAINS = {"", "ai.onnx"}
@@ -101,10 +107,16 @@ def _trt_node(node, name: str, attrs: dict, opset: int, used: set[str]) -> list[
                             "--dysample-impl plugin for DySample")]
     if op == "MaxUnpool":
         return [Finding("error", name, op, "TensorRT has no MaxUnpool",
-                        "decode with resize or transposed convolution, or run the unpooling outside TensorRT")]
-    if op == "MaxPool" and len(node.output) > 1 and node.output[1] in used:
-        return [Finding("error", name, op, "TensorRT does not support MaxPool's Indices output",
-                        "drop return_indices (max-unpool decoders cannot run in TensorRT)")]
+                        "export the model from PyTorch with 'deploykit export --target trt': max_unpool2d "
+                        "becomes ScatterND")]
+    if op == "MaxPool":
+        return _trt_max_pool(node, name, attrs, used)
+    if op in ("ScatterND", "ScatterElements") and attrs.get("reduction", "none") != "none":
+        if op == "ScatterND":
+            return [Finding("error", name, op, f"TensorRT does not support ScatterND's reduction "
+                            f"({attrs['reduction']!r})", "scatter with ScatterElements, or without a reduction")]
+        return [Finding("warning", name, op, f"reduction {attrs['reduction']!r} runs through TensorRT's "
+                        "ScatterElements plugin", "make sure TensorRT's plugin library (libnvinfer_plugin) is loaded")]
     if op == "Resize":
         found = []
         if attrs.get("antialias", 0):
@@ -117,6 +129,19 @@ def _trt_node(node, name: str, attrs: dict, opset: int, used: set[str]) -> list[
                                  "use align_corners, half_pixel or asymmetric resizing in the model"))
         return found
     return []
+
+
+def _trt_max_pool(node, name: str, attrs: dict, used: set[str]) -> list[Finding]:
+    fix = f"re-export with --maxpool-impl {DEFAULT_MAXPOOL_IMPL['trt']} (the default for --target trt)"
+    found = []
+    if len(node.output) > 1 and node.output[1] in used:
+        found.append(Finding("error", name, "MaxPool", "TensorRT does not support MaxPool's Indices output",
+                             f"{fix}: the indices become window taps (Slice, Greater, Where)"))
+    if any(d != 1 for d in attrs.get("dilations", [])):
+        found.append(Finding("error", name, "MaxPool", f"dilations {list(attrs['dilations'])}: TensorRT's parser "
+                             "ignores them and silently pools a dense window", f"{fix}: dilated pools are computed "
+                             "from window taps"))
+    return found
 
 
 def _attribute(attribute):

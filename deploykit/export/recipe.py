@@ -11,11 +11,12 @@ import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from deploykit.errors import UserError
+from deploykit.errors import UserError, first_line
 from deploykit.spec import Shape, parse_shape
 
+MAX_RECIPE_BYTES = 1 << 20
 _TOP_KEYS = {"description", "spec", "params", "export"}
-_EXPORT_KEYS = {"opset", "target", "static", "trace_shape", "shapes", "dysample_impl"}
+_EXPORT_KEYS = {"opset", "target", "static", "trace_shape", "shapes", "dysample_impl", "maxpool_impl"}
 
 
 @dataclass
@@ -30,6 +31,7 @@ class Recipe:
     trace_shape: Shape | None = None
     shapes: list[Shape] = field(default_factory=list)
     dysample_impl: str | None = None  # None: the exporter's default for the target
+    maxpool_impl: str | None = None  # likewise
 
 
 def is_recipe(spec: str) -> bool:
@@ -37,13 +39,23 @@ def is_recipe(spec: str) -> bool:
 
 
 def load_recipe(path: Path | str) -> Recipe:
+    from deploykit.files import note_input
+
     path = Path(path)
     if not path.is_file():
-        raise UserError(f"recipe {path} not found", "give the path of a .toml file, e.g. exports/segnet_decoder.toml")
+        what = "is not a regular file" if path.exists() else "not found"
+        raise UserError(f"recipe {path} {what}", "give the path of a .toml file, e.g. exports/segnet_decoder.toml")
+    note_input(path)
+    if path.stat().st_size > MAX_RECIPE_BYTES:
+        raise UserError(f"recipe {path} is {path.stat().st_size:,} bytes, not a recipe",
+                        f"a recipe is a short TOML file (at most {MAX_RECIPE_BYTES:,} bytes)")
     try:
-        data = tomllib.loads(path.read_text())
+        data = tomllib.loads(path.read_text(encoding="utf-8"))
     except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
-        raise UserError(f"recipe {path} is not valid TOML ({exc})", "fix the file's syntax") from None
+        raise UserError(f"recipe {path} is not valid TOML ({first_line(exc)})", "fix the file's syntax") from None
+    except RecursionError:  # tables or arrays nested thousands deep
+        raise UserError(f"recipe {path} nests tables or arrays too deeply to be a recipe",
+                        "write spec, [params] and [export] at the top level") from None
     unknown = set(data) - _TOP_KEYS
     export = data.get("export", {})
     if not isinstance(export, dict):
@@ -69,6 +81,7 @@ def load_recipe(path: Path | str) -> Recipe:
         trace_shape=parse_shape(export["trace_shape"]) if "trace_shape" in export else None,
         shapes=[parse_shape(s) for s in export.get("shapes", [])],
         dysample_impl=export.get("dysample_impl"),
+        maxpool_impl=export.get("maxpool_impl"),
     )
 
 
@@ -82,7 +95,8 @@ _TYPES = {  # key -> (accepted type, how to write it)
     "export.static": (bool, "true or false"),
     "export.trace_shape": (str, 'a shape string, e.g. "2x64x37x45"'),
     "export.shapes": (list, 'a list of shape strings, e.g. ["1x64x32x32"]'),
-    "export.dysample_impl": (str, '"standard", "gather", "roialign" or "plugin"'),
+    "export.dysample_impl": (str, '"auto", "standard", "gather", "roialign" or "plugin"'),
+    "export.maxpool_impl": (str, '"native" or "window"'),
 }
 
 

@@ -7,12 +7,13 @@ No build isolation is involved, so no CUDA torch is ever pulled onto a CPU machi
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import os
 import sys
 from pathlib import Path
 
-from deploykit.errors import UserError, first_line
+from deploykit.errors import EnvironmentProblem, UserError, first_line
 
 PLUGIN_DIR = Path(__file__).resolve().parents[2] / "plugins" / "dysample"
 _CPU_SOURCES = ("torch_op.cpp", "dysample_cpu.cpp")
@@ -22,7 +23,67 @@ _loaded = False
 
 
 def cache_dir() -> Path:
-    return Path(os.environ.get("DEPLOYKIT_CACHE", Path.home() / ".cache" / "deploykit"))
+    """``$DEPLOYKIT_CACHE``, else ``~/.cache/deploykit``; an empty setting is an error, never
+    the current folder."""
+    value = os.environ.get("DEPLOYKIT_CACHE")
+    if value is None:
+        return Path.home() / ".cache" / "deploykit"
+    if not value.strip():
+        raise EnvironmentProblem("DEPLOYKIT_CACHE is set but empty",
+                                 "unset it (the cache is then ~/.cache/deploykit), or set it to a folder")
+    return Path(value).expanduser().absolute()
+
+
+def usable_cache_dir() -> Path:
+    """The cache folder, created if needed; one that is not a folder or cannot be written is an
+    environment error (exit 2), found before any build."""
+    folder = cache_dir()
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+    except (FileExistsError, NotADirectoryError):
+        raise EnvironmentProblem(f"the deploykit cache {folder} is not a folder",
+                                 "set DEPLOYKIT_CACHE to a folder, or remove what is there") from None
+    except OSError as exc:
+        raise EnvironmentProblem(f"cannot create the deploykit cache {folder} ({exc.strerror})",
+                                 "set DEPLOYKIT_CACHE to a folder you can write") from None
+    if not folder.is_dir():
+        raise EnvironmentProblem(f"the deploykit cache {folder} is not a folder",
+                                 "set DEPLOYKIT_CACHE to a folder, or remove what is there")
+    try:
+        import tempfile
+
+        with tempfile.TemporaryFile(dir=folder):
+            pass
+    except OSError as exc:
+        raise EnvironmentProblem(f"cannot write in the deploykit cache {folder} ({exc.strerror})",
+                                 "set DEPLOYKIT_CACHE to a folder you can write") from None
+    return folder
+
+
+@contextlib.contextmanager
+def build_lock(build_dir: Path):
+    """One build at a time per build folder, with a lock the OS releases when its holder dies
+    (flock), unlike PyTorch's own ``lock`` file, which a killed build leaves behind and every
+    later build then waits on forever. Holding ours, any PyTorch ``lock`` in the folder is stale
+    (no deploykit process is building there), so it is removed."""
+    import fcntl
+
+    lock_path = build_dir.with_name(build_dir.name + ".lock")
+    with open(lock_path, "a+") as handle:
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            print(f"deploykit: another deploykit process is building the fused DySample kernel; waiting for it "
+                  f"(lock {lock_path})", file=sys.stderr, flush=True)
+            fcntl.flock(handle, fcntl.LOCK_EX)
+        stale = build_dir / "lock"
+        if stale.exists():
+            print(f"deploykit: removing {stale}, left by a build that was killed", file=sys.stderr, flush=True)
+            stale.unlink(missing_ok=True)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
 
 
 def load() -> None:
@@ -38,29 +99,41 @@ def load() -> None:
                         "install deploykit from its source checkout (pip install -e .)")
     with_cuda = torch.cuda.is_available() and cpp_extension.CUDA_HOME is not None
     sources = _CPU_SOURCES + (_CUDA_SOURCES if with_cuda else ())
-    digest = hashlib.sha256(f"{torch.__version__}|{with_cuda}".encode())
-    for path in sorted(PLUGIN_DIR.iterdir()):
-        if path.suffix in {".h", ".cpp", ".cu"}:
-            digest.update(path.name.encode() + path.read_bytes())
-    build_dir = cache_dir() / f"{_NAME}-{digest.hexdigest()[:16]}"
-    build_dir.mkdir(parents=True, exist_ok=True)
-    if not (build_dir / f"{_NAME}.so").exists():
-        where = "CPU and CUDA" if with_cuda else "CPU"
-        print(f"deploykit: building the fused DySample kernel ({where}) into {build_dir}; "
-              "first use only, about a minute...", file=sys.stderr, flush=True)
+    build_dir = usable_cache_dir() / build_dir_name(with_cuda)
+    try:
+        build_dir.mkdir(exist_ok=True)
+    except OSError as exc:
+        raise EnvironmentProblem(f"cannot create {build_dir} ({exc.strerror})",
+                                 "set DEPLOYKIT_CACHE to a folder you can write") from None
     _put_venv_on_path()  # pip's ninja lives beside the interpreter
     try:
-        cpp_extension.load(
-            name=_NAME, sources=[str(PLUGIN_DIR / s) for s in sources], build_directory=str(build_dir),
-            extra_cflags=["-O3", "-ffp-contract=off", "-fopenmp", "-DDYSAMPLE_WITH_TORCH"],
-            extra_cuda_cflags=["-O3", "--fmad=false"], extra_ldflags=["-fopenmp"],
-            with_cuda=with_cuda, is_python_module=False, verbose=False,
-        )
+        with build_lock(build_dir):
+            if not (build_dir / f"{_NAME}.so").exists():
+                where = "CPU and CUDA" if with_cuda else "CPU"
+                print(f"deploykit: building the fused DySample kernel ({where}) into {build_dir}; "
+                      "first use only, about a minute...", file=sys.stderr, flush=True)
+            cpp_extension.load(
+                name=_NAME, sources=[str(PLUGIN_DIR / s) for s in sources], build_directory=str(build_dir),
+                extra_cflags=["-O3", "-ffp-contract=off", "-fopenmp", "-DDYSAMPLE_WITH_TORCH"],
+                extra_cuda_cflags=["-O3", "--fmad=false"], extra_ldflags=["-fopenmp"],
+                with_cuda=with_cuda, is_python_module=False, verbose=False,
+            )
     except (RuntimeError, OSError, ImportError) as exc:
         raise UserError(f"building the fused DySample kernel failed: {first_line(exc)}",
                         f"check that g++ and ninja are installed; the build log is in {build_dir}") from None
     _register_fake()
     _loaded = True
+
+
+def build_dir_name(with_cuda: bool) -> str:
+    """The build's folder in the cache: keyed by the sources, the torch version and CUDA."""
+    import torch
+
+    digest = hashlib.sha256(f"{torch.__version__}|{with_cuda}".encode())
+    for path in sorted(PLUGIN_DIR.iterdir()):
+        if path.suffix in {".h", ".cpp", ".cu"}:
+            digest.update(path.name.encode() + path.read_bytes())
+    return f"{_NAME}-{digest.hexdigest()[:16]}"
 
 
 def is_loaded() -> bool:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import numpy as np
 from onnx.reference.op_run import OpRun
+from onnx.reference.ops.op_grid_sample import GridSample as _OnnxGridSample
 
 DOMAIN = "deploykit"
 OP_TYPE = "DySample"
@@ -57,3 +58,17 @@ class DySample(OpRun):
 
     def _run(self, x, offset, scale=None, groups=None, plugin_version=None, plugin_namespace=None):
         return (numpy_sample(x, offset, scale, groups),)
+
+
+class GridSample(_OnnxGridSample):
+    """GridSample under its opset 16-19 mode names too: ``onnx.reference`` knows only opset 20's
+    (linear, cubic) and rejects the bilinear/bicubic that every opset-17 export carries (a plugin
+    graph can hold a user's own grid_sample beside the DySample nodes)."""
+
+    op_domain = ""
+    _RENAMED = {"bilinear": "linear", "bicubic": "cubic"}
+
+    def _run(self, X, grid, mode=None, padding_mode=None, align_corners=None):
+        mode = mode or self.mode
+        return super()._run(X, grid, mode=self._RENAMED.get(mode, mode), padding_mode=padding_mode,
+                            align_corners=align_corners)

@@ -28,14 +28,24 @@ _INT64_MAX = 2**63 - 1
 
 def translation(strategy: str):
     """The onnxscript function that replaces ``deploykit::dysample_export`` for ``strategy``."""
-    return _in_float32({"auto": _auto_sample, "gather": _gather_sample, "roialign": _roialign_sample}[strategy])
+    samples = {"gather": _gather_sample, "roialign": _roialign_sample}
+    if strategy != "auto":
+        return _in_float32(samples[strategy])
+
+    def auto(x, offset, scale: int, groups: int):
+        """gather or roialign for this layer, by its channels per group (static in every export;
+        read before any cast, which loses the shape)."""
+        channels = x.shape[1] if x.shape is not None else None
+        return _in_float32(samples[auto_strategy(channels, groups)])(x, offset, scale, groups)
+
+    return auto
 
 
-def _auto_sample(x, offset, scale: int, groups: int):
-    """gather or roialign for this layer, by its channels per group (static in every export)."""
-    channels = x.shape[1] if x.shape is not None else None
+def auto_strategy(channels, groups: int) -> str:
+    """What ``auto`` exports for a layer: gather from 48 channels per group (or when the channel
+    count is not static), roialign below. The exporter's Python side records the same choice."""
     wide = not isinstance(channels, int) or channels // groups >= GATHER_MIN_GROUP_CHANNELS
-    return (_gather_sample if wide else _roialign_sample)(x, offset, scale, groups)
+    return "gather" if wide else "roialign"
 
 
 def _in_float32(sample):

@@ -13,27 +13,8 @@ PLUGIN_VERSION = "1"
 PLUGIN_NAMESPACE = "deploykit"
 
 
-def translation_table(strategy: str = "plugin") -> dict:
-    """``custom_translation_table`` for ``torch.onnx.export(dynamo=True)``: DySample layers
-    switched to ``export_sample`` become the plugin node or a standard-op decomposition."""
-    import torch
-
-    from deploykit.ops import fused
-
-    if strategy == "plugin":
-        translate = _plugin_node()
-    else:
-        from deploykit.ops.onnx_decompositions import translation
-
-        translate = translation(strategy)
-    define_export_op()
-    table = {torch.ops.deploykit.dysample_export.default: translate}
-    if fused.is_loaded():  # a user's model calling the fused kernel directly gets the same treatment
-        table[torch.ops.deploykit.dysample_sample.default] = translate
-    return table
-
-
-def _plugin_node():
+def plugin_node():
+    """The onnxscript function writing one deploykit::DySample node with the plugin's attributes."""
     import onnxscript
 
     register_schema()

@@ -15,17 +15,15 @@ import torch.nn.functional as F
 from torch import nn
 
 from deploykit.ops.fused import fused_sample
-from deploykit.ops.onnx_translation import export_sample
 from deploykit.ops.reference import reference_sample
 from deploykit.zoo.params import Param
 from deploykit.zoo.registry import ZooEntry, register
 
 
-# "reference": the published math in PyTorch ops (exports to standard ONNX ops);
-# "fused": torch.ops.deploykit.dysample_sample, one C++/CUDA kernel (exports to the plugin node).
+# "reference": the published math in PyTorch ops; "fused": torch.ops.deploykit.dysample_sample,
+# one C++/CUDA kernel. Either way export converts the layer like any user's DySample
+# (deploykit.export.dysample), since it keeps the published sample(x, offset) interface.
 IMPLS = ("reference", "fused")
-# The exporter's own: one opaque op (reference math) that its translation table replaces.
-EXPORT_IMPL = "export"
 
 
 class DySample(nn.Module):
@@ -65,8 +63,6 @@ class DySample(nn.Module):
         """Bilinear, border-clamped sampling of x at (pixel centre + offset), pixel-shuffled by s."""
         if self.impl == "fused":
             return fused_sample(x, offset, self.scale, self.groups)
-        if self.impl == EXPORT_IMPL:
-            return export_sample(x, offset, self.scale, self.groups)
         return reference_sample(x, offset, self.scale, self.groups)
 
     def forward_lp(self, x: torch.Tensor) -> torch.Tensor:
@@ -90,7 +86,8 @@ class DySample(nn.Module):
 
 @contextlib.contextmanager
 def dysample_impl(module: nn.Module, impl: str) -> Iterator[None]:
-    """Temporarily switch every DySample inside ``module`` (a user's model too) to ``impl``."""
+    """Temporarily switch every deploykit DySample inside ``module`` to ``impl`` (the reference
+    runs the published math even where the model uses the fused kernel)."""
     layers = [m for m in module.modules() if isinstance(m, DySample)]
     previous = [m.impl for m in layers]
     for layer in layers:

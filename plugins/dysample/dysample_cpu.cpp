@@ -14,45 +14,45 @@
 namespace deploykit {
 namespace dysample {
 
-// A row's taps as structure-of-arrays with 32-bit indices: out-of-plane taps get index 0 and
-// weight 0 (0 * finite = 0, as the reference's masked load), so the channel loop is
-// branch-free loads and multiply-adds.
+// A row's taps as structure-of-arrays with 32-bit indices. An out-of-plane tap keeps index 0 (an
+// address inside the plane, so the channel loop reads without branching) and valid == false,
+// which bilinear_sum turns into a term of exactly 0 whatever that address holds.
 struct RowTaps {
   std::vector<int32_t> index[4];
   std::vector<float> weight[4];
+  std::vector<unsigned char> valid[4];
 
   explicit RowTaps(int64_t width) {
     for (int k = 0; k < 4; ++k) {
       index[k].resize(static_cast<std::size_t>(width));
       weight[k].resize(static_cast<std::size_t>(width));
+      valid[k].resize(static_cast<std::size_t>(width));
     }
   }
 
   void set(int64_t ox, const Taps& t) {
     for (int k = 0; k < 4; ++k) {
       index[k][ox] = static_cast<int32_t>(t.index[k]);
-      weight[k][ox] = t.valid[k] ? t.weight[k] : 0.0f;
+      weight[k][ox] = t.weight[k];
+      valid[k][ox] = t.valid[k];
     }
   }
 };
 
-// One output row of `Channels` channels at once: out_c[ox] = sum_k in_c[index_k[ox]] *
-// weight_k[ox], summed in the reference's order (products first, then left to right, no
-// fused multiply-add). Several channels per pass share each load of the taps.
+// One output row of `Channels` channels at once, with bilinear_sum (the rule the CUDA kernel
+// uses too). Several channels per pass share each load of the taps.
 template <int Channels, typename T>
 void interpolate_rows(const T* const* in, const RowTaps& taps, T* const* out, int64_t width) {
-  const int32_t *i0 = taps.index[0].data(), *i1 = taps.index[1].data();
-  const int32_t *i2 = taps.index[2].data(), *i3 = taps.index[3].data();
-  const float *w0 = taps.weight[0].data(), *w1 = taps.weight[1].data();
-  const float *w2 = taps.weight[2].data(), *w3 = taps.weight[3].data();
   for (int64_t ox = 0; ox < width; ++ox) {
-    const int32_t a = i0[ox], b = i1[ox], c = i2[ox], e = i3[ox];
-    const float wa = w0[ox], wb = w1[ox], wc = w2[ox], we = w3[ox];
+    const float weight[4] = {taps.weight[0][ox], taps.weight[1][ox], taps.weight[2][ox], taps.weight[3][ox]};
+    const bool valid[4] = {taps.valid[0][ox] != 0, taps.valid[1][ox] != 0, taps.valid[2][ox] != 0,
+                           taps.valid[3][ox] != 0};
+    const int32_t index[4] = {taps.index[0][ox], taps.index[1][ox], taps.index[2][ox], taps.index[3][ox]};
     for (int k = 0; k < Channels; ++k) {
       const T* plane = in[k];
-      const float v = static_cast<float>(plane[a]) * wa + static_cast<float>(plane[b]) * wb +
-                      static_cast<float>(plane[c]) * wc + static_cast<float>(plane[e]) * we;
-      out[k][ox] = static_cast<T>(v);
+      const float value[4] = {static_cast<float>(plane[index[0]]), static_cast<float>(plane[index[1]]),
+                              static_cast<float>(plane[index[2]]), static_cast<float>(plane[index[3]])};
+      out[k][ox] = static_cast<T>(bilinear_sum(value, weight, valid));
     }
   }
 }

@@ -98,15 +98,25 @@ DYSAMPLE_HD Taps taps_for(const T* offset, const Dims& d, int64_t g, int64_t oy,
   return bilinear_taps(source_coordinate(w, dx, d.width), source_coordinate(h, dy, d.height), d.height, d.width);
 }
 
-// One interpolated value from one input plane, summed in the reference's order.
-template <typename T, typename Load>
-DYSAMPLE_HD float interpolate(const T* plane, const Taps& t, Load load) {
+// The one accumulation rule of every backend, F.grid_sample's: an in-plane tap is multiplied by
+// its weight even when the weight is 0, so a NaN or Inf there reaches the output (Inf * 0 is
+// NaN), while an out-of-plane tap adds exactly 0 whatever `value` holds for it. Products first,
+// then summed left to right, as the reference rounds.
+DYSAMPLE_HD float bilinear_sum(const float value[4], const float weight[4], const bool valid[4]) {
   float acc = 0.0f;
   for (int k = 0; k < 4; ++k) {
-    const float v = t.valid[k] ? load(plane[t.index[k]]) : 0.0f;
-    acc = k == 0 ? v * t.weight[k] : acc + v * t.weight[k];
+    const float term = (valid[k] ? value[k] : 0.0f) * weight[k];
+    acc = k == 0 ? term : acc + term;
   }
   return acc;
+}
+
+// One interpolated value from one input plane; out-of-plane taps are never read.
+template <typename T, typename Load>
+DYSAMPLE_HD float interpolate(const T* plane, const Taps& t, Load load) {
+  float value[4];
+  for (int k = 0; k < 4; ++k) value[k] = t.valid[k] ? load(plane[t.index[k]]) : 0.0f;
+  return bilinear_sum(value, t.weight, t.valid);
 }
 
 // Why a call cannot run, or nullptr: shared by every entry point so messages agree.

@@ -11,8 +11,6 @@
 #include <cuda_fp16.h>
 #include <cuda_runtime.h>
 
-#include <atomic>
-#include <cstdio>
 #include <cstring>
 #include <initializer_list>
 #include <limits>
@@ -21,6 +19,8 @@
 
 #include "dysample_cuda.h"
 #include "dysample_sample.h"
+#include "trt_log.h"
+#include "trt_registration.h"
 
 using nvinfer1::DataType;
 using nvinfer1::Dims;
@@ -46,27 +46,6 @@ namespace {
 constexpr int32_t kNbInputs = 2;
 constexpr int32_t kNbOutputs = 1;
 constexpr int32_t kRank = 4;
-
-// Set by TensorRT through setLoggerFinder when it loads the library itself (loadLibrary,
-// --dynamicPlugins, a plugin library serialized into a version-compatible engine); then the
-// message reaches the logger of the engine or context that called us.
-std::atomic<nvinfer1::ILoggerFinder*> logger_finder{nullptr};
-
-void report(std::string const& message) noexcept {
-  try {
-    std::string const line = std::string(kPluginNamespace) + "::" + kPluginName + ": " + message;
-    nvinfer1::ILogger* logger = nullptr;
-    if (nvinfer1::ILoggerFinder* finder = logger_finder.load()) logger = finder->findLogger();
-    if (logger == nullptr) logger = ::getLogger();
-    if (logger != nullptr) {
-      logger->log(nvinfer1::ILogger::Severity::kERROR, line.c_str());
-    } else {
-      std::fprintf(stderr, "%s\n", line.c_str());
-    }
-  } catch (...) {
-    // Reporting must never be the thing that takes the process down.
-  }
-}
 
 bool supported_type(DataType t) { return t == DataType::kFLOAT || t == DataType::kHALF; }
 
@@ -201,9 +180,13 @@ int32_t DySamplePlugin::getOutputShapes(DimsExprs const* inputs, int32_t nbInput
     return 1;
   }
   nvinfer1::IDimensionExpr const* scale = exprBuilder.constant(scale_);
-  nvinfer1::IDimensionExpr const* height = exprBuilder.operation(nvinfer1::DimensionOperation::kPROD, *inputs[0].d[2], *scale);
-  nvinfer1::IDimensionExpr const* width = exprBuilder.operation(nvinfer1::DimensionOperation::kPROD, *inputs[0].d[3], *scale);
-  if (scale == nullptr || height == nullptr || width == nullptr) {
+  nvinfer1::IDimensionExpr const* height = nullptr;
+  nvinfer1::IDimensionExpr const* width = nullptr;
+  if (scale != nullptr && inputs[0].d[2] != nullptr && inputs[0].d[3] != nullptr) {
+    height = exprBuilder.operation(nvinfer1::DimensionOperation::kPROD, *inputs[0].d[2], *scale);
+    width = exprBuilder.operation(nvinfer1::DimensionOperation::kPROD, *inputs[0].d[3], *scale);
+  }
+  if (height == nullptr || width == nullptr) {
     report("could not build the output shape expressions");
     return 1;
   }
@@ -374,32 +357,32 @@ char const* DySamplePluginCreator::getPluginNamespace() const noexcept { return 
 }  // namespace deploykit
 
 // ---------------------------------------------------------------------------------------------
-// Library entry points
-
-// Static registration serves programs that link the library or dlopen it themselves (and
-// trtexec --staticPlugins). TensorRT's loadLibrary (trtexec --dynamicPlugins) registers what
-// getCreators returns and, per IPluginRegistry::loadLibrary's contract, refuses a library whose
-// creator is already registered; build with DEPLOYKIT_TRT_STATIC_REGISTRATION=OFF when the
-// library is only ever loaded that way.
+// Library entry points: the same library serves every loading route (trt_registration.h).
 // Not REGISTER_TENSORRT_PLUGIN: its registrar passes namespace "" to registerCreator, and the
-// ONNX node asks for plugin_namespace "deploykit"; this registers under the creator's own.
-#if !defined(DEPLOYKIT_TRT_NO_STATIC_REGISTRATION)
+// ONNX node asks for plugin_namespace "deploykit".
+
 namespace {
-struct StaticRegistration {
-  deploykit::trt::DySamplePluginCreator creator;
-  StaticRegistration() { getPluginRegistry()->registerCreator(creator, creator.getPluginNamespace()); }
+
+deploykit::trt::CreatorRegistration& library_registration() {
+  static deploykit::trt::DySamplePluginCreator creator;
+  static deploykit::trt::CreatorRegistration registration(creator);
+  return registration;
+}
+
+// Runs when the library is loaded, by any route. getPluginRegistry resolves even when the
+// library is preloaded before the application loads TensorRT: the library links libnvinfer,
+// which the loader therefore initialises first.
+struct RegisterOnLoad {
+  RegisterOnLoad() noexcept { library_registration().register_on_load(getPluginRegistry()); }
 };
-StaticRegistration const static_registration;
+RegisterOnLoad const register_on_load;
+
 }  // namespace
-#endif
 
 extern "C" DEPLOYKIT_TRT_EXPORT void setLoggerFinder(nvinfer1::ILoggerFinder* finder) {
-  deploykit::trt::logger_finder.store(finder);
+  deploykit::trt::set_logger_finder(finder);
 }
 
 extern "C" DEPLOYKIT_TRT_EXPORT nvinfer1::IPluginCreatorInterface* const* getCreators(int32_t& nbCreators) {
-  static deploykit::trt::DySamplePluginCreator creator;
-  static nvinfer1::IPluginCreatorInterface* const creators[] = {&creator};
-  nbCreators = static_cast<int32_t>(sizeof(creators) / sizeof(creators[0]));
-  return creators;
+  return library_registration().creators_for_load_library(nbCreators);
 }

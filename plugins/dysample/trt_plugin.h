@@ -74,6 +74,10 @@ class DySamplePlugin final : public nvinfer1::IPluginV3,
 class DySamplePluginCreator final : public nvinfer1::IPluginCreatorV3One {
  public:
   DySamplePluginCreator() noexcept;
+  // Not copyable: field_collection_ points into field_names_, and a copy's would point into
+  // the original.
+  DySamplePluginCreator(DySamplePluginCreator const&) = delete;
+  DySamplePluginCreator& operator=(DySamplePluginCreator const&) = delete;
   ~DySamplePluginCreator() noexcept override = default;
 
   nvinfer1::IPluginV3* createPlugin(char const* name, nvinfer1::PluginFieldCollection const* fc,

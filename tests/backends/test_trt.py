@@ -1,12 +1,17 @@
 """TensorRT: what runs everywhere (profiles, skips, errors) and what needs TensorRT and a GPU."""
 
+import ctypes
+import gc
 import importlib.util
 import json
+import weakref
+from types import SimpleNamespace
 
 import pytest
 from click.testing import CliRunner
 
-from deploykit.backends.trt import Profile, default_profile, parse_profile, profile_from_shapes
+from deploykit.backends import trt as trt_backend
+from deploykit.backends.trt import Profile, TrtRunner, default_profile, load_plugins, parse_profile, profile_from_shapes
 from deploykit.cli import main
 from deploykit.errors import UserError
 
@@ -42,6 +47,122 @@ def test_profiles():
             parse_profile(bad)
 
 
+class FakeTensorRT:
+    """The few parts of the tensorrt module load_plugins uses, recording what it is asked."""
+
+    class Logger:
+        ERROR = "error"
+
+        def __init__(self, severity):
+            self.severity = severity
+
+    def __init__(self, registers_on_load=0, load_library_result="handle"):
+        self.plugin_loggers = []
+        self.loaded_libraries = []
+        self.creators = []
+        self.registers_on_load = registers_on_load
+        self.load_library_result = load_library_result
+        fake = self
+
+        class Registry:
+            @property
+            def all_creators(self):
+                return list(fake.creators)
+
+            def load_library(self, path):
+                fake.loaded_libraries.append(path)
+                return fake.load_library_result
+
+        self.registry = Registry()
+
+    def init_libnvinfer_plugins(self, logger, namespace):
+        self.plugin_loggers.append(weakref.ref(logger))  # the binding keeps only the raw pointer
+        return True
+
+    def get_plugin_registry(self):
+        return self.registry
+
+
+@pytest.fixture
+def fresh_plugin_state(monkeypatch):
+    monkeypatch.setattr(trt_backend, "_LOADED_PLUGINS", set())
+    monkeypatch.setattr(trt_backend, "_BUILTIN_PLUGINS_READY", False)
+    monkeypatch.setattr(trt_backend, "_PLUGIN_LIBRARY_LOGGER", None)
+
+
+def _fake_dlopen(monkeypatch, fake, *exports):
+    """ctypes.CDLL stand-in: a library exporting `exports` that registers fake.registers_on_load creators."""
+
+    def cdll(path, mode=0):
+        fake.creators.extend(object() for _ in range(fake.registers_on_load))
+        return SimpleNamespace(**{name: object() for name in exports})
+
+    monkeypatch.setattr(ctypes, "CDLL", cdll)
+
+
+def test_tensorrts_plugin_library_gets_one_logger_that_lives_as_long_as_the_process(fresh_plugin_state):
+    fake = FakeTensorRT()
+    load_plugins(fake, [])
+    load_plugins(fake, [])
+    gc.collect()
+    assert len(fake.plugin_loggers) == 1, "init_libnvinfer_plugins is called once per process"
+    logger = fake.plugin_loggers[0]()
+    assert logger is not None and logger.severity == FakeTensorRT.Logger.ERROR
+
+
+def test_a_library_exporting_getcreators_goes_through_load_library_even_after_registering_on_load(
+        fresh_plugin_state, monkeypatch, tmp_path):
+    # deploykit's library registers its creator when dlopen'ed and exports getCreators:
+    # load_library is still called, since only it hands the library TensorRT's logger finder.
+    library = tmp_path / "libdeploykit_trt_plugins.so"
+    library.write_bytes(b"")
+    fake = FakeTensorRT(registers_on_load=1)
+    _fake_dlopen(monkeypatch, fake, "getCreators", "setLoggerFinder")
+    load_plugins(fake, [library, library])
+    assert fake.loaded_libraries == [str(library.resolve())]
+
+
+def test_a_library_that_load_library_refuses_is_an_error_unless_it_registered_on_load(
+        fresh_plugin_state, monkeypatch, tmp_path):
+    library = tmp_path / "libother.so"
+    library.write_bytes(b"")
+    fake = FakeTensorRT(registers_on_load=0, load_library_result=None)
+    _fake_dlopen(monkeypatch, fake, "getPluginCreators")
+    with pytest.raises(UserError, match="TensorRT could not register the plugins of .*libother.so"):
+        load_plugins(fake, [library])
+
+    trt_backend._LOADED_PLUGINS.clear()
+    refused_but_registered = FakeTensorRT(registers_on_load=2, load_library_result=None)
+    _fake_dlopen(monkeypatch, refused_but_registered, "getCreators")
+    load_plugins(refused_but_registered, [library])  # its creators are registered: usable
+    assert refused_but_registered.loaded_libraries == [str(library.resolve())]
+
+
+def test_a_library_without_getcreators_is_only_dlopened(fresh_plugin_state, monkeypatch, tmp_path):
+    library = tmp_path / "libstatic.so"
+    library.write_bytes(b"")
+    fake = FakeTensorRT(registers_on_load=1)
+    _fake_dlopen(monkeypatch, fake)
+    load_plugins(fake, [library])
+    assert fake.loaded_libraries == [] and len(fake.creators) == 1
+
+
+def test_a_refused_tensor_address_is_an_error_with_tensorrts_message():
+    class Context:
+        def __init__(self):
+            self.bound = []
+
+        def set_tensor_address(self, name, address):
+            self.bound.append(name)
+            return name != "output"
+
+    runner = SimpleNamespace(context=Context(), _log=SimpleNamespace(last_error=lambda: "misaligned address"))
+    tensor = SimpleNamespace(data_ptr=lambda: 256)
+    with pytest.raises(UserError, match="TensorRT refused the buffer of tensor 'output': misaligned address"):
+        TrtRunner._bind(runner, {"input": tensor, "output": tensor})
+    assert runner.context.bound == ["input", "output"]
+
+
 @pytest.mark.skipif(_trt_and_gpu() is None, reason="TensorRT and a GPU are present: nothing is skipped")
 def test_without_tensorrt_trt_is_skipped_with_the_reason_and_the_others_decide(tmp_path):
     report = tmp_path / "r.json"
@@ -57,8 +178,9 @@ def test_without_tensorrt_trt_is_skipped_with_the_reason_and_the_others_decide(t
 def test_a_skip_never_passes_alone():
     result = run("check", "pixel_shuffle", "--backends", "trt")
     assert result.exit_code == 2 and "no backend can run here" in result.stderr
+    # torch alone is not what was asked to be measured: the exported graph ran nowhere
     bench = run("bench", "pixel_shuffle", "--backends", "torch,trt", "--iters", 1, "--warmup", 0)
-    assert bench.exit_code == 0 and "skipped" in bench.output
+    assert bench.exit_code == 2 and "trt: TensorRT is not installed" in bench.stderr
 
 
 @pytest.mark.skipif(_trt_and_gpu() is None, reason="TensorRT and a GPU are present: nothing is skipped")

@@ -39,7 +39,7 @@ def _ops(findings):
 def test_segnet_pool_unpool_is_flagged(graphs):
     findings = lint_file(graphs["segnet"])
     assert ("error", "MaxPool") in _ops(findings)
-    assert all("Indices" in f.why for f in findings)
+    assert all("Indices" in f.why and "--maxpool-impl window" in f.fix for f in findings)
 
 
 def test_opset_20_grid_sample_is_flagged_as_silently_nearest(graphs):
@@ -61,6 +61,38 @@ def test_plugin_export_needs_the_plugin_library(graphs, tmp_path):
 
 def test_antialias_resize_is_flagged(graphs):
     assert ("error", "Resize") in _ops(lint_file(graphs["antialias"]))
+
+
+def _graph(*nodes, opset=17):
+    x = onnx.helper.make_tensor_value_info("x", onnx.TensorProto.FLOAT, [1, 1, 4, 4])
+    y = onnx.helper.make_tensor_value_info("y", onnx.TensorProto.FLOAT, None)
+    graph = onnx.helper.make_graph(list(nodes), "g", [x], [y])
+    return onnx.helper.make_model(graph, opset_imports=[onnx.helper.make_opsetid("", opset)])
+
+
+def test_dilated_maxpool_is_flagged_as_silently_dense():
+    dilated = onnx.helper.make_node("MaxPool", ["x"], ["y"], name="pool", kernel_shape=[2, 2], dilations=[2, 2])
+    (finding,) = lint(_graph(dilated))
+    assert finding.severity == "error" and "dilations" in finding.why and "--maxpool-impl window" in finding.fix
+    plain = onnx.helper.make_node("MaxPool", ["x"], ["y"], name="pool", kernel_shape=[2, 2], dilations=[1, 1])
+    assert lint(_graph(plain)) == []
+
+
+def test_unused_maxpool_indices_are_not_flagged():
+    pool = onnx.helper.make_node("MaxPool", ["x"], ["y", "unused"], name="pool", kernel_shape=[2, 2])
+    assert lint(_graph(pool)) == []
+
+
+def test_scatter_reductions():
+    def scatter(op):
+        return onnx.helper.make_node(op, ["x", "i", "u"], ["y"], name=op, reduction="max")
+
+    (nd,) = lint(_graph(scatter("ScatterND"), opset=18))
+    assert nd.severity == "error" and "reduction" in nd.why
+    (elements,) = lint(_graph(scatter("ScatterElements"), opset=18))
+    assert elements.severity == "warning" and "plugin" in elements.why
+    plain = onnx.helper.make_node("ScatterND", ["x", "i", "u"], ["y"], name="unpool")
+    assert lint(_graph(plain)) == []
 
 
 def test_unsupported_resize_coordinate_mode_and_explicit_maxunpool():
@@ -98,7 +130,9 @@ def test_cli_bad_inputs(tmp_path):
 
 
 def test_export_for_trt_lints_automatically(tmp_path):
-    result = run("export", "max_unpool", "--target", "trt", "-o", tmp_path / "m.onnx")
-    assert result.exit_code == 1 and "MaxPool" in result.output and (tmp_path / "m.onnx").is_file()
+    native = run("export", "max_unpool", "--target", "trt", "--maxpool-impl", "native", "-o", tmp_path / "n.onnx")
+    assert native.exit_code == 1 and "MaxPool" in native.output and (tmp_path / "n.onnx").is_file()
+    window = run("export", "max_unpool", "--target", "trt", "-o", tmp_path / "m.onnx")  # window by default
+    assert window.exit_code == 0, window.output
     plugin = run("export", "dysample", "--target", "trt", "--dysample-impl", "plugin", "-o", tmp_path / "p.onnx")
     assert plugin.exit_code == 0 and "0 error(s), 1 warning(s)" in plugin.output

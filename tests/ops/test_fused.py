@@ -47,6 +47,28 @@ def test_far_outside_offsets_clamp_to_the_border():
     assert torch.equal(out, torch.full((1, 1, 6, 8), 3.0))  # the top-right pixel
 
 
+@pytest.mark.parametrize("value", [float("nan"), float("inf"), float("-inf")])
+@pytest.mark.parametrize("pixel", [(0, 0), (0, 3), (2, 0), (2, 3), (1, 1)])
+def test_nan_and_inf_reach_the_output_exactly_where_the_reference_puts_them(value, pixel):
+    # F.grid_sample's rule: an in-plane tap counts even with weight 0 (NaN * 0 and Inf * 0 are
+    # NaN), an out-of-plane tap at the clamped border adds 0. Offsets far outside clamp every
+    # sample to a corner; integer and sub-pixel offsets put zero and non-zero weights on pixels.
+    x = torch.arange(12.0).view(1, 1, 3, 4)
+    x[0, 0, pixel[0], pixel[1]] = value
+    gen = torch.Generator().manual_seed(0)
+    offsets = [torch.full((1, 8, 3, 4), 0.0), torch.randn(1, 8, 3, 4, generator=gen).round(),
+               torch.randn(1, 8, 3, 4, generator=gen)]
+    for east in (-1000.0, 1000.0):
+        for south in (-1000.0, 1000.0):
+            corner = torch.empty(1, 8, 3, 4)
+            corner[:, :4], corner[:, 4:] = east, south
+            offsets.append(corner)
+    for offset in offsets:
+        fused, reference = fused_sample(x, offset, 2, 1), reference_sample(x, offset, 2, 1)
+        assert torch.equal(fused.isnan(), reference.isnan()) and torch.equal(fused.isinf(), reference.isinf())
+        torch.testing.assert_close(fused, reference, equal_nan=True, rtol=0.0, atol=1e-5)
+
+
 def test_fp16_in_and_out_with_fp32_arithmetic():
     gen = torch.Generator().manual_seed(0)
     x = torch.randn(2, 8, 11, 7, generator=gen).half()

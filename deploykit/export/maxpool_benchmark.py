@@ -1,0 +1,116 @@
+"""Max-pool indices on ONNX Runtime's CPU provider: every --maxpool-impl strategy on the
+SegNet pool + unpool step against PyTorch eager, side by side in one run.
+
+    python -m deploykit.export.maxpool_benchmark              # the README's table
+    python -m deploykit.export.maxpool_benchmark --sizes 64 --iters 5
+
+Timing goes through deploykit.bench.measure, like every latency deploykit reports. The
+graphs are exported here with the strategy's translation table, dynamic batch, height and
+width, as ``deploykit export`` does.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import io
+import logging
+import os
+import platform
+import sys
+import tempfile
+import warnings
+from pathlib import Path
+
+from deploykit.export.maxpool_indices import MAXPOOL_IMPLS, translation_table
+
+# (kernel_size, stride, padding): SegNet's own 2/2/0, and overlapping 3/2/1 windows
+POOLS = ((2, 2, 0), (3, 2, 1))
+
+
+def run(sizes: list[int], channels: int, warmup: int, iters: int, threads: int) -> list[dict]:
+    """One row per (pool, size): p50 of PyTorch eager and of each strategy's ONNX Runtime graph."""
+    from deploykit.backends import RunnerOptions, runner_class
+    from deploykit.bench import measure
+    from deploykit.pipeline import make_inputs
+    from deploykit.spec import load_model
+
+    rows = []
+    with tempfile.TemporaryDirectory(prefix="deploykit-maxpool-") as work:
+        for kernel, stride, padding in POOLS:
+            model = load_model("max_unpool", {"channels": str(channels), "kernel_size": str(kernel),
+                                              "stride": str(stride), "padding": str(padding)})
+            for size in sizes:
+                shape = (1, channels, size, size)
+                inputs = make_inputs(shape, model.seed)
+                row = {"pool": (kernel, stride, padding), "shape": shape, "p50_ms": {}}
+                with runner_class("torch")(RunnerOptions(model=model, threads=threads)) as runner:
+                    row["p50_ms"]["torch"] = measure(runner, inputs, warmup, iters).p50_ms
+                for impl in MAXPOOL_IMPLS:
+                    path = Path(work) / f"{kernel}-{stride}-{padding}-{size}-{impl}.onnx"
+                    export(model.module, shape, impl, path)
+                    with runner_class("ort")(RunnerOptions(onnx_path=path, threads=threads)) as runner:
+                        row["p50_ms"][impl] = measure(runner, inputs, warmup, iters).p50_ms
+                rows.append(row)
+                print(f"measured {_label(row)}", file=sys.stderr, flush=True)
+    return rows
+
+
+def export(module, shape, impl: str, path: Path) -> None:
+    """``module`` to ``path`` with dynamic batch, height and width, max-pool indices as ``impl``."""
+    import torch
+
+    example = torch.randn(*shape)
+    with warnings.catch_warnings(), contextlib.redirect_stdout(io.StringIO()):
+        warnings.simplefilter("ignore")
+        logging.disable(logging.WARNING)
+        program = torch.onnx.export(module, (example,), dynamo=True, optimize=True,
+                                    dynamic_shapes=({0: "batch", 2: "height", 3: "width"},),
+                                    custom_translation_table=translation_table(impl))
+        logging.disable(logging.NOTSET)
+    program.save(str(path))
+
+
+def _label(row: dict) -> str:
+    kernel, stride, padding = row["pool"]
+    return f"k={kernel} s={stride} p={padding} {'x'.join(map(str, row['shape']))}"
+
+
+def markdown(rows: list[dict]) -> str:
+    head = "| pool | input | PyTorch eager p50 | " + " | ".join(f"ORT {i} p50 (vs eager)" for i in MAXPOOL_IMPLS)
+    lines = [head + " |", "|---" * (3 + len(MAXPOOL_IMPLS)) + "|"]
+    for r in rows:
+        kernel, stride, padding = r["pool"]
+        torch_ms = r["p50_ms"]["torch"]
+        cells = [f"{r['p50_ms'][i]:.2f} ms ({r['p50_ms'][i] / torch_ms:.2f}x)" for i in MAXPOOL_IMPLS]
+        lines.append(f"| k={kernel} s={stride} p={padding} | {'x'.join(map(str, r['shape']))} | {torch_ms:.2f} ms | "
+                     + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+def _machine(threads: int) -> str:
+    import onnxruntime
+    import torch
+
+    model = next((line.split(":", 1)[1].strip() for line in open("/proc/cpuinfo") if line.startswith("model name")),
+                 platform.processor())
+    return (f"{model}, {os.cpu_count()} cores, {threads} threads; torch {torch.__version__}, "
+            f"onnxruntime {onnxruntime.__version__}")
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--sizes", type=int, nargs="+", default=[64, 120], help="square input sizes")
+    parser.add_argument("--channels", type=int, default=256)
+    parser.add_argument("--warmup", type=int, default=5)
+    parser.add_argument("--iters", type=int, default=30)
+    parser.add_argument("--threads", type=int, default=os.cpu_count() or 1)
+    args = parser.parse_args(argv)
+    rows = run(args.sizes, args.channels, args.warmup, args.iters, args.threads)
+    print(f"machine: {_machine(args.threads)}")
+    print(f"command: python -m deploykit.export.maxpool_benchmark {' '.join(argv if argv is not None else sys.argv[1:])}")
+    print(markdown(rows))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,154 @@
+"""A dynamic export is proven by running it at a shape it was not traced at.
+
+PyTorch's exporter can specialise a "dynamic" graph to the traced shape (adaptive pooling with
+computed bins, sizes derived from ``h // k``, Python ints taken from a tensor's shape): the
+file then declares symbolic dims and is right only at the traced one. So every export is run
+on ONNX Runtime's CPU provider (the NumPy plugin reference for plugin graphs) at the traced
+shape and, for dynamic exports, at another batch, height and width, and compared with PyTorch
+through ``deploykit.check`` (the one place parity is computed).
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from pathlib import Path
+
+from deploykit.errors import UserError, first_line
+from deploykit.spec import LoadedModel, Shape, format_shape
+
+# The largest power of two added to a spatial size in the second derived shape: it keeps the
+# divisibility by every power of two up to 32 that divides the size (models that need multiples of 32).
+_MAX_STEP = 32
+
+
+class ExportVerificationFailed(UserError):
+    """The written graph does not compute what PyTorch computes at some shape: a parity failure."""
+
+    exit_code = 1
+
+
+@dataclass
+class Verification:
+    shapes: list[Shape]  # verified, the traced shape first
+    skipped: list[str]  # derived shapes PyTorch itself rejects, with why
+
+
+# How each verifying backend is named to the user.
+VERIFIERS = {"ort": "ONNX Runtime CPU",
+             "onnx-ref": "onnx.reference with deploykit's NumPy plugin reference (plugin nodes: no ONNX Runtime)"}
+
+
+def verification_shapes(model: LoadedModel, traced: Shape, dynamic: bool,
+                        requested: list[Shape] | None = None) -> Verification:
+    """The traced shape, then (dynamic exports) the requested shapes or the first derived shape
+    that PyTorch accepts, each with batch + 1: every spatial size + 1 (a size that divides
+    nothing the traced one did shows the most specialisations: a pooling window baked in from
+    ``h // k`` is right at every multiple of k), else + its largest power-of-two divisor up to 32
+    (for models that need multiples of 32), else doubled (which keeps every divisor)."""
+    if not dynamic:
+        if requested:
+            raise UserError("--verify-shape was given for a --static export, which only runs at its traced shape",
+                            "drop --verify-shape, or export with dynamic shapes")
+        return Verification([traced], [])
+    for shape in requested or []:
+        if len(shape) != len(traced) or shape[1] != traced[1]:
+            raise UserError(f"--verify-shape {format_shape(shape)} does not fit the traced {format_shape(traced)}",
+                            "keep its rank and channels; only batch and spatial sizes may differ")
+        model.validate_shape(shape)
+    if requested:
+        return Verification([traced, *[s for s in requested if s != traced]], [])
+    skipped = []
+    for candidate in _derived(traced):
+        problem = _rejection(model, candidate)
+        if problem is None:
+            return Verification([traced, candidate], skipped)
+        skipped.append(f"{format_shape(candidate)}: {problem}")
+    raise UserError(f"cannot verify the dynamic export at a second shape: PyTorch rejects "
+                    f"{'; '.join(skipped)}",
+                    "name one the model takes with --verify-shape, or export with --static")
+
+
+def _derived(traced: Shape) -> list[Shape]:
+    batch, channels, *spatial = traced
+    return [(batch + 1, channels, *[d + 1 for d in spatial]),
+            (batch + 1, channels, *[d + min(d & -d, _MAX_STEP) for d in spatial]),
+            (batch + 1, channels, *[2 * d for d in spatial])]
+
+
+def _rejection(model: LoadedModel, shape: Shape) -> str | None:
+    """Why PyTorch cannot run ``model`` at ``shape`` (its own rule, or an error), else None."""
+    import torch
+
+    if model.shape_rule and (problem := model.shape_rule(shape)):
+        return problem
+    try:
+        model.forward(torch.zeros(shape))
+    except UserError as exc:
+        return exc.problem.rsplit(": ", 1)[-1]
+    return None
+
+
+def verify_export(model: LoadedModel, path: Path, verification: Verification, *, precision: str,
+                  threads: int | None, modules: dict[str, tuple[str, str]]) -> str:
+    """Run the file at every verification shape and compare with PyTorch; returns the backend
+    that ran it (ort, or onnx-ref for a graph with plugin nodes). Raise
+    ExportVerificationFailed naming the shape, the error, the first diverging node when it can
+    be found, and the fix. ``modules`` maps ONNX value names to the module that computed them."""
+    from deploykit.check import run_check
+    from deploykit.compare import tolerance_for
+
+    tolerance = tolerance_for(precision)
+    report = run_check(model, ["ort"], verification.shapes, tolerance=tolerance, onnx_path=path,
+                       threads=threads)
+    failures = [r for r in report.results if r.skipped is None and not r.metrics.passed]
+    if not failures:
+        return next(iter(report.backends))
+    first = failures[0]
+    shape, traced = first.shape, verification.shapes[0]
+    where = (f"at the traced shape {format_shape(traced)}" if shape == traced else
+             f"at {format_shape(shape)} (it was traced at {format_shape(traced)})")
+    lines = [f"the exported graph of {model.spec} does not compute what PyTorch computes {where}: "
+             f"output {first.output}: {first.metrics.reason}"]
+    culprit = _first_diverging_node(model, path, report, first, tolerance, threads, modules)
+    if culprit:
+        lines.append(f"  first diverging node: {culprit}")
+    if shape != traced:
+        lines.append(f"  the graph is specialised to the traced shape: export with --static (fixed to "
+                     f"{format_shape(traced)}), or change the layer that derives sizes from the input "
+                     "(adaptive pooling to computed sizes, Python ints from x.shape) so it stays symbolic")
+    else:
+        lines.append("  the exporter mistranslated the model: try another --opset, or report the op to deploykit")
+    lines.append(f"  nothing was written to {path.name}; --no-verify writes the graph unverified, "
+                 "for 'deploykit check --localize'")
+    raise ExportVerificationFailed("\n".join(lines))
+
+
+def _first_diverging_node(model, path, report, failure, tolerance, threads, modules) -> str | None:
+    """The node where the graph first leaves PyTorch, compared with a reference traced at the
+    failing shape itself (not specialised to the traced one); or the node ONNX Runtime names
+    when it could not run the graph at all."""
+    from deploykit.localize import localize
+    from deploykit.pipeline import make_inputs
+
+    failed_to_run = re.search(r"running (\w+) node\. Name:'([^']+)'", failure.metrics.reason or "")
+    if failed_to_run:
+        return _node_text(path, failed_to_run.group(2), failed_to_run.group(1), modules)
+    backend = next(iter(report.backends))
+    try:
+        found = localize(model, path, backend, make_inputs(failure.shape, model.seed), tolerance,
+                         threads=threads, reference_at_input_shape=True)
+    except UserError as exc:
+        return f"not found ({first_line(exc)})"
+    if found.node is None:
+        return None
+    return f"{found.node.name} ({found.node.op_type}) from module {found.node.module_text()}"
+
+
+def _node_text(path: Path, name: str, op_type: str, modules: dict[str, tuple[str, str]]) -> str:
+    import onnx
+
+    node = next((n for n in onnx.load(str(path), load_external_data=False).graph.node if n.name == name), None)
+    module = next((modules[o] for o in (node.output if node is not None else []) if o in modules), None)
+    origin = f" from module {module[0] or '<top level>'} ({module[1].rsplit('.', 1)[-1]})" if module else ""
+    return f"{name} ({op_type}){origin}"

@@ -1,0 +1,218 @@
+"""The exit-code contract (deploykit.errors): 0 pass, 1 parity failure only, 2 usage/input/
+environment, 3 deploykit's own bug, 128+N a signal; crashes and signals run the real console
+entry point in a subprocess."""
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+
+from deploykit import supervisor
+from deploykit.cli import main
+from deploykit.errors import EXIT_INTERNAL, EXIT_PARITY, EXIT_USAGE
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def run(*args, **kwargs):
+    return CliRunner().invoke(main, [str(a) for a in args], prog_name="deploykit", **kwargs)
+
+
+def one_error_line(text: str) -> str:
+    lines = [line for line in text.splitlines() if line.strip()]
+    assert len(lines) == 1 and lines[0].startswith("error: "), text
+    assert "Traceback" not in text
+    return lines[0]
+
+
+def deploykit(*args, env=None, timeout=240, **kwargs):
+    """The console script's path: ``python -m deploykit`` supervises the command as ``deploykit`` does."""
+    environment = {**os.environ, "PYTHONPATH": str(ROOT), **(env or {})}
+    return subprocess.run([sys.executable, "-m", "deploykit", *map(str, args)], capture_output=True, text=True,
+                          cwd=ROOT, env=environment, timeout=timeout, **kwargs)
+
+
+def _ours(path: Path) -> bool:
+    """What deploykit puts in TMPDIR or beside an output (torch keeps its own caches in TMPDIR)."""
+    return path.name.startswith(("deploykit-", ".m.onnx."))
+
+
+# --- the one mapping ---------------------------------------------------------------------------
+
+def test_an_internal_error_is_one_line_exit_3_with_the_traceback_saved(monkeypatch, tmp_path):
+    import deploykit.report
+
+    def broken(report, console):
+        raise ZeroDivisionError("deploykit bug")
+
+    monkeypatch.setattr(deploykit.report, "print_check", broken)
+    monkeypatch.setenv("TMPDIR", str(tmp_path))
+    import tempfile
+
+    monkeypatch.setattr(tempfile, "tempdir", None)
+    result = run("check", "pool", "--backends", "torch", "--shape", "1x16x8x8")
+    assert result.exit_code == EXIT_INTERNAL
+    line = one_error_line(result.stderr)
+    assert "internal error in deploykit (ZeroDivisionError)" in line and "please report it" in line
+    saved = Path(line.split("traceback saved to ")[1].split(";")[0])
+    assert saved.parent == tmp_path and "ZeroDivisionError: deploykit bug" in saved.read_text()
+
+
+def test_debug_prints_the_traceback_instead(monkeypatch):
+    import deploykit.report
+
+    monkeypatch.setattr(deploykit.report, "print_check", lambda report, console: 1 / 0)
+    import deploykit.cli
+
+    monkeypatch.setitem(deploykit.cli._DEBUG, "on", False)  # restored after --debug sets it
+    result = run("--debug", "check", "pool", "--backends", "torch", "--shape", "1x16x8x8")
+    assert result.exit_code == EXIT_INTERNAL
+    assert "Traceback" in result.stderr and "ZeroDivisionError" in result.stderr
+
+
+def test_out_of_memory_in_the_model_is_an_environment_error_not_a_shape_problem():
+    result = run("check", "tests.custom_models:out_of_memory", "--shape", "1x4x8x8", "--backends", "torch")
+    assert result.exit_code == EXIT_USAGE
+    line = one_error_line(result.stderr)
+    assert "out of memory" in line and "pass a --shape the module accepts" not in line
+
+
+def test_out_of_memory_in_onnx_runtime_is_not_a_parity_failure(monkeypatch, tmp_path):
+    from deploykit.backends.ort import OrtCpuRunner
+
+    def no_memory(self, prepared):
+        raise Exception("[ONNXRuntimeError] : 6 : RUNTIME_EXCEPTION : Failed to allocate memory for requested "
+                        "buffer of size 7700000000")
+
+    monkeypatch.setattr(OrtCpuRunner, "execute", no_memory)
+    result = run("check", "pool", "--shape", "1x16x8x8")
+    assert result.exit_code == EXIT_USAGE, result.output
+    assert "out of memory" in one_error_line(result.stderr)
+
+
+def test_keyboard_interrupt_is_130(monkeypatch):
+    import deploykit.check
+
+    def interrupted(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(deploykit.check, "run_check", interrupted)
+    result = run("check", "pool", "--backends", "torch", "--shape", "1x16x8x8")
+    assert result.exit_code == 130 and "interrupted" in result.stderr and "Traceback" not in result.output
+
+
+def test_a_parity_failure_is_the_only_exit_1():
+    assert run("check", "pool", "--backends", "torch", "--shape", "1x16x8x8").exit_code == 0
+    failed = run("check", "upsample_conv", "--backends", "ort", "--atol", "0", "--rtol", "0", "--shape", "1x32x8x8")
+    assert failed.exit_code == EXIT_PARITY and "parity FAILED" in failed.output
+
+
+def test_markup_in_user_text_and_third_party_messages_prints_as_text(tmp_path):
+    result = run("check", "tests.custom_models:marked_up", "-p", "channels=3", "--shape", "1x4x8x8",
+                 "--backends", "torch")
+    line = one_error_line(result.stderr)
+    assert result.exit_code == EXIT_USAGE and "[/] expects [bold]channels[/bold] :smile: [link=x]" in line
+    report = tmp_path / "[bold]r[red] :smile:.json"
+    ok = run("check", "tests.custom_models:marked_up", "--shape", "1x4x8x8", "--backends", "torch",
+             "--report", report, "-p", "channels=4")
+    assert ok.exit_code == 0 and "tests.custom_models:marked_up" in ok.output and report.is_file()
+
+
+def test_file_names_that_are_not_utf8(tmp_path):
+    name = os.fsdecode(b"r\xff\xfe.json")
+    report = tmp_path / name
+    result = run("check", "pool", "--backends", "torch", "--shape", "1x16x8x8", "--report", report)
+    assert result.exit_code == 0, result.output
+    assert os.path.exists(os.fsencode(tmp_path) + b"/r\xff\xfe.json")
+    missing = run("check", "pool", "--onnx", tmp_path / os.fsdecode(b"m\xff.onnx"))
+    assert missing.exit_code == EXIT_USAGE and "m\\xff.onnx not found" in one_error_line(missing.stderr)
+
+
+def test_a_deeply_nested_recipe_is_an_input_error(tmp_path):
+    recipe = tmp_path / "deep.toml"
+    recipe.write_text('spec = "pool"\nparams = { a = ' + "[" * 5000 + "]" * 5000 + " }\n")
+    result = run("export", recipe, "-o", tmp_path / "m.onnx")
+    assert result.exit_code == EXIT_USAGE and "nests tables or arrays too deeply" in one_error_line(result.stderr)
+
+
+def test_an_unwritable_output_folder_is_found_before_any_work(monkeypatch):
+    import deploykit.check
+
+    monkeypatch.setattr(deploykit.check, "run_check", lambda *a, **k: pytest.fail("ran before checking outputs"))
+    for path in ("/proc/self/r.json", "/sys/r.json"):
+        result = run("check", "pool", "--report", path)
+        assert result.exit_code == EXIT_USAGE and "cannot write in" in one_error_line(result.stderr)
+
+
+def test_usage_errors_stay_one_line_and_2():
+    assert run("check", "pool", "--nonsense").exit_code == EXIT_USAGE
+    assert run("--help").exit_code == 0
+
+
+# --- the supervised console entry point --------------------------------------------------------
+
+def test_help_and_list_run_in_process_and_commands_are_supervised():
+    assert not supervisor.should_supervise([]) and not supervisor.should_supervise(["--help"])
+    assert not supervisor.should_supervise(["check", "-h"]) and not supervisor.should_supervise(["list"])
+    assert supervisor.should_supervise(["check", "pool"]) and supervisor.should_supervise(["--debug", "export", "x"])
+
+
+def test_list_imports_no_exporter_reference_evaluator_or_tensorrt():
+    code = ("import sys; from click.testing import CliRunner; from deploykit.cli import main;"
+            "r = CliRunner().invoke(main, ['list']); assert r.exit_code == 0, r.output;"
+            "print(sorted(m for m in ('torch.onnx._internal.exporter', 'onnx.reference', 'tensorrt', 'onnxruntime')"
+            " if m in sys.modules))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, cwd=ROOT).stdout
+    assert out.strip() == "[]"
+
+
+@pytest.mark.parametrize("command,stage", [
+    (["export", "tests.custom_crash_models:segfaults_in_export", "--shape", "1x2x4x4"],
+     "the PyTorch exporter"),
+    (["check", "tests.custom_crash_models:segfaults", "--shape", "1x2x4x4", "--backends", "torch"],
+     "the model in PyTorch"),
+])
+def test_a_crash_by_signal_is_one_line_naming_it_and_exit_2(tmp_path, command, stage):
+    if "export" in command:
+        command = [*command, "-o", tmp_path / "m.onnx"]
+    result = deploykit(*command, env={"TMPDIR": str(tmp_path)})
+    assert result.returncode == EXIT_USAGE, result.stderr
+    line = one_error_line(result.stderr)
+    assert "died with SIGSEGV (segmentation fault)" in line and f"in {stage}" in line
+    stack = Path(line.split("its Python stack is saved in ")[1].split(";")[0])
+    assert "string_at" in stack.read_text() and "forward" in stack.read_text()
+    leftovers = [p.name for p in tmp_path.iterdir() if p != stack and _ours(p)]
+    assert leftovers == [], f"the crashed run left {leftovers}"  # no staging folder, no temporary export
+
+
+def test_a_kill_without_a_stack_still_says_so(tmp_path):
+    result = deploykit("check", "tests.custom_crash_models:killed", "--shape", "1x2x4x4", "--backends", "torch",
+                       env={"TMPDIR": str(tmp_path)})
+    assert result.returncode == EXIT_USAGE
+    assert "SIGKILL" in one_error_line(result.stderr) and [p for p in tmp_path.iterdir() if _ours(p)] == []
+
+
+@pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGINT])
+def test_a_signal_mid_export_removes_every_staging_folder(tmp_path, signum):
+    """What timeout and CI send: the export stops, its staging folder beside the output and its
+    work in TMPDIR are removed, and the exit code is 128 + the signal."""
+    out_dir, tmp = tmp_path / "out", tmp_path / "tmp"
+    out_dir.mkdir()
+    tmp.mkdir()
+    process = subprocess.Popen([sys.executable, "-m", "deploykit", "export", "dysample", "-o", str(out_dir / "m.onnx")],
+                               cwd=ROOT, env={**os.environ, "TMPDIR": str(tmp)}, stdout=subprocess.PIPE,
+                               stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + 120
+    while not any(p.name.startswith(".m.onnx.") for p in out_dir.iterdir()):
+        assert process.poll() is None and time.monotonic() < deadline, "the export never started staging"
+        time.sleep(0.05)
+    process.send_signal(signum)
+    _, err = process.communicate(timeout=120)
+    assert process.returncode == 128 + signum, err
+    assert "interrupted" in err and "Traceback" not in err
+    assert list(out_dir.iterdir()) == [] and [p.name for p in tmp.iterdir() if _ours(p)] == []

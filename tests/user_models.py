@@ -1,0 +1,135 @@
+"""Users' own models, loaded through SPEC = tests.user_models:NAME: their own copies of the
+published DySample class (not deploykit's), lookalikes that sample differently, and layers
+that specialise a "dynamic" export to the traced shape.
+"""
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from tests.zoo.published_dysample import published_init_pos, published_sample
+
+
+class PastedDySample(nn.Module):
+    """The published DySample's interface and math, as users paste it into their code."""
+
+    def __init__(self, in_channels, scale=2, style="lp", groups=4, dyscope=False):
+        super().__init__()
+        self.scale = scale
+        self.style = style
+        self.groups = groups
+        if style == "pl":
+            in_channels, out_channels = in_channels // scale**2, 2 * groups
+        else:
+            out_channels = 2 * groups * scale**2
+        self.offset = nn.Conv2d(in_channels, out_channels, 1)
+        nn.init.normal_(self.offset.weight, std=0.1)  # larger than the published 0.001: offsets that matter
+        if dyscope:
+            self.scope = nn.Conv2d(in_channels, out_channels, 1, bias=False)
+            nn.init.normal_(self.scope.weight, std=0.1)
+        self.register_buffer("init_pos", published_init_pos(scale, groups))
+
+    def sample(self, x, offset):
+        return published_sample(x, offset, self.scale, self.groups)
+
+    def forward_lp(self, x):
+        if hasattr(self, "scope"):
+            offset = self.offset(x) * self.scope(x).sigmoid() * 0.5 + self.init_pos
+        else:
+            offset = self.offset(x) * 0.25 + self.init_pos
+        return self.sample(x, offset)
+
+    def forward_pl(self, x):
+        x_ = F.pixel_shuffle(x, self.scale)
+        if hasattr(self, "scope"):
+            offset = F.pixel_unshuffle(self.offset(x_) * self.scope(x_).sigmoid(), self.scale) * 0.5 + self.init_pos
+        else:
+            offset = F.pixel_unshuffle(self.offset(x_), self.scale) * 0.25 + self.init_pos
+        return self.sample(x, offset)
+
+    def forward(self, x):
+        return self.forward_pl(x) if self.style == "pl" else self.forward_lp(x)
+
+
+class LearnedUpsampler(PastedDySample):
+    """The same copy under another name, as a super-resolution library ships it."""
+
+
+class CornerAlignedDySample(PastedDySample):
+    """Looks like DySample, samples differently (align_corners=True, zero padding): not DySample."""
+
+    def sample(self, x, offset):
+        B, _, H, W = offset.shape
+        grid = offset.view(B, 2, -1, H, W)[:, :, :1].mean(2).permute(0, 2, 3, 1) * 0.1
+        up = F.interpolate(x, scale_factor=self.scale, mode="nearest")
+        grid = F.interpolate(grid.permute(0, 3, 1, 2), scale_factor=self.scale).permute(0, 2, 3, 1)
+        return F.grid_sample(up, grid.tanh(), align_corners=True, padding_mode="zeros")
+
+
+class FpnDecoder(nn.Module):
+    """A ResNet-FPN-style decoder: lateral convs, two pasted DySample upsamplers, a head; and a
+    flow warp with its own grid_sample (zero padding) that is not DySample."""
+
+    def __init__(self, channels=16, style="lp", dyscope=False, groups=4, scale=2, warp=False, cls=PastedDySample):
+        super().__init__()
+        self.stem = nn.Conv2d(3, channels, 3, padding=1)
+        self.up1 = cls(channels, scale=scale, style=style, groups=groups, dyscope=dyscope)
+        self.mid = nn.Conv2d(channels, channels, 3, padding=1)
+        self.up2 = cls(channels, scale=scale, style=style, groups=groups, dyscope=dyscope)
+        self.head = nn.Conv2d(channels, 2, 1)
+        self.warp = warp
+        self.flow = nn.Conv2d(2, 2, 3, padding=1)
+
+    def forward(self, x):
+        y = self.up2(self.mid(self.up1(self.stem(x)).relu()))
+        out = self.head(y)
+        if self.warp:  # an unrelated grid_sample: the head's output warped by a predicted flow field
+            grid = self.flow(out).tanh().permute(0, 2, 3, 1)
+            out = out + F.grid_sample(out, grid, padding_mode="zeros", align_corners=False)
+        return out
+
+
+def fpn(style="lp", dyscope=False, groups=4, scale=2, warp=False, channels=16):
+    return FpnDecoder(channels, style, dyscope, groups, scale, warp)
+
+
+def fpn_renamed():
+    return FpnDecoder(cls=LearnedUpsampler)
+
+
+def fpn_lookalike():
+    return FpnDecoder(cls=CornerAlignedDySample)
+
+
+class PyramidPooling(nn.Module):
+    """PSPNet's pooling module with bins derived from the input size (h // k): torch.export
+    bakes the traced size into the pooling, so the "dynamic" graph is right at one shape only."""
+
+    def __init__(self, channels=8, bins=(1, 2, 4)):
+        super().__init__()
+        self.bins = bins
+        self.reduce = nn.ModuleList(nn.Conv2d(channels, channels // 2, 1) for _ in bins)
+        self.fuse = nn.Conv2d(channels + channels // 2 * len(bins), channels, 1)
+
+    def forward(self, x):
+        h, w = x.shape[-2:]
+        pooled = [x]
+        for k, conv in zip(self.bins, self.reduce):
+            p = F.adaptive_max_pool2d(x, (max(h // (8 // k), 1), max(w // (8 // k), 1)))
+            pooled.append(F.interpolate(conv(p), size=(h, w), mode="bilinear", align_corners=False))
+        return self.fuse(torch.cat(pooled, 1))
+
+
+def pyramid_pooling(channels=8):
+    return PyramidPooling(channels)
+
+
+class BranchOnHeight(nn.Module):
+    """Python control flow on a size: torch.export can only trace it at one height."""
+
+    def forward(self, x):
+        return x * 2 if x.shape[2] == 40 else x
+
+
+def branch_on_height():
+    return BranchOnHeight()
