@@ -88,6 +88,24 @@ def _transfers(runner: Runner, inputs: list[np.ndarray], watch, repeats: int) ->
     return float(np.median(to_device)), float(np.median(to_host))
 
 
+def machine_description(threads: int) -> str:
+    """The line every committed benchmark table carries: absolute times hold only for this machine."""
+    import os
+    import platform
+
+    import onnxruntime
+    import torch
+
+    try:
+        with open("/proc/cpuinfo") as cpuinfo:
+            model = next((line.split(":", 1)[1].strip() for line in cpuinfo if line.startswith("model name")),
+                         platform.processor())
+    except OSError:
+        model = platform.processor()
+    return (f"{model}, {os.cpu_count()} cores, {threads} threads; torch {torch.__version__}, "
+            f"onnxruntime {onnxruntime.__version__}")
+
+
 def summarize(times_ms: list[float], batch: int) -> LatencyStats:
     ordered = np.asarray(sorted(times_ms), dtype=np.float64)
     mean = float(ordered.mean())

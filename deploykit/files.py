@@ -175,6 +175,7 @@ def staged_files(path: Path, force: bool = False) -> Iterator[Path]:
 
     path = Path(path)
     ensure_writable(path, force)
+    require_utf8_path(path)
     stage = Path(tempfile.mkdtemp(prefix=f".{path.name}.", dir=path.parent))
     note_scratch(stage)
     try:
@@ -200,6 +201,19 @@ def staged_files(path: Path, force: bool = False) -> Iterator[Path]:
             raise
     finally:
         shutil.rmtree(stage, ignore_errors=True)
+
+
+def require_utf8_path(path: Path) -> None:
+    """ONNX's checker and PyTorch's exporter take paths as UTF-8 text: a name that is not
+    (bytes a file system allows) is refused with the reason, not a TypeError from deep inside."""
+    text = os.path.abspath(path)
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        from deploykit.text import printable
+
+        raise UserError(f"{printable(text)} is not a UTF-8 path, which the ONNX tools cannot open",
+                        "rename it, or choose a path in UTF-8") from None
 
 
 def ensure_folder_writable(folder: Path, force: bool) -> None:

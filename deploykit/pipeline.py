@@ -63,7 +63,7 @@ def validate_onnx_file(path: Path, option: str = "--onnx"):
     the graph (without external weights)."""
     import onnx
 
-    from deploykit.files import note_input
+    from deploykit.files import note_input, require_utf8_path
 
     path = Path(path)
     if path.is_dir():
@@ -72,6 +72,7 @@ def validate_onnx_file(path: Path, option: str = "--onnx"):
         what = "is not a regular file" if path.exists() else "not found"
         raise UserError(f"ONNX file {path} {what}", f"check the {option} path or create it with 'deploykit export'")
     note_input(path)
+    require_utf8_path(path)
     if path.stat().st_size == 0:
         raise UserError(f"{path} is empty (0 bytes), not an ONNX model", "re-export it with 'deploykit export'")
     try:

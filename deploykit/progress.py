@@ -17,13 +17,14 @@ def progress_bar(title: str, quiet: bool = False) -> Iterator[ProgressCallback |
     """Yield a callback for the library to report steps to, or None when there is no terminal."""
     from rich.console import Console
 
-    console = Console(stderr=True)
+    console = Console(stderr=True, emoji=False)
     if quiet or not console.is_terminal:
         yield None
         return
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-    columns = (TextColumn(f"{title}: {{task.description}}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn())
+    columns = (TextColumn(f"{title}: {{task.description}}", markup=False), BarColumn(), MofNCompleteColumn(),
+               TimeElapsedColumn())  # step names hold entry names and parameters: never markup
     with Progress(*columns, console=console, transient=True) as bar:
         task = bar.add_task("starting", total=None)
 

@@ -268,3 +268,21 @@ def test_an_unusable_kernel_cache_is_an_environment_error(tmp_path, cache, fragm
                             timeout=240)
     assert result.returncode == 2 and fragment in result.stderr and "Traceback" not in result.stderr
     assert sorted(p.name for p in tmp_path.iterdir()) == (["file"] if cache != "" else []), "built in the cwd"
+
+
+def test_markup_in_node_names_and_paths_prints_as_text(tmp_path):
+    """Rich markup in a node name, an input path and a finding (MarkupError before)."""
+    x = helper.make_tensor_value_info("input", TensorProto.FLOAT, [1, 4, 4, 4])
+    indices = helper.make_tensor_value_info("indices", TensorProto.INT64, [1, 4, 4, 4])
+    unpool = helper.make_node("MaxUnpool", ["input", "indices"], ["output"], kernel_shape=[2, 2], strides=[2, 2],
+                              name="[/]up[bold]:smile:")
+    path = _save([unpool], [x, indices], [helper.make_tensor_value_info("output", TensorProto.FLOAT, [1, 4, 8, 8])],
+                 tmp_path / "[red]m[bold].onnx")
+    result = run("lint", path, "--target", "trt")
+    assert result.exit_code == 1 and "Traceback" not in result.output, result.output
+    assert "[/]up[bold]:smile:" in result.output
+    clean = _save([helper.make_node("Relu", ["input"], ["output"])], [_identity_input()],
+                  [helper.make_tensor_value_info("output", TensorProto.FLOAT, ["batch", 4, "h", "w"])],
+                  tmp_path / "[i]c[/i].onnx".replace("/", ""))
+    ok = run("lint", clean)
+    assert ok.exit_code == 0 and clean.name in ok.output.replace("\n", ""), ok.output

@@ -13,6 +13,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from deploykit.files import MANIFEST
+
 pytest.importorskip("matplotlib", reason="the HTML report needs matplotlib: pip install -e '.[test]'")
 
 from matplotlib import colormaps  # noqa: E402
@@ -144,7 +146,7 @@ def test_report_is_valid_self_contained_html_with_the_figures_beside_it(real_rep
 
     folder = figures_folder(path)
     assert folder == path.parent / "report_files" and written[0] == path
-    assert sorted(written[1:]) == sorted(folder.iterdir())
+    assert sorted(written[1:]) == sorted(p for p in folder.iterdir() if p.name != MANIFEST)
     assert sorted(p.read_bytes() for p in written[1:]) == sorted(pngs)  # the same figures, as files
     for shape in SHAPES:
         for backend in ("torch", "ort"):
@@ -196,11 +198,14 @@ def test_existing_report_or_figures_refused_without_force(tmp_path, small_report
         write_html_report(path, report, pictures, latency)
     assert not path.exists()
 
-    stale = figures_folder(path) / "stale.png"
-    stale.write_bytes(b"old")
-    written = write_html_report(path, report, pictures, {}, force=True)
-    assert not stale.exists() and all(p.exists() for p in written)
-    assert sorted(figures_folder(path).iterdir()) == sorted(written[1:])
+    mine = figures_folder(path) / "mine.png"  # the user's file, which deploykit did not write
+    mine.write_bytes(b"the user's")
+    previous = {p.name for p in figures_folder(path).iterdir()}
+    written = write_html_report(path, report, pictures, {}, force=True)  # no latency charts this time
+    assert mine.read_bytes() == b"the user's" and all(p.exists() for p in written)
+    assert any(name.startswith("latency_") for name in previous), "the first report drew latency charts"
+    # what deploykit wrote before and not now is removed; the user's file is kept
+    assert sorted(p for p in figures_folder(path).iterdir() if p.name != MANIFEST) == sorted([*written[1:], mine])
     assert [p.name for p in tmp_path.iterdir() if p.name.startswith(".")] == []  # no staging left behind
 
 

@@ -16,7 +16,6 @@ import contextlib
 import io
 import logging
 import os
-import platform
 import sys
 import tempfile
 import warnings
@@ -88,17 +87,9 @@ def markdown(rows: list[dict]) -> str:
     return "\n".join(lines)
 
 
-def _machine(threads: int) -> str:
-    import onnxruntime
-    import torch
-
-    model = next((line.split(":", 1)[1].strip() for line in open("/proc/cpuinfo") if line.startswith("model name")),
-                 platform.processor())
-    return (f"{model}, {os.cpu_count()} cores, {threads} threads; torch {torch.__version__}, "
-            f"onnxruntime {onnxruntime.__version__}")
-
-
 def main(argv: list[str] | None = None) -> None:
+    from deploykit.bench import machine_description
+
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--sizes", type=int, nargs="+", default=[64, 120], help="square input sizes")
     parser.add_argument("--channels", type=int, default=256)
@@ -107,7 +98,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--threads", type=int, default=os.cpu_count() or 1)
     args = parser.parse_args(argv)
     rows = run(args.sizes, args.channels, args.warmup, args.iters, args.threads)
-    print(f"machine: {_machine(args.threads)}")
+    print(f"machine: {machine_description(args.threads)}")
     print(f"command: python -m deploykit.export.maxpool_benchmark {' '.join(argv if argv is not None else sys.argv[1:])}")
     print(markdown(rows))
 

@@ -23,7 +23,8 @@ def run(*args):
 @pytest.mark.parametrize("spec", sorted(SHAPES))
 def test_segnet_exports_for_tensorrt_lints_clean_and_matches_pytorch(spec, tmp_path):
     path, report = tmp_path / "segnet.onnx", tmp_path / "check.json"
-    exported = run("export", spec, "--target", "trt", "--maxpool-impl", "window", "-o", path)
+    exported = run("export", spec, "--target", "trt", "--maxpool-impl", "window", "-o", path,
+                   "--shape", SHAPES[spec][1])
     assert exported.exit_code == 0, exported.output
     proto = onnx.load(str(path))
     assert "ScatterND" in {n.op_type for n in proto.graph.node}
@@ -49,8 +50,10 @@ def test_recipe_default_for_tensorrt_is_the_window_strategy(tmp_path):
 def test_native_indices_are_flagged_with_the_fix(tmp_path):
     path = tmp_path / "native.onnx"
     run("export", "max_unpool", "--maxpool-impl", "native", "-o", path)
-    linted = run("lint", path, "--target", "trt")
-    assert linted.exit_code == 1 and "--maxpool-impl window" in linted.output
+    linted = run("lint", path, "--target", "trt", "--report", tmp_path / "lint.json")
+    assert linted.exit_code == 1, linted.output
+    findings = json.loads((tmp_path / "lint.json").read_text())["findings"]
+    assert any("--maxpool-impl window" in f["fix"] for f in findings), findings
 
 
 def test_unknown_strategy_is_a_usage_error(tmp_path):
