@@ -16,7 +16,8 @@ import numpy as np
 from deploykit.backends import Runner
 from deploykit.errors import BackendRunError, UserError
 from deploykit.progress import ProgressCallback
-from deploykit.pipeline import describe_runners, make_inputs, open_runners, reference_outputs, run_backend
+from deploykit.model_io import case_json
+from deploykit.pipeline import describe_runners, open_runners, reference_outputs, run_backend
 from deploykit.spec import LoadedModel, Shape, format_shape
 
 # trtexec warns when the coefficient of variation passes 10%; CPU timings on a shared
@@ -43,13 +44,13 @@ class LatencyStats:
         return self.p99_ms > UNSTABLE_P99_OVER_P50 * self.p50_ms
 
 
-def measure(runner: Runner, inputs: list[np.ndarray], warmup: int, iters: int,
+def measure(runner: Runner, inputs: dict[str, np.ndarray], warmup: int, iters: int,
             max_seconds: float | None = None) -> LatencyStats:
     """Time ``runner.execute`` alone, ``iters`` times after ``warmup`` untimed runs; with
     ``max_seconds``, warm-up and timing together stop at that budget (at least one timed run),
     and ``stopped_by_time`` says so."""
     try:
-        run_backend(runner, inputs)  # fails clearly here, before any timing, if the backend cannot run
+        run_backend(runner, inputs)  # validates the feed once, and fails clearly before any timing
     except BackendRunError as exc:
         raise UserError(str(exc), "check it first with 'deploykit check'; bench times what runs") from None
     deadline = time.monotonic() + max_seconds if max_seconds is not None else float("inf")
@@ -68,13 +69,13 @@ def measure(runner: Runner, inputs: list[np.ndarray], warmup: int, iters: int,
         watch.start()
         runner.execute(prepared)
         times.append(watch.stop())
-    stats = summarize(times, batch=inputs[0].shape[0])
+    stats = summarize(times, batch=int(np.shape(next(iter(inputs.values())))[0]))
     stats.stopped_by_time = len(times) < iters
     stats.h2d_ms, stats.d2h_ms = _transfers(runner, inputs, watch, repeats=min(iters, 10))
     return stats
 
 
-def _transfers(runner: Runner, inputs: list[np.ndarray], watch, repeats: int) -> tuple[float, float]:
+def _transfers(runner: Runner, inputs: dict[str, np.ndarray], watch, repeats: int) -> tuple[float, float]:
     """Host->device and device->host copy times, measured apart from execution, like trtexec."""
     to_device, to_host = [], []
     for _ in range(repeats):
@@ -130,7 +131,7 @@ class BenchResult:
     skipped: str | None = None
 
     def as_json(self) -> dict:
-        head = {"backend": self.backend, "shape": list(self.shape)}
+        head = {"backend": self.backend, "shape": case_json(self.shape)}
         if self.skipped is not None:
             return {**head, "status": "skipped", "reason": self.skipped}
         return {**head, "status": "measured", **asdict(self.stats), "ratio_to_torch": self.ratio_to_torch,
@@ -167,7 +168,7 @@ def run_bench(model: LoadedModel, backends: list[str], shapes: list[Shape] | Non
         report.backends = describe_runners(runners)
         total, done = len(shapes) * len(runners), 0
         for shape in shapes:
-            inputs = make_inputs(shape, model.seed)
+            inputs = model.feed(shape)
             reference_outputs(model, inputs)  # a shape the module cannot take fails here, clearly
             row = {}
             for name, runner in runners.items():

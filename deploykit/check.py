@@ -6,11 +6,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 from deploykit.compare import Metrics, Tolerance, compare, error_picture, failed
 from deploykit.bench import measure
 from deploykit.errors import BackendRunError, UserError
 from deploykit.progress import ProgressCallback
-from deploykit.pipeline import describe_runners, make_inputs, open_runners, reference_outputs, run_backend
+from deploykit.model_io import case_json
+from deploykit.pipeline import describe_runners, open_runners, reference_outputs, run_backend
 from deploykit.spec import LoadedModel, Shape, format_shape
 
 
@@ -18,12 +21,12 @@ from deploykit.spec import LoadedModel, Shape, format_shape
 class CheckResult:
     backend: str
     shape: Shape
-    output: int
+    output: str | None  # the output's name (deploykit.model_io); None for a skipped backend
     metrics: Metrics | None  # None when the backend was skipped
     skipped: str | None = None  # why the backend could not run here
 
     def as_json(self) -> dict:
-        head = {"backend": self.backend, "shape": list(self.shape), "output": self.output}
+        head = {"backend": self.backend, "shape": case_json(self.shape), "output": self.output}
         if self.skipped is not None:
             return {**head, "status": "skipped", "passed": None, "reason": self.skipped}
         return {**head, "status": "passed" if self.metrics.passed else "failed", **self.metrics.as_json()}
@@ -77,7 +80,7 @@ def run_check(model: LoadedModel, backends: list[str], shapes: list[Shape] | Non
         report.backends = describe_runners(runners)
         total, done = len(shapes) * len(runners), 0
         for shape in shapes:
-            inputs = make_inputs(shape, model.seed)
+            inputs = model.feed(shape)
             references = reference_outputs(model, inputs)
             for name, runner in runners.items():
                 if progress:
@@ -92,7 +95,7 @@ def run_check(model: LoadedModel, backends: list[str], shapes: list[Shape] | Non
                     report.localizations[name] = _localize(model, runner, inputs, tolerance, threads,
                                                            runner_options, precision)
                 done += 1
-            report.results.extend(CheckResult(name, shape, 0, None, skipped=why) for name, why in skipped.items())
+            report.results.extend(CheckResult(name, shape, None, None, skipped=why) for name, why in skipped.items())
         if progress:
             progress(done, total, "done")
     return report
@@ -103,20 +106,22 @@ def _compare_backend(name, runner, shape, inputs, references, tolerance):
     try:
         outputs = run_backend(runner, inputs)
     except BackendRunError as exc:
-        return [CheckResult(name, shape, i, failed(str(exc))) for i in range(len(references))], None
-    if len(outputs) != len(references):
-        reason = f"{name} returned {len(outputs)} outputs, PyTorch returns {len(references)}"
-        return [CheckResult(name, shape, i, failed(reason)) for i in range(len(references))], None
-    return [CheckResult(name, shape, i, compare(ref, out, tolerance))
-            for i, (ref, out) in enumerate(zip(references, outputs))], outputs
+        return [CheckResult(name, shape, output, failed(str(exc))) for output in references], None
+    results = [CheckResult(name, shape, output, compare(ref, outputs[output], tolerance) if output in outputs
+                           else failed(f"{name} has no output {output!r} (it has {', '.join(outputs) or 'none'})"))
+               for output, ref in references.items()]
+    results += [CheckResult(name, shape, output, failed(f"{name} has an output {output!r} that PyTorch does not "
+                                                        f"return (PyTorch: {', '.join(references)})"))
+                for output in outputs if output not in references]
+    return results, outputs
 
 
 def _pictures(name, shape, references, outputs) -> dict:
     pictures = {}
-    for index, (ref, out) in enumerate(zip(references, outputs)):
-        picture = error_picture(ref, out)
+    for output, ref in references.items():
+        picture = error_picture(ref, outputs[output]) if output in outputs else None
         if picture is not None:
-            pictures[(name, shape, index)] = picture
+            pictures[(name, shape, output)] = picture
     return pictures
 
 
@@ -132,4 +137,5 @@ def _localize(model, runner, inputs, tolerance, threads, runner_options, precisi
         return localize(model, Path(path), runner.name, inputs, tolerance, threads=threads,
                         runner_options=runner_options, precision=precision)
     except UserError as exc:
-        return Localization(runner.name, str(path), list(inputs[0].shape), None, error=str(exc))
+        return Localization(runner.name, str(path), list(np.shape(next(iter(inputs.values())))), None,
+                            error=str(exc))

@@ -222,6 +222,13 @@ def model_options(command, spec_required: bool = True):
                      help="State dict to load (torch.load with weights_only=True)."),
         click.option("--seed", type=click.IntRange(0, MAX_SEED), default=0, show_default=True,
                      help="Seeds the initial weights and the test inputs."),
+        click.option("--input-dtype", "input_dtypes", multiple=True, metavar="[NAME=]DTYPE",
+                     help="An input's dtype (repeatable): float32 (default), float16, int64, int32, int8, uint8, bool."),
+        click.option("--val-range", "val_ranges", multiple=True, metavar="[NAME=]LOW,HIGH",
+                     help="Draw an input uniformly in [LOW, HIGH] (repeatable; default N(0, 1) for floats, "
+                          "0..1 for integers); without NAME, every input."),
+        click.option("--inputs", "inputs_file", type=click.Path(path_type=Path), default=None,
+                     help="An .npz of arrays keyed by input name: one more test case, of real data."),
     ]
     for decorator in reversed(decorators):
         command = decorator(command)
@@ -281,16 +288,25 @@ def plugin_option(help_text: str):
     return click.option("--plugin", "plugins", multiple=True, type=click.Path(path_type=Path), help=help_text)
 
 
-def _load(spec, params, weights, seed):
+def _load(spec, params, weights, seed, input_dtypes=(), val_ranges=(), inputs_file=None):
+    """The model, with its inputs' dtypes and ranges, and an --inputs file's case, applied."""
+    from deploykit.model_io import input_specs, load_npz
     from deploykit.spec import parse_assignments, resolve_model
 
-    return resolve_model(spec, parse_assignments(params), weights, seed)
+    model, recipe = resolve_model(spec, parse_assignments(params), weights, seed)
+    model.inputs = input_specs(model.input_names, [*(recipe.input_dtypes if recipe else []), *input_dtypes],
+                               [*(recipe.val_ranges if recipe else []), *val_ranges])
+    if inputs_file is not None:
+        case, arrays = load_npz(inputs_file, model.inputs)
+        model.data_cases[case] = arrays
+    return model, recipe
 
 
-def _shapes(texts):
-    from deploykit.spec import parse_shape
+def _shapes(texts, model):
+    """--shape values: a plain shape for a one-input model, NAME=SHAPE,... for several."""
+    from deploykit.model_io import parse_case
 
-    return [parse_shape(t) for t in texts] or None
+    return [parse_case(t, model.input_names) for t in texts] or None
 
 
 def _export_options(recipe, dysample_impl=None, opset=None, static=False, target=None, trace=None,
@@ -385,22 +401,22 @@ def list_command(name):
 @click.option("--no-verify", is_flag=True,
               help="Write the graph without running it: a dynamic graph is then trusted at shapes it never ran.")
 @fail_cleanly
-def export_command(spec, params, weights, seed, output, opset, static, shapes, target, force, dysample_impl,
-                   maxpool_impl, precision, verify_shapes, no_verify):
+def export_command(spec, params, weights, seed, input_dtypes, val_ranges, inputs_file, output, opset, static,
+                   shapes, target, force, dysample_impl, maxpool_impl, precision, verify_shapes, no_verify):
     """Export SPEC (zoo name, package.module:callable, or recipe .toml) to ONNX."""
     from deploykit.export import describe, export_onnx
 
     _refuse_to_overwrite(output, force)
     if no_verify and verify_shapes:
         raise UserError("--verify-shape and --no-verify contradict each other", "pass one of them")
-    model, recipe = _load(spec, params, weights, seed)
-    trace = _shapes(shapes)
+    model, recipe = _load(spec, params, weights, seed, input_dtypes, val_ranges, inputs_file)
+    trace = _shapes(shapes, model) or (list(model.data_cases)[:1] or None)
     if trace and len(trace) > 1:
         raise UserError("export traces one shape, got several --shape", "pass --shape once")
     options = _export_options(recipe, dysample_impl, opset, static, target, trace[0] if trace else None,
                               maxpool_impl)
     result = export_onnx(model, output, force=force, precision=precision, verify=not no_verify,
-                         verify_shapes=_shapes(verify_shapes), **options)
+                         verify_shapes=_shapes(verify_shapes, model), **options)
     click.echo(describe(result))
     if options["target"] == "trt":  # the file is written either way; the exit code says if TensorRT will take it
         sys.exit(_print_lint(output, "trt", plugins=None, plugin_pending=options["dysample_impl"] == "plugin"))
@@ -473,21 +489,21 @@ def build_command(model, output, fp16, plugins, profiles, timing_cache, workspac
                f"min/opt/max {shapes})")
 
 
-def _run_and_report(run, printer, spec, params, weights, seed, onnx_path, backends, shapes, threads, precision,
-                    report_path, force, dysample_impl, maxpool_impl, engine_path, plugins, quiet, cuda_graph=False,
-                    html_path=None, **specific):
+def _run_and_report(run, printer, spec, params, weights, seed, input_dtypes, val_ranges, inputs_file, onnx_path,
+                    backends, shapes, threads, precision, report_path, force, dysample_impl, maxpool_impl,
+                    engine_path, plugins, quiet, cuda_graph=False, html_path=None, **specific):
     """check and bench alike: load SPEC, run the library over the backends, print, write JSON."""
     from deploykit.backends import parse_backends
     from deploykit.progress import progress_bar
     from deploykit.report import write_json
 
     _check_outputs({"--report": report_path, "--html": html_path},
-                   _inputs(spec, weights, onnx_path, engine_path, plugins), force)
+                   _inputs(spec, weights, onnx_path, engine_path, plugins, **{"--inputs": inputs_file}), force)
     chosen = parse_backends(backends or DEFAULT_BACKENDS)
-    model, recipe = _load(spec, params, weights, seed)
+    model, recipe = _load(spec, params, weights, seed, input_dtypes, val_ranges, inputs_file)
     runner_options = {"engine_path": engine_path, "plugins": list(plugins), "cuda_graph": cuda_graph}
     with progress_bar(run.__name__.removeprefix("run_"), quiet) as progress:
-        report = run(model, chosen, _shapes(shapes), onnx_path=onnx_path, threads=threads, precision=precision,
+        report = run(model, chosen, _shapes(shapes, model), onnx_path=onnx_path, threads=threads, precision=precision,
                      export_options=_export_options(recipe, dysample_impl, maxpool_impl=maxpool_impl),
                      runner_options=runner_options,
                      progress=progress, **specific)

@@ -103,7 +103,7 @@ def _shape_section(figure_class, shape: Shape, latency: dict[str, LatencyStats],
     elif any_latency:
         body.append('<p class="note">No latency was measured at this shape.</p>')
     for (backend, output), picture in pictures.items():
-        stem = f"{_file_safe(backend)}_{format_shape(shape)}_out{output}"
+        stem = f"{_file_safe(backend)}_{format_shape(shape)}_{_file_safe(str(output))}"
         what = f"{backend} {format_shape(shape)} output {output}"
         pair = [_Figure(f"{stem}_heatmap.png", _heatmap_png(figure_class, picture, backend, shape, output),
                         f"{what}: |{backend} - PyTorch| of batch {picture.batch}, channel {picture.channel}"),
@@ -131,7 +131,7 @@ def _png(figure) -> bytes:
     return buffer.getvalue()
 
 
-def _heatmap_png(figure_class, picture: ErrorPicture, backend: str, shape: Shape, output: int) -> bytes:
+def _heatmap_png(figure_class, picture: ErrorPicture, backend: str, shape: Shape, output: str) -> bytes:
     from matplotlib.ticker import MaxNLocator
 
     rows, cols = picture.heatmap.shape
@@ -165,7 +165,7 @@ def _heatmap_png(figure_class, picture: ErrorPicture, backend: str, shape: Shape
     return _png(figure)
 
 
-def _histogram_png(figure_class, picture: ErrorPicture, backend: str, shape: Shape, output: int,
+def _histogram_png(figure_class, picture: ErrorPicture, backend: str, shape: Shape, output: str,
                    atol: float) -> bytes:
     figure = figure_class(figsize=_FIGURE_INCHES, dpi=_DPI, layout="constrained")
     axes = figure.add_subplot()
@@ -290,7 +290,7 @@ def _results_html(report: CheckReport) -> str:
             continue
         m = r.metrics
         verdict = '<span class="pass">pass</span>' if m.passed else f'<span class="fail">FAIL</span> {_esc(m.reason)}'
-        cells = (str(r.output), format_number(m.max_abs), format_number(m.mean_abs), format_number(m.max_rel),
+        cells = (_esc(r.output), format_number(m.max_abs), format_number(m.mean_abs), format_number(m.max_rel),
                  format_number(m.cosine, ".6f"), format_number(m.psnr, ".1f"))
         rows.append(f"<tr>{head}" + "".join(f"<td>{c}</td>" for c in cells) + f'<td class="text">{verdict}</td></tr>')
     return "<table>\n" + "\n".join(rows) + "\n</table>"

@@ -108,7 +108,7 @@ def _summary(m: Metrics) -> str:
     return f"{text}; {m.reason or 'within tolerance'}"
 
 
-def localize(model: LoadedModel, onnx_path: Path, backend: str, inputs: list[np.ndarray], tolerance: Tolerance,
+def localize(model: LoadedModel, onnx_path: Path, backend: str, inputs: dict[str, np.ndarray], tolerance: Tolerance,
              *, threads: int | None = None, runner_options: dict | None = None,
              precision: str = "fp32", reference_at_input_shape: bool = False) -> Localization:
     """Run ``backend`` on ``onnx_path`` with every float intermediate exposed, and find the
@@ -139,7 +139,7 @@ def localize(model: LoadedModel, onnx_path: Path, backend: str, inputs: list[np.
     if plugin and backend in ("ort", "ort-cuda"):
         raise UserError(f"{onnx_path} has deploykit::DySample plugin nodes, which ONNX Runtime cannot run",
                         "localize on the backend that ran the graph: onnx-ref (or trt)")
-    shape = list(inputs[0].shape)
+    shape = list(np.shape(next(iter(inputs.values()))))
     with tempfile.TemporaryDirectory(prefix="deploykit-localize-") as work:
         exposed = _expose(proto, Path(onnx_path), Path(work) / "exposed.onnx")  # (path, output names)
         try:
@@ -189,7 +189,7 @@ def _expose(proto, source: Path, path: Path) -> tuple[Path, list[str]]:
     return path, [o.name for o in exposed.graph.output]
 
 
-def _run(backend: str, path: Path, names: list[str], inputs: list[np.ndarray], threads: int | None, precision: str,
+def _run(backend: str, path: Path, names: list[str], inputs: dict[str, np.ndarray], threads: int | None, precision: str,
          runner_options: dict) -> dict[str, np.ndarray]:
     """Every output of the exposed graph on ``backend``, by name. A prebuilt engine is not
     used: it has the original outputs only, so TensorRT builds one from the exposed graph."""
@@ -200,15 +200,16 @@ def _run(backend: str, path: Path, names: list[str], inputs: list[np.ndarray], t
     cls.check_available()
     options = {k: v for k, v in runner_options.items() if k != "engine_path"}
     runner = cls(RunnerOptions(onnx_path=path, threads=threads, precision=precision,
-                               shapes=[tuple(inputs[0].shape)], **options))
+                               shapes=[tuple(np.shape(a)) for a in inputs.values()][:1], **options))
     with runner:
         outputs = run_backend(runner, inputs)
-    if len(outputs) != len(names):
-        raise BackendRunError(f"backend {backend} returned {len(outputs)} outputs, the graph has {len(names)}")
-    return dict(zip(names, outputs))
+    missing = [name for name in names if name not in outputs]
+    if missing:
+        raise BackendRunError(f"backend {backend} did not return {', '.join(missing[:3])} of the exposed graph")
+    return {name: outputs[name] for name in names}
 
 
-def _pytorch_values(model: LoadedModel, proto, actual: dict[str, np.ndarray], inputs: list[np.ndarray],
+def _pytorch_values(model: LoadedModel, proto, actual: dict[str, np.ndarray], inputs: dict[str, np.ndarray],
                     plugin: bool, at_input_shape: bool) -> dict[str, tuple[np.ndarray, tuple[str, str] | None]]:
     """ONNX value name -> (PyTorch's value, (module path, module class) or None), for the
     values of ``actual`` named after a node of the FX graph that a fresh export, made as the
@@ -216,20 +217,24 @@ def _pytorch_values(model: LoadedModel, proto, actual: dict[str, np.ndarray], in
     import torch
 
     from deploykit.export.onnx_export import dynamic_dims, export_program
-    from deploykit.spec import parse_shape
-
     meta = {p.key: p.value for p in proto.metadata_props}
+    shapes = {name: tuple(np.shape(a)) for name, a in inputs.items()}
+    # several inputs: traced at the inputs' own shapes (the recorded trace is one input's)
+    at_input_shape = at_input_shape or len(shapes) > 1
     dynamic = not at_input_shape and any(d.dim_param for d in proto.graph.input[0].type.tensor_type.shape.dim)
     traced = meta.get("deploykit.traced_shape")
-    trace_shape = _recorded_trace_shape(traced, tuple(inputs[0].shape)) if dynamic and traced \
-        else tuple(inputs[0].shape)
+    trace_shape = _recorded_trace_shape(traced, next(iter(shapes.values()))) if dynamic and traced \
+        else next(iter(shapes.values()))
     # files from before deploykit recorded its DySample strategy used one of these two
     strategy = _recorded_strategy(meta.get("deploykit.dysample_impl")) or ("plugin" if plugin else "standard")
     opset = next((o.version for o in proto.opset_import if o.domain in ("", "ai.onnx")), None)
     if opset is None:
         raise UserError("the ONNX file imports no default-domain opset, so it cannot be exported again alike",
                         "re-export it with 'deploykit export'")
-    example = torch.randn(*trace_shape, generator=torch.Generator().manual_seed(model.seed))
+    if len(shapes) == 1:
+        example = (torch.randn(*trace_shape, generator=torch.Generator().manual_seed(model.seed)),)
+    else:
+        example = tuple(torch.from_numpy(np.array(inputs[name])) for name in model.input_names)
     program, _ = export_program(model, example, dims=(dynamic_dims(len(trace_shape)),) if dynamic else None,
                                 opset=opset, output_names=[o.name for o in proto.graph.output],
                                 dysample_impl=strategy, maxpool_impl=_recorded_maxpool_impl(meta))
@@ -243,10 +248,12 @@ def _pytorch_values(model: LoadedModel, proto, actual: dict[str, np.ndarray], in
             if n.name in values and values[n.name].shape == actual[name].shape}
 
 
-def _run_fx(program, inputs: list[np.ndarray], keep: set[str], spec: str) -> dict[str, np.ndarray]:
+def _run_fx(program, inputs: dict[str, np.ndarray], keep: set[str], spec: str) -> dict[str, np.ndarray]:
     """Run the exported program's FX graph on ``inputs``; the float values of the ``keep`` nodes."""
     import torch
     from torch.export.graph_signature import InputKind
+
+    from deploykit.pipeline import describe_feed
 
     recorded = {}
 
@@ -258,14 +265,14 @@ def _run_fx(program, inputs: list[np.ndarray], keep: set[str], spec: str) -> dic
             return result
 
     state = {**program.state_dict, **program.constants}
-    user = iter([torch.from_numpy(np.array(a, dtype=np.float32)) for a in inputs])
+    user = iter([torch.from_numpy(np.array(a)) for a in inputs.values()])
     args = [next(user) if s.kind == InputKind.USER_INPUT else state[s.target]
             for s in program.graph_signature.input_specs]
     try:
         with torch.no_grad():
             Recorder(program.graph_module).run(*args)
     except Exception as exc:  # whatever an op raises on an input the exported program cannot take
-        shape = "x".join(str(d) for d in inputs[0].shape)
+        shape = describe_feed(inputs)
         raise UserError(f"the exported program of {spec} cannot run at {shape}: {first_line(exc)}",
                         "localize at a shape the model takes") from None
     return recorded

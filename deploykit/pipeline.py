@@ -18,13 +18,15 @@ _PLUGIN_SUBSTITUTES = {"ort": "onnx-ref", "ort-cuda": "onnx-ref"}
 _SUBSTITUTE_WHY = "the graph has deploykit::DySample plugin nodes, which ONNX Runtime cannot run"
 
 
-def make_inputs(shape: Shape, seed: int) -> list[np.ndarray]:
-    """Standard-normal float32 input, a pure function of (seed, shape)."""
-    rng = np.random.default_rng([seed, *shape])
-    return [rng.standard_normal(shape, dtype=np.float32)]
+def make_inputs(shape: Shape, seed: int) -> dict[str, np.ndarray]:
+    """A one-input model's feed: standard-normal float32 ``input``, a pure function of (seed,
+    shape). Models with several inputs, dtypes or ranges draw theirs with ``LoadedModel.feed``."""
+    from deploykit.model_io import SINGLE_INPUT, InputSpec, draw_inputs
+
+    return draw_inputs(shape, seed, {SINGLE_INPUT: InputSpec(SINGLE_INPUT)})
 
 
-def reference_outputs(model: LoadedModel, inputs: list[np.ndarray]) -> list[np.ndarray]:
+def reference_outputs(model: LoadedModel, feed: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
     """PyTorch fp32 eager on the CPU, DySample on its published math: what every backend is
     compared with (so a fused-kernel model is checked against the reference, not itself)."""
     import torch
@@ -32,28 +34,28 @@ def reference_outputs(model: LoadedModel, inputs: list[np.ndarray]) -> list[np.n
     from deploykit.zoo.dysample import dysample_impl
 
     with dysample_impl(model.module, "reference"):
-        outputs = model.forward(*[torch.from_numpy(a.copy()) for a in inputs])
+        outputs = model.forward(*[torch.from_numpy(np.array(feed[name])) for name in model.input_names])
     return tensors_to_numpy(outputs, model.spec)
 
 
-def tensors_to_numpy(outputs, spec: str) -> list[np.ndarray]:
-    """A module's outputs (a tensor, or a tuple or list of them) as NumPy arrays: floating
-    point as float32, integers and booleans as they are (so a dtype change is caught)."""
-    import torch
+def tensors_to_numpy(outputs, spec: str) -> dict[str, np.ndarray]:
+    """A module's outputs (a tensor, tuples, lists, dicts, dataclasses, nested) as NumPy arrays
+    by name (deploykit.model_io): floating point as float32, integers and booleans as they are
+    (so a dtype change is caught)."""
+    from deploykit.model_io import flatten_outputs
 
-    if not isinstance(outputs, (tuple, list)):
-        outputs = [outputs]
-    arrays = []
-    for index, output in enumerate(outputs):
-        if not isinstance(output, torch.Tensor):
-            raise UserError(f"{spec} returns {type(output).__name__} as output {index}, not a tensor",
-                            "deploykit compares models that return a tensor or a tuple of tensors")
+    flat = flatten_outputs(outputs)
+    if not flat:
+        raise UserError(f"{spec} returns {type(outputs).__name__} with no tensor in it",
+                        "deploykit compares models whose outputs hold tensors")
+    arrays = {}
+    for name, output in flat.items():
         output = output.detach().cpu()
         if output.is_floating_point():
             output = output.float()
         elif output.is_complex():
-            raise UserError(f"{spec} returns a complex tensor as output {index}", "return real tensors")
-        arrays.append(output.numpy())
+            raise UserError(f"{spec} returns a complex tensor as output {name}", "return real tensors")
+        arrays[name] = output.numpy()
     return arrays
 
 
@@ -212,16 +214,23 @@ def describe_runners(runners: dict[str, Runner]) -> dict[str, dict]:
     return described
 
 
-def run_backend(runner: Runner, inputs: list[np.ndarray]) -> list[np.ndarray]:
-    """``runner.infer``; a runtime's own failure (a node it rejects, a graph that does not fit)
-    becomes a BackendRunError naming the backend and the shape."""
+def describe_feed(feed: dict[str, np.ndarray]) -> str:
+    """'2x64x37x45' for one input, 'image=1x3x8x8,mask=1x1x8x8' for several."""
+    shapes = {name: "x".join(map(str, np.shape(a))) for name, a in feed.items()}
+    return next(iter(shapes.values())) if len(shapes) == 1 else ",".join(f"{n}={s}" for n, s in shapes.items())
+
+
+def run_backend(runner: Runner, feed: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+    """``runner.validate`` then ``runner.infer``; a runtime's own failure (a node it rejects, a
+    graph that does not fit) becomes a BackendRunError naming the backend and the shape."""
+    runner.validate(feed)
     try:
-        return runner.infer(inputs)
+        return runner.infer(feed)
     except UserError:
         raise
     except Exception as exc:  # ONNX Runtime and onnx.reference raise untyped errors
         if is_out_of_memory(exc):  # the machine, not the backend's arithmetic: never a parity failure
             raise out_of_memory(f"running backend {runner.name} at shape "
-                                f"{'x'.join(str(d) for d in inputs[0].shape)}") from None
-        shape = "x".join(str(d) for d in inputs[0].shape)
+                                f"{describe_feed(feed)}") from None
+        shape = describe_feed(feed)
         raise BackendRunError(f"backend {runner.name} failed at shape {shape}: {first_line(exc)}") from None

@@ -11,7 +11,7 @@ import importlib
 import math
 import re
 import warnings
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -39,7 +39,14 @@ def parse_shape(text: str) -> Shape:
 
 
 def format_shape(shape: Shape) -> str:
-    return "x".join(str(d) for d in shape)
+    """'2x64x37x45'; a test case of several inputs as 'image=1x3x8x8,mask=1x1x8x8'."""
+    from deploykit.model_io import Case
+
+    if isinstance(shape, Case):
+        return str(shape)
+    text = "x".join(str(d) for d in shape)
+    source = getattr(shape, "source", "")  # values from an --inputs file
+    return f"{text} ({source})" if source else text
 
 
 def parse_assignments(pairs: tuple[str, ...] | list[str]) -> dict[str, str]:
@@ -65,33 +72,60 @@ class LoadedModel:
     default_shapes: list[Shape] | None
     shape_rule: Any = None  # callable(shape) -> problem text or None
     seed: int = 0
+    # name -> InputSpec, in forward's order (deploykit.model_io); filled from forward's signature
+    inputs: dict = field(default_factory=dict)
+    data_cases: dict = field(default_factory=dict)  # Case from --inputs FILE -> its arrays by name
+
+    def __post_init__(self):
+        from deploykit.model_io import InputSpec, forward_input_names
+
+        if not self.inputs:
+            self.inputs = {name: InputSpec(name) for name in forward_input_names(self.module)}
+
+    @property
+    def input_names(self) -> list[str]:
+        return list(self.inputs)
 
     def shapes_or_default(self, shapes: list[Shape] | None) -> list[Shape]:
+        """The test cases: the given ones (or the default shapes), then any --inputs file's."""
         if shapes:
             for shape in shapes:
                 self.validate_shape(shape)
-            return list(shapes)
-        if not self.default_shapes:
+            return list(shapes) + list(self.data_cases)
+        if len(self.inputs) > 1 and not self.default_shapes and not self.data_cases:
+            names = ",".join(f"{n}=NxCxHxW" for n in self.inputs)
+            raise UserError(f"{self.spec} takes {len(self.inputs)} inputs ({', '.join(self.inputs)}) and has no "
+                            "default shapes", f"pass --shape {names} (repeatable)")
+        if not self.default_shapes and not self.data_cases:
             raise UserError(f"{self.spec} has no default input shapes", "pass --shape NxCxHxW (repeatable)")
-        return list(self.default_shapes)
+        return list(self.default_shapes or []) + list(self.data_cases)
 
-    def forward(self, x: Any) -> Any:
+    def feed(self, case) -> dict[str, Any]:
+        """The inputs of a test case by name: an --inputs file's arrays, or seeded ones."""
+        from deploykit.model_io import draw_inputs
+
+        return self.data_cases.get(case) or draw_inputs(case, self.seed, self.inputs)
+
+    def forward(self, *tensors: Any) -> Any:
         """Run the module once; a shape it cannot take becomes a UserError, not a traceback."""
         import torch
 
+        shown = ", ".join(format_shape(tuple(t.shape)) for t in tensors)
         try:
             with torch.no_grad():
-                return self.module(x)
+                return self.module(*tensors)
         except UserError:
             raise
         except Exception as exc:  # whatever the user's module raises on an input it cannot take
             if is_out_of_memory(exc):  # the machine's limit, not the shape's fault
-                raise out_of_memory(f"running {self.spec} at {format_shape(tuple(x.shape))}") from None
-            raise UserError(f"{self.spec} cannot take input {format_shape(tuple(x.shape))}: "
+                raise out_of_memory(f"running {self.spec} at {shown}") from None
+            raise UserError(f"{self.spec} cannot take input {shown}: "
                             f"{type(exc).__name__}: {first_line(exc)}", "pass a --shape the module accepts") from None
 
     def validate_shape(self, shape: Shape) -> None:
-        problem = self.shape_rule(shape) if self.shape_rule else None
+        from deploykit.model_io import Case
+
+        problem = self.shape_rule(shape) if self.shape_rule and not isinstance(shape, Case) else None
         if problem:
             raise UserError(f"shape {format_shape(shape)} does not fit {self.spec}: {problem}",
                             "pass a --shape the module can take")
@@ -104,10 +138,15 @@ def resolve_model(spec: str, params: dict[str, str] | None = None, weights: Path
 
     if not is_recipe(spec):
         return load_model(spec, params, weights, seed), None
+    from deploykit.model_io import input_specs, parse_case
+
     recipe = load_recipe(spec)
     model = load_model(recipe.spec, {**recipe.params, **(params or {})}, weights, seed)
+    model.inputs = input_specs(model.input_names, recipe.input_dtypes, recipe.val_ranges)
     if recipe.shapes:
-        model.default_shapes = recipe.shapes
+        model.default_shapes = [parse_case(text, model.input_names) for text in recipe.shapes]
+    if recipe.trace_shape:
+        recipe.trace_shape = parse_case(recipe.trace_shape, model.input_names)
     return model, recipe
 
 

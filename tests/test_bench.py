@@ -58,7 +58,7 @@ class _CountingRunner(Runner):
 def test_measure_times_execute_only_after_warmup():
     runner = _CountingRunner(RunnerOptions())
     runner.activate()
-    stats = measure(runner, [np.zeros((3, 1), np.float32)], warmup=2, iters=5)
+    stats = measure(runner, {"input": np.zeros((3, 1), np.float32)}, warmup=2, iters=5)
     # one untimed end-to-end run first (fails clearly if the backend cannot run), then only execute is timed
     assert runner.calls[:4] == ["prepare", "execute", "fetch", "prepare"]
     assert runner.calls[4:25] == ["start", "execute", "stop"] * 7

@@ -8,23 +8,9 @@ import numpy as np
 import onnx
 import pytest
 import torch
-from click.testing import CliRunner
 from onnx import numpy_helper
 
-from deploykit.cli import main
-
-
-def run(*args):
-    return CliRunner().invoke(main, [str(a) for a in args], prog_name="deploykit")
-
-
-def assert_user_error(result, *fragments):
-    assert result.exit_code == 2, result.output
-    assert "Traceback" not in result.output
-    lines = [line for line in result.stderr.splitlines() if line.strip()]
-    assert len(lines) == 1 and lines[0].startswith("error: "), result.stderr
-    for fragment in fragments:
-        assert fragment in lines[0], lines[0]
+from tests.cli_helpers import assert_user_error, run
 
 
 @pytest.fixture(scope="module")
@@ -304,7 +290,7 @@ def test_check_html_writes_the_report_and_its_figures(exported, tmp_path):
     figures = 2 * 2 * 2 + 2  # (heatmap, histogram) x 2 backends x 2 shapes, and a latency chart per shape
     assert text.startswith("<!DOCTYPE html>") and text.count('src="data:image/png;base64,') == figures
     names = {p.name for p in (tmp_path / "report_files").iterdir()} - {".deploykit-files"}  # minus the manifest
-    assert len(names) == figures and {"latency_1x32x9x7.png", "ort_2x32x5x6_out0_heatmap.png"} <= names
+    assert len(names) == figures and {"latency_1x32x9x7.png", "ort_2x32x5x6_output_heatmap.png"} <= names
     assert run("check", "conv_transpose", "--onnx", bad, "--html", page).exit_code == 2  # never overwritten
 
 

@@ -2,16 +2,11 @@
 checked at three shapes; a specialised dynamic export refused with exit 1 and its fix."""
 
 import pytest
-from click.testing import CliRunner
 
-from deploykit.cli import main
+from tests.cli_helpers import run
 
 FPN = "tests.user_models:fpn"
 SHAPES = ("--shape", "1x3x8x8", "--shape", "2x3x10x14", "--shape", "3x3x13x6")
-
-
-def run(*args):
-    return CliRunner().invoke(main, [str(a) for a in args], prog_name="deploykit")
 
 
 @pytest.mark.parametrize("impl, target, node", [("plugin", "trt", "DySample"), ("gather", "ort", "MatMul")])

@@ -48,8 +48,9 @@ def real_report(tmp_path_factory):
             inputs = make_inputs(shape, model.seed)
             references = reference_outputs(model, inputs)
             for name, runner in runners.items():
-                for i, (ref, out) in enumerate(zip(references, run_backend(runner, inputs))):
-                    pictures[(name, shape, i)] = error_picture(ref, out)
+                outputs = run_backend(runner, inputs)
+                for output, ref in references.items():
+                    pictures[(name, shape, output)] = error_picture(ref, outputs[output])
                 latency[(name, shape)] = measure(runner, inputs, warmup=2, iters=5)
     path = work / "report.html"
     written = write_html_report(path, report, pictures, latency)
@@ -68,11 +69,12 @@ def small_report():
     tolerance = tolerance_for("fp32")
     report = CheckReport(spec="my<model>&co", seed=3, tolerance=tolerance, onnx=None,
                          backends={"torch": {"device": "cpu"}, "ort": {"device": "<cpu>"}})
-    report.results = [CheckResult("torch", shape, 0, compare(ref, ref.copy(), tolerance)),
-                      CheckResult("ort", shape, 0, compare(ref, seam, tolerance)),
-                      CheckResult("ort", (2, 4, 8, 8), 0, failed("backend ort failed: <Resize> rejected")),
-                      CheckResult("trt", shape, 0, None, skipped="no GPU & no TensorRT")]
-    pictures = {("torch", shape, 0): error_picture(ref, ref.copy()), ("ort", shape, 0): error_picture(ref, seam)}
+    report.results = [CheckResult("torch", shape, "output", compare(ref, ref.copy(), tolerance)),
+                      CheckResult("ort", shape, "output", compare(ref, seam, tolerance)),
+                      CheckResult("ort", (2, 4, 8, 8), "output", failed("backend ort failed: <Resize> rejected")),
+                      CheckResult("trt", shape, None, None, skipped="no GPU & no TensorRT")]
+    pictures = {("torch", shape, "output"): error_picture(ref, ref.copy()),
+                ("ort", shape, "output"): error_picture(ref, seam)}
     latency = {("torch", shape): summarize([2.0, 2.2, 2.1], batch=1), ("ort", shape): summarize([1.0, 1.5], batch=1),
                ("ort", (2, 4, 8, 8)): summarize([3.0], batch=2)}  # no torch baseline at that shape
     return report, pictures, latency
@@ -151,7 +153,7 @@ def test_report_is_valid_self_contained_html_with_the_figures_beside_it(real_rep
     for shape in SHAPES:
         for backend in ("torch", "ort"):
             for kind in ("heatmap", "histogram"):
-                assert (folder / f"{backend}_{format_shape(shape)}_out0_{kind}.png").is_file()
+                assert (folder / f"{backend}_{format_shape(shape)}_output_{kind}.png").is_file()
         assert (folder / f"latency_{format_shape(shape)}.png").is_file()
 
     page_text = " ".join(checker.text)
@@ -223,8 +225,8 @@ def test_a_4096_square_output_makes_a_small_figure(tmp_path):
     ref = rng.standard_normal(shape, dtype=np.float32)
     out = ref + rng.uniform(-1e-5, 1e-5, shape).astype(np.float32)  # noise: the worst case for PNG size
     report = CheckReport(spec="big", seed=0, tolerance=tolerance_for("fp32"), onnx=None)
-    written = write_html_report(tmp_path / "r.html", report, {("ort", shape, 0): error_picture(ref, out)}, {})
-    heatmap = figures_folder(tmp_path / "r.html") / "ort_1x1x4096x4096_out0_heatmap.png"
+    written = write_html_report(tmp_path / "r.html", report, {("ort", shape, "output"): error_picture(ref, out)}, {})
+    heatmap = figures_folder(tmp_path / "r.html") / "ort_1x1x4096x4096_output_heatmap.png"
     assert heatmap in written and heatmap.stat().st_size < 1_000_000
     assert written[0].stat().st_size < 2_000_000
 

@@ -3,6 +3,8 @@ published DySample class (not deploykit's), lookalikes that sample differently, 
 that specialise a "dynamic" export to the traced shape.
 """
 
+import dataclasses
+
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -133,3 +135,88 @@ class BranchOnHeight(nn.Module):
 
 def branch_on_height():
     return BranchOnHeight()
+
+
+class SegHeads(nn.Module):
+    """torchvision-style segmentation heads: an OrderedDict of out and aux (and, with extra, a third)."""
+
+    def __init__(self, extra=False):
+        super().__init__()
+        self.body = nn.Conv2d(3, 4, 3, padding=1)
+        self.out = nn.Conv2d(4, 2, 1)
+        self.aux = nn.Conv2d(4, 2, 1)
+        self.extra = extra
+
+    def forward(self, x):
+        from collections import OrderedDict
+
+        features = self.body(x).relu()
+        heads = OrderedDict(out=F.interpolate(self.out(features), scale_factor=2.0, mode="bilinear"),
+                            aux=self.aux(features))
+        if self.extra:
+            heads["edges"] = features.sigmoid()
+        return heads
+
+
+def seg_heads(extra=False):
+    return SegHeads(extra)
+
+
+class Nested(nn.Module):
+    """Detector-style nesting: a tensor, a tuple holding a None, a dict, a Python int."""
+
+    def forward(self, x):
+        return x * 2, (x + 1, None), {"z": x.mean(1, keepdim=True)}, 3
+
+
+def nested():
+    return Nested()
+
+
+@dataclasses.dataclass
+class SegOutput:
+    """A ModelOutput-like dataclass with an optional field left None."""
+
+    logits: torch.Tensor
+    hidden: torch.Tensor | None = None
+    attentions: torch.Tensor | None = None
+
+
+class DataclassOutput(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.head = nn.Conv2d(3, 2, 1)
+
+    def forward(self, x):
+        return SegOutput(logits=self.head(x), hidden=x.relu())
+
+
+def dataclass_output():
+    return DataclassOutput()
+
+
+class GuidedUpsampler(nn.Module):
+    """Two inputs: an image and an integer mask that gates it; returns a dict."""
+
+    def __init__(self):
+        super().__init__()
+        self.conv = nn.Conv2d(3, 4, 3, padding=1)
+
+    def forward(self, image, mask):
+        gated = self.conv(image) * (mask > 0).to(image.dtype)
+        return {"up": F.interpolate(gated, scale_factor=2.0, mode="bilinear"), "count": mask.sum((1, 2, 3)).float()}
+
+
+def guided():
+    return GuidedUpsampler()
+
+
+class LogIntensity(nn.Module):
+    """A log of the input: NaN on N(0, 1) inputs, right on positive ones (--val-range)."""
+
+    def forward(self, x):
+        return torch.log(x) * 2.0
+
+
+def log_intensity():
+    return LogIntensity()

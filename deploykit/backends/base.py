@@ -46,7 +46,7 @@ class RunnerOptions:
 
 
 class Runner(ABC):
-    """A backend that turns a list of input arrays into a list of output arrays."""
+    """A backend that turns a list of input arrays into output arrays by name."""
 
     name: str = "runner"
     needs_onnx: bool = False
@@ -88,10 +88,15 @@ class Runner(ABC):
     def __exit__(self, *exc: object) -> None:
         self.deactivate()
 
-    def infer(self, inputs: list[np.ndarray]) -> list[np.ndarray]:
+    def infer(self, feed: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        """Inputs by name in, outputs by name out (Polygraphy's ``infer(feed_dict)``); call
+        ``validate`` once first: ``prepare`` does no checking, so ``bench`` times copies only."""
         if not self.active:
             raise RuntimeError(f"runner {self.name} used before activate()")
-        return self.fetch(self.execute(self.prepare(inputs)))
+        return self.fetch(self.execute(self.prepare(feed)))
+
+    def validate(self, feed: dict[str, np.ndarray]) -> None:
+        """Refuse a feed this backend cannot take (names, dtypes, fixed dims) with a UserError."""
 
     def stopwatch(self) -> Stopwatch:
         """The clock ``bench`` uses around ``execute``; GPU runners return a CUDA-event one."""
@@ -104,25 +109,36 @@ class Runner(ABC):
         """Drop the session; override when there is more to free."""
 
     @abstractmethod
-    def prepare(self, inputs: list[np.ndarray]) -> Any: ...
+    def prepare(self, feed: dict[str, np.ndarray]) -> Any: ...
 
     @abstractmethod
     def execute(self, prepared: Any) -> Any: ...
 
     @abstractmethod
-    def fetch(self, outputs: Any) -> list[np.ndarray]: ...
+    def fetch(self, outputs: Any) -> dict[str, np.ndarray]:
+        """Device -> host, by output name (deploykit.model_io's names for PyTorch, the graph's
+        output names for ONNX backends, which export made the same)."""
 
     @abstractmethod
     def describe(self) -> dict[str, Any]:
         """Device, provider, threads: printed with results so numbers can be reproduced."""
 
 
-def check_fixed_dims(source, names: list[str], dims: list[list], inputs: list[np.ndarray]) -> None:
-    """Refuse inputs that a graph's fixed (static) dims cannot take, naming the graph's shape."""
-    if len(inputs) != len(names):
-        raise UserError(f"{source} takes {len(names)} inputs, given {len(inputs)}",
+def check_feed(source, names: list[str], dims: list[list], feed: dict[str, np.ndarray],
+               dtypes: list | None = None) -> None:
+    """Refuse a feed whose names, dtype kinds (float, integer, bool) or shapes a graph's inputs
+    and fixed (static) dims cannot take, naming the graph's side."""
+    if set(feed) != set(names):
+        raise UserError(f"{source} takes inputs {', '.join(names)}; given {', '.join(feed) or 'none'}",
                         "check that --onnx was exported from the same SPEC")
-    for name, wanted, array in zip(names, dims, inputs):
+    for index, name in enumerate(names):
+        array = feed[name]
+        if dtypes is not None and np.dtype(dtypes[index]).kind != array.dtype.kind \
+                and {np.dtype(dtypes[index]).kind, array.dtype.kind} - {"i", "u"}:
+            raise UserError(f"{source} input {name!r} is {np.dtype(dtypes[index]).name}, given {array.dtype.name}",
+                            f"pass --input-dtype {name}={np.dtype(dtypes[index]).name}")
+    for name, wanted in zip(names, dims):
+        array = feed[name]
         fixed = [d if isinstance(d, int) and d > 0 else None for d in wanted]
         if len(fixed) != array.ndim or any(f is not None and f != s for f, s in zip(fixed, array.shape)):
             text = "x".join(str(f) if f is not None else "?" for f in fixed)

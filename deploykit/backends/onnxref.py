@@ -10,7 +10,7 @@ from typing import Any
 
 import numpy as np
 
-from deploykit.backends.base import Runner, check_fixed_dims
+from deploykit.backends.base import Runner, check_feed
 from deploykit.errors import UserError
 
 
@@ -29,24 +29,28 @@ class OnnxReferenceRunner(Runner):
         self.evaluator = ReferenceEvaluator(str(self.options.onnx_path), new_ops=[DySample, GridSample])
         graph_inputs = self.evaluator.proto_.graph.input
         self.input_names = [v.name for v in graph_inputs]
+        self.output_names = list(self.evaluator.output_names)
         self.input_dims = [[d.dim_value or d.dim_param for d in v.type.tensor_type.shape.dim] for v in graph_inputs]
-        self.input_dtypes = [np.float16 if v.type.tensor_type.elem_type == onnx.TensorProto.FLOAT16 else np.float32
-                             for v in graph_inputs]
+        self.input_dtypes = [onnx.helper.tensor_dtype_to_np_dtype(v.type.tensor_type.elem_type) for v in graph_inputs]
 
     def _deactivate(self) -> None:
         del self.evaluator
 
-    def prepare(self, inputs: list[np.ndarray]) -> dict[str, np.ndarray]:
-        check_fixed_dims(self.options.onnx_path, self.input_names, self.input_dims, inputs)
-        return {name: np.ascontiguousarray(a, dtype=dtype)
-                for name, dtype, a in zip(self.input_names, self.input_dtypes, inputs)}
+    def validate(self, feed: dict[str, np.ndarray]) -> None:
+        check_feed(self.options.onnx_path, self.input_names, self.input_dims, feed, self.input_dtypes)
+
+    def prepare(self, feed: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        return {name: np.ascontiguousarray(feed[name], dtype=dtype)
+                for name, dtype in zip(self.input_names, self.input_dtypes)}
 
     def execute(self, prepared: dict[str, np.ndarray]) -> list[np.ndarray]:
         return self.evaluator.run(None, prepared)
 
-    def fetch(self, outputs: list) -> list:
-        """As OrtCpuRunner.fetch: floats as float32, anything that is not a tensor as it is."""
-        return [o.astype(np.float32) if isinstance(o, np.ndarray) and o.dtype.kind == "f" else o for o in outputs]
+    def fetch(self, outputs: list) -> dict[str, Any]:
+        """As OrtCpuRunner.fetch: by output name, floats as float32, anything else as it is."""
+        from deploykit.backends.ort import host_outputs
+
+        return dict(zip(self.output_names, host_outputs(outputs)))
 
     def describe(self) -> dict[str, Any]:
         import onnx

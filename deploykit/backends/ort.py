@@ -7,8 +7,19 @@ from typing import Any
 
 import numpy as np
 
-from deploykit.backends.base import Runner, check_fixed_dims
+from deploykit.backends.base import Runner, check_feed
 from deploykit.errors import BackendUnavailable, UserError, first_line
+
+
+# ONNX Runtime's input type names -> what deploykit feeds
+_ORT_TYPES = {"tensor(float)": np.float32, "tensor(float16)": np.float16, "tensor(double)": np.float64,
+              "tensor(int64)": np.int64, "tensor(int32)": np.int32, "tensor(int8)": np.int8,
+              "tensor(uint8)": np.uint8, "tensor(bool)": np.bool_}
+
+
+def host_outputs(outputs: list) -> list:
+    """Floating-point arrays as float32, anything else (integers, sequences, maps) as it is."""
+    return [o.astype(np.float32) if isinstance(o, np.ndarray) and o.dtype.kind == "f" else o for o in outputs]
 
 
 class OrtCpuRunner(Runner):
@@ -57,25 +68,27 @@ class OrtCpuRunner(Runner):
                 f"({self.provider} could not start)", "check the CUDA/TensorRT libraries, or use --backends ort")
         self.input_names = [i.name for i in self.session.get_inputs()]
         self.input_dims = [i.shape for i in self.session.get_inputs()]
-        self.input_dtypes = [np.float16 if i.type == "tensor(float16)" else np.float32
-                             for i in self.session.get_inputs()]
+        self.input_dtypes = [_ORT_TYPES.get(i.type, np.float32) for i in self.session.get_inputs()]
         self.output_types = [o.type for o in self.session.get_outputs()]
+        self.output_names = [o.name for o in self.session.get_outputs()]
 
     def _deactivate(self) -> None:
         del self.session
 
-    def prepare(self, inputs: list[np.ndarray]) -> dict[str, np.ndarray]:
-        check_fixed_dims(self.options.onnx_path, self.input_names, self.input_dims, inputs)
-        return {name: np.ascontiguousarray(a, dtype=dtype)
-                for name, dtype, a in zip(self.input_names, self.input_dtypes, inputs)}
+    def validate(self, feed: dict[str, np.ndarray]) -> None:
+        check_feed(self.options.onnx_path, self.input_names, self.input_dims, feed, self.input_dtypes)
+
+    def prepare(self, feed: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        return {name: np.ascontiguousarray(feed[name], dtype=dtype)
+                for name, dtype in zip(self.input_names, self.input_dtypes)}
 
     def execute(self, prepared: dict[str, np.ndarray]) -> list[np.ndarray]:
         return self.session.run(None, prepared, self.run_options)
 
-    def fetch(self, outputs: list) -> list:
-        """Tensors as float32 (fp16 graphs too) or their own integer dtype; a sequence or map
-        output stays what it is, for compare to refuse (never stacked into a tensor)."""
-        return [o.astype(np.float32) if isinstance(o, np.ndarray) and o.dtype.kind == "f" else o for o in outputs]
+    def fetch(self, outputs: list) -> dict[str, Any]:
+        """By the graph's output names: tensors as float32 (fp16 graphs too) or their own integer
+        dtype; a sequence or map output stays what it is, for compare to refuse (never stacked)."""
+        return dict(zip(self.output_names, host_outputs(outputs)))
 
     def describe(self) -> dict[str, Any]:
         import onnxruntime as ort

@@ -33,10 +33,21 @@ class TorchRunner(Runner):
     def _deactivate(self) -> None:
         del self.module
 
-    def prepare(self, inputs: list[np.ndarray]) -> list[Any]:
+    def validate(self, feed: dict[str, np.ndarray]) -> None:
+        from deploykit.errors import UserError
+
+        names = self.options.model.input_names
+        if set(feed) != set(names):
+            raise UserError(f"{self.options.model.spec} takes inputs {', '.join(names)}; given {', '.join(feed)}",
+                            "name each input as forward does")
+
+    def prepare(self, feed: dict[str, np.ndarray]) -> list[Any]:
+        """Tensors in forward's order; floats in the runner's precision, integers as they are."""
         import torch
 
-        return [torch.from_numpy(np.ascontiguousarray(a)).to(self.device, self.dtype) for a in inputs]
+        tensors = [torch.from_numpy(np.ascontiguousarray(feed[name])).to(self.device)
+                   for name in self.options.model.input_names]
+        return [t.to(self.dtype) if t.is_floating_point() else t for t in tensors]
 
     def execute(self, prepared: list[Any]) -> Any:
         import torch
@@ -44,7 +55,7 @@ class TorchRunner(Runner):
         with torch.inference_mode():
             return self.module(*prepared)
 
-    def fetch(self, outputs: Any) -> list[np.ndarray]:
+    def fetch(self, outputs: Any) -> dict[str, np.ndarray]:
         from deploykit.pipeline import tensors_to_numpy
 
         return tensors_to_numpy(outputs, self.options.model.spec)

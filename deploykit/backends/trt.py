@@ -225,16 +225,31 @@ def _profiles_from_graph(network, onnx_path: Path) -> dict[str, Profile]:
     import onnx
 
     metadata = {p.key: p.value for p in onnx.load(str(onnx_path), load_external_data=False).metadata_props}
-    traced = metadata.get("deploykit.traced_shape")
+    traced = traced_case_by_input(metadata.get("deploykit.traced_shape") or "",
+                              [network.get_input(i).name for i in range(network.num_inputs)])
     profiles = {}
     for i in range(network.num_inputs):
         tensor = network.get_input(i)
         dims = tuple(tensor.shape)
         if all(d > 0 for d in dims):
             profiles[tensor.name] = Profile(dims, dims, dims)
-        elif traced and network.num_inputs == 1:
-            profiles[tensor.name] = default_profile(tuple(int(d) for d in traced.split("x")))
+        elif tensor.name in traced:
+            profiles[tensor.name] = default_profile(traced[tensor.name])
     return profiles
+
+
+def traced_case_by_input(text: str, names: list[str]) -> dict[str, tuple[int, ...]]:
+    """The recorded traced case by input: '2x64x37x45' is the one input's, 'a=...,b=...' names
+    each (deploykit.model_io); unreadable metadata gives no defaults (--shapes then)."""
+    from deploykit.model_io import parse_case
+
+    try:
+        case = parse_case(text, names) if text else None
+    except UserError:
+        return {}
+    if case is None:
+        return {}
+    return dict(case) if len(names) > 1 else {names[0]: tuple(case)}
 
 
 def parse_profile(text: str) -> tuple[str, Profile]:
@@ -326,17 +341,20 @@ class TrtRunner(Runner):
                             "keep the engine's inputs and outputs float32 or float16")
         return getattr(self._torch, _TORCH_DTYPES[kind])
 
-    def prepare(self, inputs: list[np.ndarray]) -> dict[str, Any]:
-        with self._torch.cuda.stream(self.stream):
-            return self._prepare(inputs)
-
-    def _prepare(self, inputs: list[np.ndarray]) -> dict[str, Any]:
-        torch = self._torch
-        if len(inputs) != len(self.inputs):
-            raise UserError(f"the engine takes {len(self.inputs)} inputs, given {len(inputs)}",
+    def validate(self, feed: dict[str, np.ndarray]) -> None:
+        if set(feed) != set(self.inputs):
+            raise UserError(f"the engine takes inputs {', '.join(self.inputs)}, given {', '.join(feed)}",
                             "check that the engine was built from this SPEC")
+
+    def prepare(self, feed: dict[str, np.ndarray]) -> dict[str, Any]:
+        with self._torch.cuda.stream(self.stream):
+            return self._prepare(feed)
+
+    def _prepare(self, feed: dict[str, np.ndarray]) -> dict[str, Any]:
+        torch = self._torch
         buffers = {}
-        for name, array in zip(self.inputs, inputs):
+        for name in self.inputs:
+            array = feed[name]
             tensor = torch.from_numpy(np.ascontiguousarray(array)).to("cuda", self._dtype(name))
             if not self.context.set_input_shape(name, tuple(tensor.shape)):
                 raise UserError(f"shape {'x'.join(map(str, tensor.shape))} is outside the engine's profile "
@@ -383,9 +401,10 @@ class TrtRunner(Runner):
         with torch.cuda.stream(self.stream):
             self._graphs[key].replay()
 
-    def fetch(self, outputs: list[Any]) -> list[np.ndarray]:
+    def fetch(self, outputs: list[Any]) -> dict[str, np.ndarray]:
+        """By the engine's output tensor names (the ONNX output names)."""
         with self._torch.cuda.stream(self.stream):
-            return [o.float().cpu().numpy() for o in outputs]
+            return {name: o.float().cpu().numpy() for name, o in zip(self.outputs, outputs)}
 
     def stopwatch(self):
         from deploykit.backends.torch import CudaEventStopwatch

@@ -27,6 +27,7 @@ from deploykit.export.dysample import (DEFAULT_DYSAMPLE_IMPL, DYSAMPLE_IMPLS, NE
                                        converted_for_export, find_layers)
 from deploykit.export.maxpool_indices import DEFAULT_MAXPOOL_IMPL, MAXPOOL_IMPLS
 from deploykit.files import staged_files
+from deploykit.model_io import flatten_outputs
 from deploykit.spec import LoadedModel, Shape, format_shape
 
 DEFAULT_OPSET = 17
@@ -76,11 +77,11 @@ def export_onnx(model: LoadedModel, path: Path, *, opset: int | None = None, dyn
     (Resize antialias needs 18); an explicit opset is honoured or the export fails.
     ``dysample_impl=None`` takes the target's default; an explicit strategy that needs a
     DySample layer fails when none was converted; ``maxpool_impl=None`` likewise takes the
-    target's way of exporting max-pool indices (deploykit.export.maxpool_indices). ``verify`` runs the graph at the traced shape
-    and (dynamic exports) at ``verify_shapes`` or a derived shape (deploykit.export.verify).
+    target's way of exporting max-pool indices (deploykit.export.maxpool_indices). ``verify``
+    runs the graph at the traced shape and (dynamic exports) at ``verify_shapes`` or a derived
+    shape (deploykit.export.verify).
     """
     import onnx
-    import torch
 
     from deploykit.export.dysample import check_graph, metadata
     from deploykit.export.verify import verification_shapes, verify_export
@@ -101,9 +102,11 @@ def export_onnx(model: LoadedModel, path: Path, *, opset: int | None = None, dyn
         raise UserError(f"unknown precision {precision!r}", "use fp32 or fp16")
     shape = trace_shape or _trace_shape(model)
     model.validate_shape(shape)
-    example = torch.randn(*shape, generator=torch.Generator().manual_seed(model.seed))
-    output_names = _output_names(model.forward(example))
-    dims = (dynamic_dims(len(shape)),) if dynamic else None
+    example = example_inputs(model, shape)
+    output_names = list(flatten_outputs(model.forward(*example)))
+    if not output_names:
+        raise UserError(f"{model.spec} returns no tensor", "export a module whose forward returns tensors")
+    dims = dynamic_shapes(model, shape) if dynamic else None
     verification = verification_shapes(model, shape, dynamic, verify_shapes) if verify else None
     if verification:
         _require_verifier()
@@ -115,7 +118,7 @@ def export_onnx(model: LoadedModel, path: Path, *, opset: int | None = None, dyn
     reference = model
     if precision == "fp16":  # a half copy: the caller's model stays fp32
         model = dataclasses.replace(model, module=copy.deepcopy(model.module).half())
-        example = example.half()
+        example = tuple(t.half() if t.is_floating_point() else t for t in example)
 
     with staged_files(Path(path), force) as staged:
         program, conversion = export_program(model, example, dims=dims, opset=opset or DEFAULT_OPSET,
@@ -179,18 +182,40 @@ def _no_layer_problem(model: LoadedModel, strategy: str, lookalikes) -> str:
     return f"--dysample-impl {strategy}: {model.spec} has no DySample layer (a module with sample(x, offset), scale, groups)"
 
 
+def example_inputs(model: LoadedModel, case) -> tuple:
+    """The tensors export traces with, in forward's order: one float input is drawn as deploykit
+    always has (N(0, 1) seeded by the model's seed); several from their specs, like check's."""
+    import torch
+
+    from deploykit.model_io import InputSpec
+
+    if len(model.inputs) == 1 and next(iter(model.inputs.values())) == InputSpec(model.input_names[0]):
+        return (torch.randn(*case, generator=torch.Generator().manual_seed(model.seed)),)
+    return tuple(torch.from_numpy(array) for array in model.feed(case).values())
+
+
+def dynamic_shapes(model: LoadedModel, case) -> tuple:
+    """Per input, its symbolic dims (batch and spatial): one input's are named batch, height,
+    width; with several, each is prefixed with its input's name (their sizes may differ)."""
+    from deploykit.model_io import case_shapes
+
+    shapes = case_shapes(case, model.input_names)
+    if len(shapes) == 1:
+        return (dynamic_dims(len(next(iter(shapes.values())))),)
+    return tuple({axis: f"{name}_{label}" for axis, label in dynamic_dims(len(shape)).items()}
+                 for name, shape in shapes.items())
+
+
 def _trace_shape(model: LoadedModel) -> Shape:
     """Trace at batch 2 with odd, non-square sizes: size 1 and equal sizes invite specialisation."""
     return preferred_trace_shape(model.shapes_or_default(None))
 
 
 def preferred_trace_shape(shapes: list[Shape]) -> Shape:
-    return max(shapes, key=lambda s: (s[0] > 1, s[0] == 2))
+    from deploykit.model_io import batch_of
 
-
-def _output_names(outputs) -> list[str]:
-    count = len(outputs) if isinstance(outputs, (tuple, list)) else 1
-    return ["output"] if count == 1 else [f"output_{i}" for i in range(count)]
+    seeded = [s for s in shapes if not getattr(s, "source", "")] or shapes  # not an --inputs file's
+    return max(seeded, key=lambda s: (batch_of(s) > 1, batch_of(s) == 2))
 
 
 def export_program(model: LoadedModel, example, *, dims, opset: int, output_names: list[str], dysample_impl: str,
@@ -206,9 +231,36 @@ def export_program(model: LoadedModel, example, *, dims, opset: int, output_name
         layers, _ = find_layers(model.module)
     conversion = Conversion(dysample_impl, list(layers))
     table = {**(translation_table(dysample_impl) or {}), **maxpool_table(maxpool_impl)} or None
-    with converted_for_export(model.module, conversion.layers, conversion):
+    with converted_for_export(model.module, conversion.layers, conversion), _flat_outputs(model.module):
         program = _run_exporter(model, example, dims, opset, output_names, table)
     return program, conversion
+
+
+@contextlib.contextmanager
+def _flat_outputs(module):
+    """Within the block the module returns its outputs as one flat tuple, in the order and under
+    the names of ``deploykit.model_io.flatten_outputs`` (dicts, dataclasses, nested tuples and
+    None entries are not all things the exporter can flatten, nor name)."""
+    import functools
+
+    previous = vars(module).get("forward", _NO_FORWARD)
+    original = module.forward
+
+    @functools.wraps(original)
+    def forward(*args, **kwargs):
+        return tuple(flatten_outputs(original(*args, **kwargs)).values())
+
+    object.__setattr__(module, "forward", forward)
+    try:
+        yield
+    finally:
+        if previous is _NO_FORWARD:
+            vars(module).pop("forward", None)
+        else:
+            object.__setattr__(module, "forward", previous)
+
+
+_NO_FORWARD = object()
 
 
 METADATA_MAXPOOL_IMPL = "deploykit.maxpool_impl"
@@ -231,8 +283,8 @@ def _run_exporter(model: LoadedModel, example, dims, opset: int, output_names: l
                 contextlib.redirect_stderr(captured), _quiet_loggers():
             warnings.simplefilter("ignore")
             return torch.onnx.export(
-                model.module, (example,), dynamo=True, opset_version=opset, dynamic_shapes=dims,
-                input_names=["input"], output_names=output_names, verbose=False, optimize=True,
+                model.module, tuple(example), dynamo=True, opset_version=opset, dynamic_shapes=dims,
+                input_names=model.input_names, output_names=output_names, verbose=False, optimize=True,
                 custom_translation_table=table,
             )
     except Exception as exc:  # the exporter raises many types; all mean "could not export"

@@ -12,11 +12,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from deploykit.errors import UserError, first_line
-from deploykit.spec import Shape, parse_shape
 
 MAX_RECIPE_BYTES = 1 << 20
 _TOP_KEYS = {"description", "spec", "params", "export"}
-_EXPORT_KEYS = {"opset", "target", "static", "trace_shape", "shapes", "dysample_impl", "maxpool_impl"}
+_EXPORT_KEYS = {"opset", "target", "static", "trace_shape", "shapes", "dysample_impl", "maxpool_impl",
+                "input_dtypes", "val_ranges"}
 
 
 @dataclass
@@ -28,8 +28,12 @@ class Recipe:
     opset: int | None = None
     target: str | None = None
     static: bool = False
-    trace_shape: Shape | None = None
-    shapes: list[Shape] = field(default_factory=list)
+    # shapes as written ("2x64x37x45", or "image=...,mask=..." for several inputs): resolve_model
+    # reads them against the model's inputs
+    trace_shape: str | None = None
+    shapes: list[str] = field(default_factory=list)
+    input_dtypes: list[str] = field(default_factory=list)  # as --input-dtype, before the command line's
+    val_ranges: list[str] = field(default_factory=list)  # as --val-range, likewise
     dysample_impl: str | None = None  # None: the exporter's default for the target
     maxpool_impl: str | None = None  # likewise
 
@@ -78,8 +82,10 @@ def load_recipe(path: Path | str) -> Recipe:
         opset=export.get("opset"),
         target=export.get("target"),
         static=export.get("static", False),
-        trace_shape=parse_shape(export["trace_shape"]) if "trace_shape" in export else None,
-        shapes=[parse_shape(s) for s in export.get("shapes", [])],
+        trace_shape=export.get("trace_shape"),
+        shapes=list(export.get("shapes", [])),
+        input_dtypes=list(export.get("input_dtypes", [])),
+        val_ranges=list(export.get("val_ranges", [])),
         dysample_impl=export.get("dysample_impl"),
         maxpool_impl=export.get("maxpool_impl"),
     )
@@ -95,6 +101,8 @@ _TYPES = {  # key -> (accepted type, how to write it)
     "export.static": (bool, "true or false"),
     "export.trace_shape": (str, 'a shape string, e.g. "2x64x37x45"'),
     "export.shapes": (list, 'a list of shape strings, e.g. ["1x64x32x32"]'),
+    "export.input_dtypes": (list, 'a list of "NAME=DTYPE" strings, e.g. ["mask=int64"]'),
+    "export.val_ranges": (list, 'a list of "[NAME=]LOW,HIGH" strings, e.g. ["image=0,1"]'),
     "export.dysample_impl": (str, '"auto", "standard", "gather", "roialign" or "plugin"'),
     "export.maxpool_impl": (str, '"native" or "window"'),
 }
@@ -106,9 +114,10 @@ def _check_types(path: Path, data: dict, export: dict) -> None:
         kind, how = _TYPES[key]
         if not isinstance(value, kind) or (kind is int and isinstance(value, bool)):
             raise UserError(f"recipe {path}: {key} = {value!r} has the wrong type", f"write it as {how}")
-    for shape in export.get("shapes", []):
-        if not isinstance(shape, str):
-            raise UserError(f"recipe {path}: export.shapes holds {shape!r}", "write each shape as a string")
+    for key in ("shapes", "input_dtypes", "val_ranges"):
+        for item in export.get(key, []):
+            if not isinstance(item, str):
+                raise UserError(f"recipe {path}: export.{key} holds {item!r}", "write each entry as a string")
     for key, value in data.get("params", {}).items():
         if isinstance(value, (dict, list)):
             raise UserError(f"recipe {path}: params.{key} = {value!r} is not a single value",

@@ -52,9 +52,9 @@ def verification_shapes(model: LoadedModel, traced: Shape, dynamic: bool,
                             "drop --verify-shape, or export with dynamic shapes")
         return Verification([traced], [])
     for shape in requested or []:
-        if len(shape) != len(traced) or shape[1] != traced[1]:
+        if not _fits(shape, traced, model.input_names):
             raise UserError(f"--verify-shape {format_shape(shape)} does not fit the traced {format_shape(traced)}",
-                            "keep its rank and channels; only batch and spatial sizes may differ")
+                            "keep its inputs, ranks and channels; only batch and spatial sizes may differ")
         model.validate_shape(shape)
     if requested:
         return Verification([traced, *[s for s in requested if s != traced]], [])
@@ -69,21 +69,40 @@ def verification_shapes(model: LoadedModel, traced: Shape, dynamic: bool,
                     "name one the model takes with --verify-shape, or export with --static")
 
 
-def _derived(traced: Shape) -> list[Shape]:
-    batch, channels, *spatial = traced
-    return [(batch + 1, channels, *[d + 1 for d in spatial]),
-            (batch + 1, channels, *[d + min(d & -d, _MAX_STEP) for d in spatial]),
-            (batch + 1, channels, *[2 * d for d in spatial])]
+def _fits(shape, traced, names: list[str]) -> bool:
+    """Same inputs, ranks and channels: what a dynamic export keeps fixed."""
+    from deploykit.model_io import case_shapes
+
+    mine, theirs = case_shapes(shape, names), case_shapes(traced, names)
+    return list(mine) == list(theirs) and all(len(mine[n]) == len(theirs[n]) and mine[n][1] == theirs[n][1]
+                                              for n in mine)
+
+
+def _derived(traced) -> list:
+    """The three derivations, applied to every input of a case alike."""
+    from deploykit.model_io import Case
+
+    steps = (lambda d: d + 1, lambda d: d + min(d & -d, _MAX_STEP), lambda d: 2 * d)
+    if isinstance(traced, Case):
+        return [Case({name: _step(shape, step) for name, shape in traced}) for step in steps]
+    return [_step(traced, step) for step in steps]
+
+
+def _step(shape: Shape, step) -> Shape:
+    batch, channels, *spatial = shape
+    return (batch + 1, channels, *[step(d) for d in spatial])
 
 
 def _rejection(model: LoadedModel, shape: Shape) -> str | None:
     """Why PyTorch cannot run ``model`` at ``shape`` (its own rule, or an error), else None."""
     import torch
 
-    if model.shape_rule and (problem := model.shape_rule(shape)):
+    from deploykit.model_io import Case
+
+    if model.shape_rule and not isinstance(shape, Case) and (problem := model.shape_rule(shape)):
         return problem
     try:
-        model.forward(torch.zeros(shape))
+        model.forward(*[torch.from_numpy(array) for array in model.feed(shape).values()])
     except UserError as exc:
         return exc.problem.rsplit(": ", 1)[-1]
     return None
@@ -129,14 +148,13 @@ def _first_diverging_node(model, path, report, failure, tolerance, threads, modu
     failing shape itself (not specialised to the traced one); or the node ONNX Runtime names
     when it could not run the graph at all."""
     from deploykit.localize import localize
-    from deploykit.pipeline import make_inputs
 
     failed_to_run = re.search(r"running (\w+) node\. Name:'([^']+)'", failure.metrics.reason or "")
     if failed_to_run:
         return _node_text(path, failed_to_run.group(2), failed_to_run.group(1), modules)
     backend = next(iter(report.backends))
     try:
-        found = localize(model, path, backend, make_inputs(failure.shape, model.seed), tolerance,
+        found = localize(model, path, backend, model.feed(failure.shape), tolerance,
                          threads=threads, reference_at_input_shape=True)
     except UserError as exc:
         return f"not found ({first_line(exc)})"

@@ -21,6 +21,7 @@ from deploykit.backends import RunnerOptions, runner_class
 from deploykit.bench import measure
 from deploykit.ops.fused import fused_sample, load
 from deploykit.ops.reference import reference_sample
+from deploykit.model_io import InputSpec
 from deploykit.spec import LoadedModel, parse_shape
 
 
@@ -57,12 +58,13 @@ def run(shape, scale: int, groups: int, device: str, warmup: int, iters: int, th
         module = SampleStep(impl, scale, groups)
         if compiled:
             module = torch.compile(module)
-        options = RunnerOptions(model=LoadedModel(spec="sample", module=module, params={}, default_shapes=None),
-                                threads=threads, precision=dtype)
+        inputs = {name: InputSpec(name) for name in ("x", "offset")}  # torch.compile hides forward's names
+        options = RunnerOptions(model=LoadedModel(spec="sample", module=module, params={}, default_shapes=None,
+                                                  inputs=inputs), threads=threads, precision=dtype)
         cls = runner_class(runner_name)
         cls.check_available()
         with cls(options) as runner:
-            stats = measure(runner, [x.numpy(), offset.numpy()], warmup, iters)
+            stats = measure(runner, {"x": x.numpy(), "offset": offset.numpy()}, warmup, iters)
         element = 2 if dtype == "fp16" else 4
         moved = (x.numel() + offset.numel() + x.numel() * scale * scale) * element
         rows.append({"impl": impl + (" (torch.compile)" if compiled else ""), "dtype": dtype, "p50_ms": stats.p50_ms,

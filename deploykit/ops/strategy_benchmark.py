@@ -65,7 +65,7 @@ def op_type_shares(path: Path, inputs, threads: int, runs: int) -> dict[str, flo
     options.profile_file_prefix = str(path.with_suffix(""))
     options.log_severity_level = 4
     session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
-    feed = {session.get_inputs()[0].name: inputs[0]}
+    feed = dict(inputs)
     session.run(None, feed)  # the first run allocates; keep it out of the profile's share
     for _ in range(runs):
         session.run(None, feed)

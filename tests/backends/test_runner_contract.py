@@ -37,8 +37,9 @@ def test_backend_contract(name, model_and_onnx):
         for shape in [(1, 32, 8, 8), (2, 32, 5, 7)]:
             inputs = make_inputs(shape, 0)
             outputs = runner.infer(inputs)
-            assert isinstance(outputs, list) and all(isinstance(o, np.ndarray) for o in outputs)
-            np.testing.assert_allclose(outputs[0], reference_outputs(model, inputs)[0], atol=1e-4, rtol=1e-4)
+            assert list(outputs) == ["output"] and all(isinstance(o, np.ndarray) for o in outputs.values())
+            np.testing.assert_allclose(outputs["output"], reference_outputs(model, inputs)["output"],
+                                       atol=1e-4, rtol=1e-4)
             watch = runner.stopwatch()
             prepared = runner.prepare(inputs)
             watch.start()

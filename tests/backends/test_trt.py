@@ -214,3 +214,12 @@ def test_parser_errors_name_the_node(tmp_path):
     assert run("export", "dysample", "--dysample-impl", "plugin", "-o", onnx_path).exit_code == 0
     result = run("build", onnx_path, "-o", tmp_path / "p.engine")  # no --plugin: the parser cannot map the node
     assert result.exit_code == 2 and "DySample" in result.stderr
+
+
+def test_default_profiles_come_from_the_recorded_traced_case_of_every_input():
+    from deploykit.backends.trt import traced_case_by_input
+
+    assert traced_case_by_input("2x64x37x45", ["input"]) == {"input": (2, 64, 37, 45)}
+    assert traced_case_by_input("image=2x3x10x14,mask=2x1x10x14", ["image", "mask"]) == {
+        "image": (2, 3, 10, 14), "mask": (2, 1, 10, 14)}
+    assert traced_case_by_input("garbage", ["image", "mask"]) == {} and traced_case_by_input("", ["input"]) == {}

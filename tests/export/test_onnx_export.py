@@ -33,8 +33,8 @@ def test_dysample_is_right_at_shapes_other_than_the_traced_one(dysample_export, 
     assert shape != result.traced_shape
     session = ort.InferenceSession(str(result.path), providers=["CPUExecutionProvider"])
     inputs = make_inputs(shape, 1)
-    out = session.run(None, {"input": inputs[0]})[0]
-    ref = reference_outputs(model, inputs)[0]
+    out = session.run(None, inputs)[0]
+    ref = reference_outputs(model, inputs)["output"]
     assert abs(out - ref).max() < 1e-4
 
 

@@ -25,7 +25,21 @@ def test_recipe_exports_and_matches_torch(path, tmp_path):
     result = export_onnx(model, tmp_path / "m.onnx", opset=recipe.opset, target=recipe.target or "ort")
     report = run_check(model, ["ort"], None, tolerance=PRESETS["fp32"], onnx_path=result.path, threads=2)
     assert report.passed, [(r.shape, r.metrics.reason) for r in report.results if not r.metrics.passed]
-    assert [r.shape for r in report.results] == recipe.shapes
+    assert ["x".join(map(str, r.shape)) for r in report.results] == recipe.shapes
+
+
+def test_a_recipe_names_several_inputs_their_dtypes_and_ranges(tmp_path):
+    recipe = tmp_path / "guided.toml"
+    recipe.write_text('spec = "tests.user_models:guided"\n[export]\n'
+                      'shapes = ["image=1x3x8x8,mask=1x1x8x8", "image=2x3x9x7,mask=2x1x9x7"]\n'
+                      'trace_shape = "image=2x3x10x14,mask=2x1x10x14"\n'
+                      'input_dtypes = ["mask=int64"]\nval_ranges = ["image=0,1"]\n')
+    model, loaded = resolve_model(str(recipe))
+    assert model.inputs["mask"].dtype == "int64" and (model.inputs["image"].low, model.inputs["image"].high) == (0, 1)
+    assert [str(s) for s in model.default_shapes] == ["image=1x3x8x8,mask=1x1x8x8", "image=2x3x9x7,mask=2x1x9x7"]
+    result = export_onnx(model, tmp_path / "g.onnx", trace_shape=loaded.trace_shape)
+    report = run_check(model, ["ort"], None, tolerance=PRESETS["fp32"], onnx_path=result.path, threads=2)
+    assert report.passed and len(report.results) == 4
 
 
 def test_command_line_params_override_the_recipe():

@@ -68,7 +68,7 @@ def test_derived_shapes_skip_what_pytorch_itself_rejects():
 
 def test_verify_shapes_must_fit_the_traced_rank_and_channels():
     model = load_model("tests.custom_models:tiny_decoder")
-    with pytest.raises(UserError, match="keep its rank and channels"):
+    with pytest.raises(UserError, match="keep its inputs, ranks and channels"):
         verification_shapes(model, (2, 8, 24, 40), dynamic=True, requested=[(2, 4, 24, 40)])
     with pytest.raises(UserError, match="--static export"):
         verification_shapes(model, (2, 8, 24, 40), dynamic=False, requested=[(2, 8, 24, 40)])

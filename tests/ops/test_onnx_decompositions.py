@@ -45,8 +45,8 @@ def exported(request, tmp_path_factory):
 
 def _max_error(model, session, shape, seed=0):
     inputs = make_inputs(shape, seed)
-    out = session.run(None, {"input": inputs[0]})[0]
-    ref = reference_outputs(model, inputs)[0]
+    out = session.run(None, inputs)[0]
+    ref = reference_outputs(model, inputs)["output"]
     assert out.shape == ref.shape
     return float(np.abs(out - ref).max())
 
@@ -129,5 +129,5 @@ def test_fp16_graphs_sample_in_float32(tmp_path):
         result = export_onnx(model, tmp_path / f"{strategy}.onnx", dysample_impl=strategy, precision="fp16")
         session = ort.InferenceSession(str(result.path), providers=["CPUExecutionProvider"])
         inputs = make_inputs((1, 8, 70, 90), 0)
-        out = session.run(None, {"input": inputs[0].astype(np.float16)})[0].astype(np.float32)
-        assert np.abs(out - reference_outputs(model, inputs)[0]).max() < 1e-2
+        out = session.run(None, {"input": inputs["input"].astype(np.float16)})[0].astype(np.float32)
+        assert np.abs(out - reference_outputs(model, inputs)["output"]).max() < 1e-2

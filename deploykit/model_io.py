@@ -1,0 +1,292 @@
+"""A model's outputs by name, whatever it returns.
+
+Real models return more than a tensor: torchvision's segmentation models an OrderedDict
+(``out``, ``aux``), FPN backbones an OrderedDict of feature maps, Hugging Face models a
+ModelOutput, detectors nested tuples with None entries. Every output is flattened in a stable
+order (the order the model returns them: insertion order for mappings, field order for
+dataclasses and named tuples, position for sequences) and named after its keys and positions
+joined by dots (``out``, ``aux``, ``logits``, ``1.0``); a model returning one tensor has one
+output, ``output``. None entries and non-tensor values (ints, strings) are dropped. The same
+names are the ONNX output names, the rows of check and bench, the keys of the JSON and HTML
+reports, and what --localize reports.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+SINGLE_OUTPUT = "output"
+
+
+def flatten_outputs(outputs: Any) -> dict[str, Any]:
+    """name -> tensor, in the model's own order (see the module docstring)."""
+    import torch
+
+    if isinstance(outputs, torch.Tensor):
+        return {SINGLE_OUTPUT: outputs}
+    flat: dict[str, Any] = {}
+    _flatten(outputs, "", flat, torch.Tensor)
+    return flat
+
+
+def _flatten(value: Any, prefix: str, flat: dict[str, Any], tensor_type: type) -> None:
+    if value is None:
+        return
+    if isinstance(value, tensor_type):
+        flat[_unique(prefix or SINGLE_OUTPUT, flat)] = value
+        return
+    for key, item in _children(value):
+        _flatten(item, f"{prefix}.{key}" if prefix else str(key), flat, tensor_type)
+
+
+def _children(value: Any) -> list[tuple[str, Any]]:
+    """(key, child) pairs of a container; [] for a leaf that is not a tensor (dropped)."""
+    if isinstance(value, Mapping):  # dict, OrderedDict, Hugging Face ModelOutput
+        return [(str(k), v) for k, v in value.items()]
+    if dataclasses.is_dataclass(value) and not isinstance(value, type):
+        return [(f.name, getattr(value, f.name)) for f in dataclasses.fields(value)]
+    if isinstance(value, tuple) and hasattr(value, "_fields"):  # a named tuple
+        return list(zip(value._fields, value))
+    if isinstance(value, (tuple, list)):
+        return [(str(i), v) for i, v in enumerate(value)]
+    return []
+
+
+def _unique(name: str, taken: dict) -> str:
+    """A key that flattens like a position (a dict key "0.1") cannot collide with it."""
+    candidate, n = name, 1
+    while candidate in taken:
+        candidate, n = f"{name}_{n}", n + 1
+    return candidate
+
+
+# ---- inputs ------------------------------------------------------------------------------------
+# A model with one input is fed one tensor, called "input" in the ONNX file (as deploykit always
+# has); a model with several is fed one tensor per required positional parameter of forward, each
+# named after its parameter. One test case gives every input its shape: a Shape for one input, a
+# Case (name -> shape, in forward's order) for several.
+
+SINGLE_INPUT = "input"
+DTYPES = ("float32", "float16", "int64", "int32", "int8", "uint8", "bool")
+
+
+@dataclass(frozen=True)
+class InputSpec:
+    """How an input is drawn: its dtype, and the range of its values (None: N(0, 1) for
+    floats, {0, 1} for integers and booleans)."""
+
+    name: str
+    dtype: str = "float32"
+    low: float | None = None
+    high: float | None = None
+
+
+class Case(tuple):
+    """One test case of a model with several inputs: (name, shape) pairs in forward's order.
+    Hashable and ordered like a Shape, so it keys results, pictures and latencies alike."""
+
+    def __new__(cls, shapes: dict[str, tuple[int, ...]], source: str = ""):
+        case = super().__new__(cls, tuple((name, tuple(shape)) for name, shape in shapes.items()))
+        case.source = source  # "" for seeded inputs, else the file the values come from
+        return case
+
+    def __hash__(self):
+        return hash((tuple(self), self.source))
+
+    def __eq__(self, other):
+        return tuple(self) == tuple(other) and getattr(other, "source", "") == self.source
+
+    @property
+    def shapes(self) -> dict[str, tuple[int, ...]]:
+        return dict(self)
+
+    def __str__(self) -> str:
+        text = ",".join(f"{name}={'x'.join(map(str, shape))}" for name, shape in self)
+        return f"{text} ({self.source})" if self.source else text
+
+
+def forward_input_names(module) -> list[str]:
+    """The inputs deploykit feeds: forward's required positional parameters, or ["input"] for
+    one (or for a forward taking ``*args``, whose names cannot be known)."""
+    import inspect
+
+    try:
+        parameters = inspect.signature(module.forward).parameters.values()
+    except (TypeError, ValueError):
+        return [SINGLE_INPUT]
+    if any(p.kind == p.VAR_POSITIONAL for p in parameters):
+        return [SINGLE_INPUT]
+    names = [p.name for p in parameters
+             if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD) and p.default is p.empty]
+    return names if len(names) > 1 else [SINGLE_INPUT]
+
+
+def case_shapes(case, names: list[str]) -> dict[str, tuple[int, ...]]:
+    """name -> shape of a test case (a plain Shape is the one input's)."""
+    return case.shapes if isinstance(case, Case) else {names[0]: tuple(case)}
+
+
+def case_json(case):
+    """A case in reports: a list for one input (as always), {name: list} for several."""
+    if isinstance(case, Case):
+        return {name: list(shape) for name, shape in case}
+    return list(case)
+
+
+def batch_of(case) -> int:
+    return next(iter(case.shapes.values()))[0] if isinstance(case, Case) else case[0]
+
+
+def draw_inputs(case, seed: int, specs: dict[str, InputSpec]) -> dict[str, Any]:
+    """Seeded inputs for a case, a pure function of (seed, input, shape, spec): floats from
+    N(0, 1) (one input keeps deploykit's historic draw) or uniform in their range; integers and
+    booleans uniform over their inclusive range."""
+    import numpy as np
+
+    shapes = case_shapes(case, list(specs))
+    feed = {}
+    for index, (name, shape) in enumerate(shapes.items()):
+        spec = specs.get(name) or InputSpec(name)
+        rng = np.random.default_rng([seed, *shape] if len(shapes) == 1 else [seed, index, *shape])
+        dtype = np.dtype(spec.dtype)
+        if dtype.kind == "f":
+            if spec.low is None:
+                values = rng.standard_normal(shape, dtype=np.float32)
+            else:
+                values = rng.uniform(spec.low, spec.high, shape).astype(np.float32)
+        elif dtype.kind == "b":
+            values = rng.random(shape) < 0.5
+        else:
+            low = 0 if spec.low is None else int(spec.low)
+            high = 1 if spec.high is None else int(spec.high)
+            values = rng.integers(low, high, shape, endpoint=True)
+        feed[name] = values.astype(dtype)
+    return feed
+
+
+def parse_case(text: str, names: list[str]):
+    """'1x3x64x64' for a one-input model, 'image=1x3x64x64,mask=1x1x64x64' (every input named)
+    for several: a Shape, or a Case."""
+    from deploykit.errors import UserError
+    from deploykit.spec import parse_shape
+
+    if "=" not in text:
+        if len(names) > 1:
+            raise UserError(f"--shape {text!r} gives one shape; the model takes {', '.join(names)}",
+                            f"write --shape {','.join(f'{n}=NxCxHxW' for n in names)}")
+        return parse_shape(text)
+    shapes = {}
+    for part in text.split(","):
+        name, _, value = part.partition("=")
+        name = name.strip()
+        if name in shapes:
+            raise UserError(f"--shape {text!r} names input {name!r} twice", "give each input once")
+        shapes[name] = parse_shape(value)
+    unknown = [n for n in shapes if n not in names and not (len(names) == 1 and n in (SINGLE_INPUT,))]
+    if unknown:
+        raise UserError(f"--shape names unknown input {unknown[0]!r}", f"the model's inputs are {', '.join(names)}")
+    missing = [n for n in names if n not in shapes]
+    if missing and len(names) > 1:
+        raise UserError(f"--shape {text!r} gives no shape for input {missing[0]!r}",
+                        f"name every input: {', '.join(names)}")
+    return next(iter(shapes.values())) if len(names) == 1 else Case({n: shapes[n] for n in names})
+
+
+def _named(text: str, option: str, names: list[str]) -> tuple[list[str], str]:
+    """'mask=int64' -> (['mask'], 'int64'); 'int64' alone -> every input."""
+    from deploykit.errors import UserError
+
+    name, sep, value = text.partition("=")
+    if not sep:
+        return list(names), text.strip()
+    name = name.strip()
+    if name not in names and not (len(names) == 1 and name == SINGLE_INPUT):
+        raise UserError(f"{option} names unknown input {name!r}", f"the model's inputs are {', '.join(names)}")
+    return [names[0] if name == SINGLE_INPUT else name], value.strip()
+
+
+def input_specs(names: list[str], dtypes: list[str], ranges: list[str]) -> dict[str, InputSpec]:
+    """--input-dtype NAME=DTYPE and --val-range [NAME=]LOW,HIGH (repeatable) -> name -> InputSpec."""
+    import math
+
+    from deploykit.errors import UserError
+
+    specs = {name: InputSpec(name) for name in names}
+    for text in dtypes:
+        targets, dtype = _named(text, "--input-dtype", names)
+        if dtype not in DTYPES:
+            raise UserError(f"--input-dtype {text!r}: unknown dtype {dtype!r}", f"use one of {', '.join(DTYPES)}")
+        for name in targets:
+            specs[name] = dataclasses.replace(specs[name], dtype=dtype)
+    for text in ranges:
+        targets, value = _named(text, "--val-range", names)
+        try:
+            low, high = (float(v) for v in value.strip("[]").split(","))
+        except ValueError:
+            raise UserError(f"--val-range {text!r} is not LOW,HIGH", "e.g. --val-range image=0,1") from None
+        if not (math.isfinite(low) and math.isfinite(high)) or low > high:
+            raise UserError(f"--val-range {text!r}: need finite LOW <= HIGH", "e.g. --val-range image=0,1")
+        for name in targets:
+            specs[name] = dataclasses.replace(specs[name], low=low, high=high)
+    return specs
+
+
+def load_npz(path, specs: dict[str, InputSpec]) -> tuple[Any, dict[str, Any]]:
+    """(its case, its arrays by input name) from --inputs FILE.npz: one array per input, keyed by
+    the input's name ('input' or the parameter's name for a one-input model), of its dtype."""
+    import zipfile
+    from pathlib import Path
+
+    import numpy as np
+
+    from deploykit.errors import UserError
+    from deploykit.spec import MAX_ELEMENTS
+
+    path = Path(path)
+    names = list(specs)
+    if not path.is_file():
+        raise UserError(f"--inputs {path} not found", "give an .npz file of arrays keyed by input name")
+    try:
+        with np.load(path, allow_pickle=False) as data:
+            arrays = {key: data[key] for key in data.files}
+    except (OSError, ValueError, zipfile.BadZipFile, EOFError) as exc:
+        raise UserError(f"--inputs {path} is not a readable .npz file ({type(exc).__name__})",
+                        "save it with numpy.savez(path, name=array, ...)") from None
+    if len(names) == 1 and names[0] not in arrays and SINGLE_INPUT in arrays:
+        arrays[names[0]] = arrays.pop(SINGLE_INPUT)
+    missing = [n for n in names if n not in arrays]
+    extra = [k for k in arrays if k not in names]
+    if missing or extra:
+        raise UserError(f"--inputs {path} has arrays {', '.join(arrays) or 'none'}; the model's inputs are "
+                        f"{', '.join(names)}", "key one array by each input's name")
+    for name, array in arrays.items():
+        want = np.dtype(specs[name].dtype)
+        if array.dtype != want and not (want.kind == "f" and array.dtype.kind == "f"):
+            raise UserError(f"--inputs {path}: array {name!r} is {array.dtype}, the input is {want}",
+                            f"save it as {want}, or pass --input-dtype {name}={array.dtype}")
+        if not 3 <= array.ndim <= 5 or array.size > MAX_ELEMENTS or 0 in array.shape:
+            raise UserError(f"--inputs {path}: array {name!r} has shape {array.shape}",
+                            "give N x C and 1-3 spatial sizes (3-D to 5-D), at most 2^31 elements")
+        arrays[name] = np.ascontiguousarray(array, dtype=want)
+    shapes = {name: tuple(arrays[name].shape) for name in names}
+    case = Case(shapes, source=path.name) if len(names) > 1 else _SourcedShape(shapes[names[0]], path.name)
+    return case, {name: arrays[name] for name in names}
+
+
+class _SourcedShape(tuple):
+    """A one-input case whose values come from a file: prints as '1x3x8x8 (data.npz)' and never
+    equals the seeded case of the same shape."""
+
+    def __new__(cls, shape, source: str):
+        case = super().__new__(cls, shape)
+        case.source = source
+        return case
+
+    def __hash__(self):
+        return hash((tuple(self), self.source))
+
+    def __eq__(self, other):
+        return tuple(self) == tuple(other) and getattr(other, "source", "") == self.source
