@@ -106,3 +106,11 @@ def test_an_unreadable_npz_is_one_line_and_exit_2(guided_onnx, tmp_path):
     data = tmp_path / "bad.npz"
     data.write_bytes(b"not a zip")
     assert_user_error(run("check", GUIDED, *MASK, "--onnx", guided_onnx, "--inputs", data), "not a readable .npz")
+
+
+def test_a_forward_taking_star_args_is_fed_one_input(tmp_path):
+    path = tmp_path / "v.onnx"
+    exported = run("export", "tests.user_models:var_positional", "--shape", "2x3x9x7", "-o", path)
+    assert exported.exit_code == 0, exported.output
+    assert [i.name for i in onnx.load(str(path)).graph.input] == ["input"]
+    assert run("check", "tests.user_models:var_positional", "--onnx", path, "--shape", "1x3x8x8").exit_code == 0

@@ -220,3 +220,14 @@ class LogIntensity(nn.Module):
 
 def log_intensity():
     return LogIntensity()
+
+
+class VarPositional(nn.Module):
+    """forward(*inputs): the names cannot be known, so it is fed one tensor, 'input'."""
+
+    def forward(self, *inputs):
+        return inputs[0] * 2
+
+
+def var_positional():
+    return VarPositional()

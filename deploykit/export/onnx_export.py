@@ -201,9 +201,21 @@ def dynamic_shapes(model: LoadedModel, case) -> tuple:
 
     shapes = case_shapes(case, model.input_names)
     if len(shapes) == 1:
-        return (dynamic_dims(len(next(iter(shapes.values())))),)
+        dims = dynamic_dims(len(next(iter(shapes.values()))))
+        # forward(*inputs): torch.export matches dynamic_shapes to the signature, one tuple for *inputs
+        return ((dims,),) if _takes_var_positional(model.module) else (dims,)
     return tuple({axis: f"{name}_{label}" for axis, label in dynamic_dims(len(shape)).items()}
                  for name, shape in shapes.items())
+
+
+def _takes_var_positional(module) -> bool:
+    import inspect
+
+    try:
+        parameters = list(inspect.signature(module.forward).parameters.values())
+    except (TypeError, ValueError):
+        return False
+    return bool(parameters) and parameters[0].kind == inspect.Parameter.VAR_POSITIONAL
 
 
 def _trace_shape(model: LoadedModel) -> Shape:
