@@ -136,6 +136,13 @@ def case_json(case):
     return list(case)
 
 
+def bare_text(case) -> str:
+    """A case as deploykit parses it back (no '(data.npz)' suffix): what the metadata records."""
+    if isinstance(case, Case):
+        return ",".join(f"{name}={'x'.join(map(str, shape))}" for name, shape in case)
+    return "x".join(str(d) for d in case)
+
+
 def batch_of(case) -> int:
     return next(iter(case.shapes.values()))[0] if isinstance(case, Case) else case[0]
 
@@ -230,8 +237,25 @@ def input_specs(names: list[str], dtypes: list[str], ranges: list[str]) -> dict[
         if not (math.isfinite(low) and math.isfinite(high)) or low > high:
             raise UserError(f"--val-range {text!r}: need finite LOW <= HIGH", "e.g. --val-range image=0,1")
         for name in targets:
+            _check_range(text, specs[name].dtype, low, high)
             specs[name] = dataclasses.replace(specs[name], low=low, high=high)
     return specs
+
+
+def _check_range(text: str, dtype: str, low: float, high: float) -> None:
+    """A range the dtype can hold: whole numbers within an integer dtype's limits, none for bool."""
+    import numpy as np
+
+    from deploykit.errors import UserError
+
+    kind = np.dtype(dtype)
+    if kind.kind == "b":
+        raise UserError(f"--val-range {text!r} is given for a bool input", "drop it: booleans are drawn 50/50")
+    if kind.kind in "iu":
+        limits = np.iinfo(kind)
+        if low != int(low) or high != int(high) or low < limits.min or high > limits.max:
+            raise UserError(f"--val-range {text!r} does not fit {dtype} (whole numbers in {limits.min}..{limits.max})",
+                            "give whole numbers the dtype holds, or another --input-dtype")
 
 
 def load_npz(path, specs: dict[str, InputSpec]) -> tuple[Any, dict[str, Any]]:
@@ -255,8 +279,8 @@ def load_npz(path, specs: dict[str, InputSpec]) -> tuple[Any, dict[str, Any]]:
     except (OSError, ValueError, zipfile.BadZipFile, EOFError) as exc:
         raise UserError(f"--inputs {path} is not a readable .npz file ({type(exc).__name__})",
                         "save it with numpy.savez(path, name=array, ...)") from None
-    if len(names) == 1 and names[0] not in arrays and SINGLE_INPUT in arrays:
-        arrays[names[0]] = arrays.pop(SINGLE_INPUT)
+    if len(names) == 1 and len(arrays) == 1:  # one input: 'input', its parameter's name, or any key
+        arrays = {names[0]: next(iter(arrays.values()))}
     missing = [n for n in names if n not in arrays]
     extra = [k for k in arrays if k not in names]
     if missing or extra:

@@ -114,3 +114,41 @@ def test_a_forward_taking_star_args_is_fed_one_input(tmp_path):
     assert exported.exit_code == 0, exported.output
     assert [i.name for i in onnx.load(str(path)).graph.input] == ["input"]
     assert run("check", "tests.user_models:var_positional", "--onnx", path, "--shape", "1x3x8x8").exit_code == 0
+
+
+def test_a_broadcast_input_keeps_its_ones_static_and_is_verified(tmp_path):
+    path = tmp_path / "g.onnx"
+    exported = run("export", "tests.user_models:gain", "--shape", "x=2x3x6x7,gain=1x3x1x1", "-o", path)
+    assert exported.exit_code == 0, exported.output
+    assert "x=3x3x7x8,gain=1x3x1x1" in exported.stdout
+    gain = next(i for i in onnx.load(str(path)).graph.input if i.name == "gain")
+    assert [d.dim_value for d in gain.type.tensor_type.shape.dim] == [1, 3, 1, 1]
+
+
+def test_output_keys_named_like_graph_values_or_inputs(tmp_path):
+    path = tmp_path / "k.onnx"
+    exported = run("export", "tests.user_models:keyed_outputs", "--shape", "2x3x6x7", "-o", path)
+    assert exported.exit_code == 0, exported.output
+    assert [o.name for o in onnx.load(str(path)).graph.output] == ["relu", "add"]
+    assert_user_error(run("export", "tests.user_models:keyed_outputs", "-p", "first=input", "--shape", "2x3x6x7",
+                          "-o", tmp_path / "i.onnx"), "also an input's name")
+
+
+@pytest.mark.parametrize("dtype, value_range", [("uint8", "0,300"), ("int64", "0.5,9.5"), ("bool", "0,1")])
+def test_a_range_the_dtype_cannot_hold_is_refused(guided_onnx, dtype, value_range):
+    assert_user_error(run("check", GUIDED, "--onnx", guided_onnx, "--shape", "image=1x3x8x8,mask=1x1x8x8",
+                          "--input-dtype", f"mask={dtype}", "--val-range", f"mask={value_range}"), "--val-range")
+
+
+def test_a_one_input_npz_may_use_any_key(tmp_path):
+    data = tmp_path / "one.npz"
+    np.savez(data, x=np.random.default_rng(0).random((1, 64, 8, 8), dtype=np.float32))
+    checked = run("check", "pixel_shuffle", "--shape", "1x64x8x8", "--inputs", data)
+    assert checked.exit_code == 0 and "(one.npz)" in checked.stdout, checked.output
+
+
+def test_a_nan_reference_at_export_is_an_input_problem(tmp_path):
+    result = run("export", "tests.user_models:log_intensity", "--shape", "2x3x6x7", "-o", tmp_path / "l.onnx")
+    assert_user_error(result, "has NaN/Inf", "--val-range")
+    assert run("export", "tests.user_models:log_intensity", "--shape", "2x3x6x7", "--val-range", "0.1,2",
+               "-o", tmp_path / "l.onnx").exit_code == 0

@@ -231,3 +231,48 @@ class VarPositional(nn.Module):
 
 def var_positional():
     return VarPositional()
+
+
+class DeadSampleDecoder(nn.Module):
+    """One verified DySample whose result is never used (a leftover debug call) beside a live one."""
+
+    def __init__(self):
+        super().__init__()
+        self.dead = PastedDySample(4, groups=2)
+        self.live = PastedDySample(4, groups=2)
+
+    def forward(self, x):
+        self.dead.sample(x, self.dead.offset(x) * 0.25 + self.dead.init_pos)
+        return self.live(x)
+
+
+def dead_sample():
+    return DeadSampleDecoder()
+
+
+class Gain(nn.Module):
+    """Two inputs, one broadcast: a per-channel gain of 1xCx1x1."""
+
+    def forward(self, x, gain):
+        return x * gain
+
+
+def gain():
+    return Gain()
+
+
+class KeyedOutputs(nn.Module):
+    """Dict keys that are also names the exporter gives values ('relu', 'add'), or an input's."""
+
+    def __init__(self, keys=("relu", "add")):
+        super().__init__()
+        self.conv = nn.Conv2d(3, 3, 1)
+        self.keys = keys
+
+    def forward(self, x):
+        y = self.conv(x).relu()
+        return {self.keys[0]: y, self.keys[1]: y + 1}
+
+
+def keyed_outputs(first="relu"):
+    return KeyedOutputs((first, "add"))

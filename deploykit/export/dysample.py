@@ -91,6 +91,24 @@ class Conversion:
         return [{**{k: v for k, v in e.items() if k != "strategies"}, "strategy": "+".join(e["strategies"])}
                 for e in seen.values()]
 
+    def keep_surviving(self, exported_program) -> None:
+        """Forget the traced calls whose result the exporter dropped as dead code (a sample whose
+        output is unused, or whose shape alone is read): the graph holds only the others."""
+        kinds = ("dysample_export", "dysample_sample", "grid_sampler")
+        surviving: dict[str, int] = {}
+        for node in exported_program.graph.nodes:
+            if node.op == "call_function" and any(kind in str(node.target) for kind in kinds):
+                stack = [entry for entry in (node.meta.get("nn_module_stack") or {}).values()
+                         if not str(entry[0]).startswith("_empty_nn_module_stack")]
+                path = str(stack[-1][0]) if stack else ""
+                surviving[path] = surviving.get(path, 0) + 1
+        kept, seen = [], {}
+        for path, strategy in self.calls:
+            seen[path] = seen.get(path, 0) + 1
+            if seen[path] <= surviving.get(path, 0):
+                kept.append((path, strategy))
+        self.calls = kept
+
     def counts(self) -> dict[str, int]:
         """Converted calls per strategy (a layer called twice becomes two nodes)."""
         counts: dict[str, int] = {}
@@ -115,9 +133,17 @@ def find_layers(module) -> tuple[list[DySampleLayer], list[Lookalike]]:
 
 
 def _has_interface(module) -> bool:
-    scale, groups = getattr(module, "scale", None), getattr(module, "groups", None)
-    return (callable(getattr(module, "sample", None))
-            and all(isinstance(v, int) and not isinstance(v, bool) and v >= 1 for v in (scale, groups)))
+    """A sample(x, offset) method and whole-number scale and groups (Python or NumPy ints, or
+    floats such as 2.0: copies differ), never flags (bools)."""
+    return callable(getattr(module, "sample", None)) and all(
+        _whole(getattr(module, name, None)) for name in ("scale", "groups"))
+
+
+def _whole(value) -> bool:
+    import numbers
+
+    return (isinstance(value, numbers.Real) and not isinstance(value, bool) and float(value).is_integer()
+            and value >= 1)
 
 
 def _verify(module) -> str | None:

@@ -27,7 +27,7 @@ from deploykit.export.dysample import (DEFAULT_DYSAMPLE_IMPL, DYSAMPLE_IMPLS, NE
                                        converted_for_export, find_layers)
 from deploykit.export.maxpool_indices import DEFAULT_MAXPOOL_IMPL, MAXPOOL_IMPLS
 from deploykit.files import staged_files
-from deploykit.model_io import flatten_outputs
+from deploykit.model_io import bare_text, flatten_outputs
 from deploykit.spec import LoadedModel, Shape, format_shape
 
 DEFAULT_OPSET = 17
@@ -131,7 +131,7 @@ def export_onnx(model: LoadedModel, path: Path, *, opset: int | None = None, dyn
                             f"{', '.join(l.path or '<top level>' for l in layers)})",
                             "check that forward calls the layers' sample(), or drop --dysample-impl")
         props = program.model.metadata_props
-        props["deploykit.traced_shape"] = format_shape(shape)  # engine profile defaults
+        props["deploykit.traced_shape"] = bare_text(shape)  # engine profile defaults
         props["deploykit.spec"] = model.spec
         props.update(metadata(conversion))  # only what the graph contains
         pools_with_indices = _pools_with_indices(program.exported_program)
@@ -147,7 +147,7 @@ def export_onnx(model: LoadedModel, path: Path, *, opset: int | None = None, dyn
         if verification:
             verifier = verify_export(reference, staged, verification, precision=precision, threads=threads,
                                      modules=modules)
-            props["deploykit.verified_shapes"] = ",".join(format_shape(s) for s in verification.shapes)
+            props["deploykit.verified_shapes"] = ";".join(bare_text(s) for s in verification.shapes)
             props["deploykit.verified_with"] = verifier
             program.save(str(staged))
         result = ExportResult(
@@ -204,7 +204,8 @@ def dynamic_shapes(model: LoadedModel, case) -> tuple:
         dims = dynamic_dims(len(next(iter(shapes.values()))))
         # forward(*inputs): torch.export matches dynamic_shapes to the signature, one tuple for *inputs
         return ((dims,),) if _takes_var_positional(model.module) else (dims,)
-    return tuple({axis: f"{name}_{label}" for axis, label in dynamic_dims(len(shape)).items()}
+    # a dim traced at 1 stays 1: it broadcasts (a per-channel gain of 1xCx1x1), it does not vary
+    return tuple({axis: f"{name}_{label}" for axis, label in dynamic_dims(len(shape)).items() if shape[axis] != 1}
                  for name, shape in shapes.items())
 
 
@@ -245,6 +246,8 @@ def export_program(model: LoadedModel, example, *, dims, opset: int, output_name
     table = {**(translation_table(dysample_impl) or {}), **maxpool_table(maxpool_impl)} or None
     with converted_for_export(model.module, conversion.layers, conversion), _flat_outputs(model.module):
         program = _run_exporter(model, example, dims, opset, output_names, table)
+    _unique_output_names(program.model.graph, model.spec)
+    conversion.keep_surviving(program.exported_program)
     return program, conversion
 
 
@@ -273,6 +276,29 @@ def _flat_outputs(module):
 
 
 _NO_FORWARD = object()
+
+
+def _unique_output_names(graph, spec: str) -> None:
+    """An output named after its dict key ('relu', 'add') can share its name with a value the
+    exporter named after the FX node that computes it: the graph is then not SSA. The other
+    value is renamed; a key that is an input's or a weight's name is the user's to change."""
+    outputs = {id(value) for value in graph.outputs}
+    wanted = {value.name for value in graph.outputs}
+    fixed = {id(value): "an input" for value in graph.inputs}
+    fixed |= {id(value): "a weight" for value in graph.initializers.values()}
+    values = [*graph.inputs, *graph.initializers.values(), *(v for node in graph for v in node.outputs)]
+    taken = {value.name for value in values}
+    for value in values:
+        if value.name not in wanted or id(value) in outputs:
+            continue
+        if id(value) in fixed:
+            raise UserError(f"{spec} returns an output named {value.name!r}, which is also {fixed[id(value)]}'s name "
+                            "in the graph", "rename that key of the model's output")
+        n = 1
+        while f"{value.name}_{n}" in taken:
+            n += 1
+        value.name = f"{value.name}_{n}"
+        taken.add(value.name)
 
 
 METADATA_MAXPOOL_IMPL = "deploykit.maxpool_impl"

@@ -84,12 +84,16 @@ def _derived(traced) -> list:
 
     steps = (lambda d: d + 1, lambda d: d + min(d & -d, _MAX_STEP), lambda d: 2 * d)
     if isinstance(traced, Case):
-        return [Case({name: _step(shape, step) for name, shape in traced}) for step in steps]
+        return [Case({name: _step(shape, step, keep_ones=True) for name, shape in traced}) for step in steps]
     return [_step(traced, step) for step in steps]
 
 
-def _step(shape: Shape, step) -> Shape:
+def _step(shape: Shape, step, keep_ones: bool = False) -> Shape:
+    """Batch + 1 and each spatial size stepped; with ``keep_ones`` (several inputs) a dim of 1
+    stays 1: it broadcasts (a 1xCx1x1 gain), and export keeps it static."""
     batch, channels, *spatial = shape
+    if keep_ones:
+        return (batch if batch == 1 else batch + 1, channels, *[d if d == 1 else step(d) for d in spatial])
     return (batch + 1, channels, *[step(d) for d in spatial])
 
 
@@ -125,6 +129,10 @@ def verify_export(model: LoadedModel, path: Path, verification: Verification, *,
         return next(iter(report.backends))
     first = failures[0]
     shape, traced = first.shape, verification.shapes[0]
+    if "reference output has NaN/Inf" in (first.metrics.reason or ""):  # PyTorch's own output: not the graph
+        raise UserError(f"PyTorch's own output {first.output} of {model.spec} has NaN/Inf at {format_shape(shape)}, "
+                        "so the export cannot be compared there",
+                        "feed inputs the model takes (--val-range, --input-dtype, or --inputs with real data)")
     where = (f"at the traced shape {format_shape(traced)}" if shape == traced else
              f"at {format_shape(shape)} (it was traced at {format_shape(traced)})")
     lines = [f"the exported graph of {model.spec} does not compute what PyTorch computes {where}: "

@@ -80,7 +80,7 @@ def test_the_metadata_records_each_converted_layer_as_the_graph_holds_it(fpn_exp
         assert [(l["module"], l["class"].rsplit(".", 1)[-1], l["scale"], l["groups"], l["strategy"])
                 for l in layers] == [("up1", "PastedDySample", 2, 2, impl), ("up2", "PastedDySample", 2, 2, impl)]
         assert meta["deploykit.dysample_impl"] == impl
-        assert meta["deploykit.verified_shapes"].split(",")[0] == "2x3x10x14"
+        assert meta["deploykit.verified_shapes"].split(";")[0] == "2x3x10x14"
 
 
 def test_the_users_module_is_as_it_was_after_export(fpn_exports):
@@ -135,3 +135,11 @@ def test_the_lookalike_is_exported_as_written_and_reported(tmp_path):
     assert [l.path for l in result.dysample.lookalikes] == ["up1", "up2"]
     assert result.dysample.converted() == [] and "deploykit.dysample_impl" not in _meta(result.path)
     assert json.loads(_meta(result.path).get("deploykit.dysample_layers", "[]")) == []
+
+
+@pytest.mark.parametrize("impl", ["roialign", "plugin", "gather"])
+def test_a_call_whose_result_is_dropped_is_not_claimed(tmp_path, impl):
+    result = export_onnx(load_model("tests.user_models:dead_sample"), tmp_path / "d.onnx", trace_shape=(2, 4, 6, 7),
+                         dysample_impl=impl, verify=False)
+    assert [l["module"] for l in recorded_layers(_meta(result.path))] == ["live"]
+    assert _ops(result.path).count({"roialign": "RoiAlign", "plugin": "DySample", "gather": "MatMul"}[impl]) == 1

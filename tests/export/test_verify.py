@@ -53,7 +53,7 @@ def test_verified_dynamic_exports_record_two_shapes(tmp_path):
     traced = result.traced_shape
     second = (traced[0] + 1, traced[1], traced[2] + 1, traced[3] + 1)
     assert result.verified_shapes == [traced, second] and result.verified_with == "ort"
-    assert _meta(result.path)["deploykit.verified_shapes"] == ",".join(
+    assert _meta(result.path)["deploykit.verified_shapes"] == ";".join(
         "x".join(map(str, s)) for s in (traced, second))
 
 
