@@ -21,8 +21,8 @@ from pathlib import Path
 
 import click
 
-from deploykit.errors import (EXIT_INTERNAL, EXIT_OK, EXIT_SIGNAL_BASE, EXIT_USAGE, Terminated, UserError,
-                              environment_error, is_out_of_memory, out_of_memory)
+from deploykit.errors import (EXIT_INTERNAL, EXIT_OK, EXIT_SIGNAL_BASE, EXIT_USAGE, TERMINATION_REQUESTED,
+                              Terminated, UserError, environment_error, is_out_of_memory, out_of_memory)
 from deploykit.export.dysample import DEFAULT_DYSAMPLE_IMPL, DYSAMPLE_IMPLS
 from deploykit.export.maxpool_indices import DEFAULT_MAXPOOL_IMPL, MAXPOOL_IMPLS
 
@@ -177,6 +177,7 @@ def _signals_raise():
     def handler(signum, frame):
         raise Terminated(signum)
 
+    TERMINATION_REQUESTED.clear()  # one command's signal is not the next in-process command's
     previous = {}
     for signum in (signal.SIGTERM, signal.SIGHUP):
         with contextlib.suppress(ValueError, OSError):

@@ -57,11 +57,23 @@ class Terminated(BaseException):
 
     def __init__(self, signum: int):
         self.signum = signum
+        TERMINATION_REQUESTED.append(signum)
         super().__init__(signal_name(signum))
 
     @property
     def exit_code(self) -> int:
         return EXIT_SIGNAL_BASE + self.signum
+
+
+# Signals received, for code that must not go on after one even if a library swallowed the
+# Terminated raised for it (PyTorch's exporter retries a failed capture, whatever the error).
+TERMINATION_REQUESTED: list[int] = []
+
+
+def raise_if_terminated() -> None:
+    """Before anything lasting (committing a file): stop if a termination was asked for."""
+    if TERMINATION_REQUESTED:
+        raise Terminated(TERMINATION_REQUESTED[0])
 
 
 def signal_name(signum: int) -> str:

@@ -19,7 +19,7 @@ import tempfile
 from pathlib import Path
 from typing import Iterator
 
-from deploykit.errors import EnvironmentProblem, UserError
+from deploykit.errors import EnvironmentProblem, UserError, raise_if_terminated
 
 # Files read in this run (by identity and by resolved path): no output may replace one.
 _inputs: dict[str, tuple[int, int] | None] = {}
@@ -160,6 +160,7 @@ def atomic_path(path: Path, force: bool = False) -> Iterator[Path]:
     try:
         os.chmod(tmp_path, 0o666 & ~_umask())  # mkstemp makes 0600; the user expects their umask
         yield tmp_path
+        raise_if_terminated()
         _commit(tmp_path, path, force)
     finally:
         tmp_path.unlink(missing_ok=True)
@@ -180,6 +181,7 @@ def staged_files(path: Path, force: bool = False) -> Iterator[Path]:
     note_scratch(stage)
     try:
         yield stage / path.name
+        raise_if_terminated()  # a signal a library swallowed still stops the commit
         produced = sorted(stage.iterdir(), key=lambda item: item.name == path.name)  # main file last
         for item in produced:
             if item.name != path.name:

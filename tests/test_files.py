@@ -122,3 +122,21 @@ def test_force_on_a_folder_removes_only_what_deploykit_wrote(tmp_path):
 def test_an_unwritable_folder_is_refused_up_front():
     with pytest.raises(EnvironmentProblem, match="cannot write in /proc"):
         ensure_writable(Path("/proc/r.json"), force=False)
+
+
+def test_a_termination_a_library_swallowed_still_stops_the_commit(tmp_path):
+    """PyTorch's exporter retries a failed capture whatever stopped it, so a SIGTERM raised
+    inside it can be lost: the commit checks for it again."""
+    from deploykit.errors import TERMINATION_REQUESTED, Terminated
+
+    try:
+        try:
+            raise Terminated(15)
+        except BaseException:  # the library swallowing it
+            pass
+        with pytest.raises(Terminated):
+            with atomic_path(tmp_path / "out.txt") as staged:
+                staged.write_text("x")
+        assert list(tmp_path.iterdir()) == []
+    finally:
+        TERMINATION_REQUESTED.clear()
