@@ -216,7 +216,7 @@ def _pytorch_values(model: LoadedModel, proto, actual: dict[str, np.ndarray], in
     file was, translates; kept only at the shape the backend computed (else not the same value)."""
     import torch
 
-    from deploykit.export.onnx_export import dynamic_dims, export_program
+    from deploykit.export.onnx_export import dynamic_dims, example_inputs, export_program
     meta = {p.key: p.value for p in proto.metadata_props}
     shapes = {name: tuple(np.shape(a)) for name, a in inputs.items()}
     # several inputs: traced at the inputs' own shapes (the recorded trace is one input's)
@@ -232,7 +232,7 @@ def _pytorch_values(model: LoadedModel, proto, actual: dict[str, np.ndarray], in
         raise UserError("the ONNX file imports no default-domain opset, so it cannot be exported again alike",
                         "re-export it with 'deploykit export'")
     if len(shapes) == 1:
-        example = (torch.randn(*trace_shape, generator=torch.Generator().manual_seed(model.seed)),)
+        example = example_inputs(model, trace_shape)  # as export traced it
     else:
         example = tuple(torch.from_numpy(np.array(inputs[name])) for name in model.input_names)
     program, _ = export_program(model, example, dims=(dynamic_dims(len(trace_shape)),) if dynamic else None,

@@ -13,12 +13,32 @@ reports, and what --localize reports.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
 SINGLE_OUTPUT = "output"
+
+
+@contextlib.contextmanager
+def swapped_method(instance, name: str, replacement):
+    """Within the block, ``instance.name`` is ``replacement`` (set on the instance, never on its
+    class, so other instances and the user's code are untouched); afterwards the instance is as
+    it was, own attribute or not. How export converts DySample layers and flattens outputs."""
+    previous = vars(instance).get(name, _ABSENT)
+    object.__setattr__(instance, name, replacement)
+    try:
+        yield
+    finally:
+        if previous is _ABSENT:
+            vars(instance).pop(name, None)
+        else:
+            object.__setattr__(instance, name, previous)
+
+
+_ABSENT = object()
 
 
 def flatten_outputs(outputs: Any) -> dict[str, Any]:
@@ -84,20 +104,27 @@ class InputSpec:
     high: float | None = None
 
 
-class Case(tuple):
-    """One test case of a model with several inputs: (name, shape) pairs in forward's order.
-    Hashable and ordered like a Shape, so it keys results, pictures and latencies alike."""
+class _Sourced(tuple):
+    """A tuple that also carries where its values come from ("" for seeded inputs, else the
+    --inputs file): a case of real data never equals the seeded case of the same shapes."""
 
-    def __new__(cls, shapes: dict[str, tuple[int, ...]], source: str = ""):
-        case = super().__new__(cls, tuple((name, tuple(shape)) for name, shape in shapes.items()))
-        case.source = source  # "" for seeded inputs, else the file the values come from
-        return case
+    source = ""
 
     def __hash__(self):
         return hash((tuple(self), self.source))
 
     def __eq__(self, other):
         return tuple(self) == tuple(other) and getattr(other, "source", "") == self.source
+
+
+class Case(_Sourced):
+    """One test case of a model with several inputs: (name, shape) pairs in forward's order.
+    Hashable and ordered like a Shape, so it keys results, pictures and latencies alike."""
+
+    def __new__(cls, shapes: dict[str, tuple[int, ...]], source: str = ""):
+        case = super().__new__(cls, tuple((name, tuple(shape)) for name, shape in shapes.items()))
+        case.source = source
+        return case
 
     @property
     def shapes(self) -> dict[str, tuple[int, ...]]:
@@ -108,16 +135,27 @@ class Case(tuple):
         return f"{text} ({self.source})" if self.source else text
 
 
-def forward_input_names(module) -> list[str]:
-    """The inputs deploykit feeds: forward's required positional parameters, or ["input"] for
-    one (or for a forward taking ``*args``, whose names cannot be known)."""
+def _forward_parameters(module) -> list:
+    """forward's parameters ([] when its signature cannot be read)."""
     import inspect
 
     try:
-        parameters = inspect.signature(module.forward).parameters.values()
+        return list(inspect.signature(module.forward).parameters.values())
     except (TypeError, ValueError):
-        return [SINGLE_INPUT]
-    if any(p.kind == p.VAR_POSITIONAL for p in parameters):
+        return []
+
+
+def forward_takes_var_positional(module) -> bool:
+    """forward(*inputs): export then gives its dynamic shapes as one tuple for ``*inputs``."""
+    parameters = _forward_parameters(module)
+    return bool(parameters) and parameters[0].kind == parameters[0].VAR_POSITIONAL
+
+
+def forward_input_names(module) -> list[str]:
+    """The inputs deploykit feeds: forward's required positional parameters, or ["input"] for
+    one (or for a forward taking ``*args``, whose names cannot be known)."""
+    parameters = _forward_parameters(module)
+    if not parameters or any(p.kind == p.VAR_POSITIONAL for p in parameters):
         return [SINGLE_INPUT]
     names = [p.name for p in parameters
              if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD) and p.default is p.empty]
@@ -300,17 +338,10 @@ def load_npz(path, specs: dict[str, InputSpec]) -> tuple[Any, dict[str, Any]]:
     return case, {name: arrays[name] for name in names}
 
 
-class _SourcedShape(tuple):
-    """A one-input case whose values come from a file: prints as '1x3x8x8 (data.npz)' and never
-    equals the seeded case of the same shape."""
+class _SourcedShape(_Sourced):
+    """A one-input case whose values come from a file: prints as '1x3x8x8 (data.npz)'."""
 
     def __new__(cls, shape, source: str):
         case = super().__new__(cls, shape)
         case.source = source
         return case
-
-    def __hash__(self):
-        return hash((tuple(self), self.source))
-
-    def __eq__(self, other):
-        return tuple(self) == tuple(other) and getattr(other, "source", "") == self.source

@@ -124,6 +124,11 @@ class Runner(ABC):
         """Device, provider, threads: printed with results so numbers can be reproduced."""
 
 
+def _kind(dtype: np.dtype) -> str:
+    """float, integer (signed or not: the runtime casts) or bool."""
+    return "i" if dtype.kind in "iu" else dtype.kind
+
+
 def check_feed(source, names: list[str], dims: list[list], feed: dict[str, np.ndarray],
                dtypes: list | None = None) -> None:
     """Refuse a feed whose names, dtype kinds (float, integer, bool) or shapes a graph's inputs
@@ -131,12 +136,11 @@ def check_feed(source, names: list[str], dims: list[list], feed: dict[str, np.nd
     if set(feed) != set(names):
         raise UserError(f"{source} takes inputs {', '.join(names)}; given {', '.join(feed) or 'none'}",
                         "check that --onnx was exported from the same SPEC")
-    for index, name in enumerate(names):
-        array = feed[name]
-        if dtypes is not None and np.dtype(dtypes[index]).kind != array.dtype.kind \
-                and {np.dtype(dtypes[index]).kind, array.dtype.kind} - {"i", "u"}:
-            raise UserError(f"{source} input {name!r} is {np.dtype(dtypes[index]).name}, given {array.dtype.name}",
-                            f"pass --input-dtype {name}={np.dtype(dtypes[index]).name}")
+    for name, wanted in zip(names, dtypes or []):
+        wanted = np.dtype(wanted)
+        if _kind(wanted) != _kind(feed[name].dtype):
+            raise UserError(f"{source} input {name!r} is {wanted.name}, given {feed[name].dtype.name}",
+                            f"pass --input-dtype {name}={wanted.name}")
     for name, wanted in zip(names, dims):
         array = feed[name]
         fixed = [d if isinstance(d, int) and d > 0 else None for d in wanted]

@@ -181,24 +181,13 @@ def _verify(module) -> str | None:
 def converted_for_export(module, layers: list[DySampleLayer], conversion: Conversion) -> Iterator[None]:
     """Within the block, each verified layer's ``sample`` is its export form for
     ``conversion.strategy``; each traced call is appended to ``conversion.calls``."""
+    from deploykit.model_io import swapped_method
+
     by_path = dict(module.named_modules())
-    patched = []
-    try:
+    with contextlib.ExitStack() as stack:
         for layer in layers:
-            target = by_path[layer.path]
-            previous = vars(target).get("sample", _ABSENT)
-            object.__setattr__(target, "sample", _export_form(layer, conversion))
-            patched.append((target, previous))
+            stack.enter_context(swapped_method(by_path[layer.path], "sample", _export_form(layer, conversion)))
         yield
-    finally:
-        for target, previous in reversed(patched):
-            if previous is _ABSENT:
-                vars(target).pop("sample", None)
-            else:
-                object.__setattr__(target, "sample", previous)
-
-
-_ABSENT = object()
 
 
 def _export_form(layer: DySampleLayer, conversion: Conversion):

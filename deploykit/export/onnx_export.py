@@ -197,26 +197,16 @@ def example_inputs(model: LoadedModel, case) -> tuple:
 def dynamic_shapes(model: LoadedModel, case) -> tuple:
     """Per input, its symbolic dims (batch and spatial): one input's are named batch, height,
     width; with several, each is prefixed with its input's name (their sizes may differ)."""
-    from deploykit.model_io import case_shapes
+    from deploykit.model_io import case_shapes, forward_takes_var_positional
 
     shapes = case_shapes(case, model.input_names)
     if len(shapes) == 1:
         dims = dynamic_dims(len(next(iter(shapes.values()))))
         # forward(*inputs): torch.export matches dynamic_shapes to the signature, one tuple for *inputs
-        return ((dims,),) if _takes_var_positional(model.module) else (dims,)
+        return ((dims,),) if forward_takes_var_positional(model.module) else (dims,)
     # a dim traced at 1 stays 1: it broadcasts (a per-channel gain of 1xCx1x1), it does not vary
     return tuple({axis: f"{name}_{label}" for axis, label in dynamic_dims(len(shape)).items() if shape[axis] != 1}
                  for name, shape in shapes.items())
-
-
-def _takes_var_positional(module) -> bool:
-    import inspect
-
-    try:
-        parameters = list(inspect.signature(module.forward).parameters.values())
-    except (TypeError, ValueError):
-        return False
-    return bool(parameters) and parameters[0].kind == inspect.Parameter.VAR_POSITIONAL
 
 
 def _trace_shape(model: LoadedModel) -> Shape:
@@ -258,24 +248,16 @@ def _flat_outputs(module):
     None entries are not all things the exporter can flatten, nor name)."""
     import functools
 
-    previous = vars(module).get("forward", _NO_FORWARD)
+    from deploykit.model_io import swapped_method
+
     original = module.forward
 
     @functools.wraps(original)
     def forward(*args, **kwargs):
         return tuple(flatten_outputs(original(*args, **kwargs)).values())
 
-    object.__setattr__(module, "forward", forward)
-    try:
+    with swapped_method(module, "forward", forward):
         yield
-    finally:
-        if previous is _NO_FORWARD:
-            vars(module).pop("forward", None)
-        else:
-            object.__setattr__(module, "forward", previous)
-
-
-_NO_FORWARD = object()
 
 
 def _unique_output_names(graph, spec: str) -> None:

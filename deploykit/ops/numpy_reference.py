@@ -10,8 +10,7 @@ import numpy as np
 from onnx.reference.op_run import OpRun
 from onnx.reference.ops.op_grid_sample import GridSample as _OnnxGridSample
 
-DOMAIN = "deploykit"
-OP_TYPE = "DySample"
+from deploykit.ops.onnx_translation import DOMAIN
 
 
 def numpy_sample(x: np.ndarray, offset: np.ndarray, scale: int, groups: int) -> np.ndarray:

@@ -7,8 +7,10 @@ plugin for a node of an unknown op type (creator "DySample", version "1", namesp
 
 from __future__ import annotations
 
-from deploykit.ops.numpy_reference import DOMAIN, OP_TYPE
-
+# The node's identity: exporting, checking and linting a plugin graph need these, never
+# onnx.reference (which only the onnx-ref backend loads, with deploykit.ops.numpy_reference).
+DOMAIN = "deploykit"
+OP_TYPE = "DySample"
 PLUGIN_VERSION = "1"
 PLUGIN_NAMESPACE = "deploykit"
 
