@@ -126,10 +126,11 @@ def export_onnx(model: LoadedModel, path: Path, *, opset: int | None = None, dyn
                                              layers=layers, maxpool_impl=maxpool_impl)
         conversion.lookalikes = lookalikes
         if explicit and dysample_impl in NEEDS_A_LAYER and not conversion.calls:
-            raise UserError(f"no DySample layer of {model.spec} ran during the export, so --dysample-impl "
+            raise UserError(f"no DySample layer of {model.spec} is in the exported graph, so --dysample-impl "
                             f"{dysample_impl} changed nothing (verified: "
-                            f"{', '.join(l.path or '<top level>' for l in layers)})",
-                            "check that forward calls the layers' sample(), or drop --dysample-impl")
+                            f"{', '.join(l.path or '<top level>' for l in layers)}; a layer forward never "
+                            "calls, or whose result is unused, leaves nothing to convert)",
+                            "check that forward uses the layers' sample(), or drop --dysample-impl")
         props = program.model.metadata_props
         props["deploykit.traced_shape"] = bare_text(shape)  # engine profile defaults
         props["deploykit.spec"] = model.spec
