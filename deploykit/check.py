@@ -2,19 +2,23 @@
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from deploykit.compare import Metrics, Tolerance, compare, error_picture, failed
-from deploykit.bench import measure
+from deploykit.backends import RunnerOptions
+from deploykit.backends.runners import describe_runners, run_backend
+from deploykit.compare import Metrics, Tolerance, compare_outputs, error_picture, failed
 from deploykit.errors import BackendRunError, UserError
+from deploykit.export.options import ExportOptions
+from deploykit.latency import measure
+from deploykit.model_io import Shape, case_json, format_shape
+from deploykit.pipeline import opened_runners
 from deploykit.progress import ProgressCallback
-from deploykit.model_io import case_json
-from deploykit.pipeline import describe_runners, open_runners, reference_outputs, run_backend
-from deploykit.spec import LoadedModel, Shape, format_shape
+from deploykit.spec import LoadedModel, reference_outputs
 
 
 @dataclass
@@ -46,10 +50,19 @@ class CheckReport:
     localizations: dict[str, Any] = field(default_factory=dict)  # backend -> Localization of its first failure
 
     @property
+    def ran(self) -> list[CheckResult]:
+        """The comparisons made (a skipped backend makes none)."""
+        return [r for r in self.results if r.skipped is None]
+
+    @property
+    def failures(self) -> list[CheckResult]:
+        return [r for r in self.ran if not r.metrics.passed]
+
+    @property
     def passed(self) -> bool:
-        """Every comparison that ran passed, and at least one ran: a skip is never a pass."""
-        ran = [r for r in self.results if r.skipped is None]
-        return bool(ran) and all(r.metrics.passed for r in ran)
+        """The one verdict: every comparison that ran passed, and at least one ran (a skip is
+        never a pass)."""
+        return bool(self.ran) and not self.failures
 
     def as_json(self) -> dict:
         return {"passed": self.passed, "spec": self.spec, "seed": self.seed,
@@ -62,21 +75,22 @@ class CheckReport:
 
 def run_check(model: LoadedModel, backends: list[str], shapes: list[Shape] | None, *, tolerance: Tolerance,
               onnx_path: Path | None = None, threads: int | None = None, precision: str = "fp32",
-              export_options: dict | None = None, runner_options: dict | None = None, pictures: bool = False,
+              export_options: ExportOptions | None = None, runner_options: RunnerOptions | None = None,
+              pictures: bool = False,
               latency_iters: int = 0, localize: bool = False,
               progress: ProgressCallback | None = None) -> CheckReport:
     """Run each backend at each shape on seeded inputs and compare with PyTorch fp32 eager on the
     CPU. A backend that fails to compute is a failed comparison (its error is the reason).
 
     ``pictures``: keep each output's ErrorPicture; ``latency_iters``: also time each backend
-    (deploykit.bench.measure); ``localize``: find the first diverging ONNX node of each
+    (deploykit.latency.measure); ``localize``: find the first diverging ONNX node of each
     backend's first failure; ``progress(done, total, next step)`` is told of each step.
     """
     shapes = model.shapes_or_default(shapes)
     report = CheckReport(spec=model.spec, seed=model.seed, tolerance=tolerance,
                          onnx=str(onnx_path) if onnx_path else None)
-    with open_runners(model, backends, shapes, onnx_path, threads, precision, export_options,
-                      runner_options=runner_options) as (runners, skipped):
+    runner_options = dataclasses.replace(runner_options or RunnerOptions(), threads=threads, precision=precision)
+    with opened_runners(model, backends, shapes, onnx_path, runner_options, export_options) as (runners, skipped):
         report.backends = describe_runners(runners)
         total, done = len(shapes) * len(runners), 0
         for shape in shapes:
@@ -92,8 +106,7 @@ def run_check(model: LoadedModel, backends: list[str], shapes: list[Shape] | Non
                 if latency_iters and outputs is not None:
                     report.latency[(name, shape)] = measure(runner, inputs, warmup=2, iters=latency_iters)
                 if localize and name not in report.localizations and not all(r.metrics.passed for r in results):
-                    report.localizations[name] = _localize(model, runner, inputs, tolerance, threads,
-                                                           runner_options, precision)
+                    report.localizations[name] = _localize(model, runner, inputs, tolerance, runner_options)
                 done += 1
             report.results.extend(CheckResult(name, shape, None, None, skipped=why) for name, why in skipped.items())
         if progress:
@@ -107,13 +120,8 @@ def _compare_backend(name, runner, shape, inputs, references, tolerance):
         outputs = run_backend(runner, inputs)
     except BackendRunError as exc:
         return [CheckResult(name, shape, output, failed(str(exc))) for output in references], None
-    results = [CheckResult(name, shape, output, compare(ref, outputs[output], tolerance) if output in outputs
-                           else failed(f"{name} has no output {output!r} (it has {', '.join(outputs) or 'none'})"))
-               for output, ref in references.items()]
-    results += [CheckResult(name, shape, output, failed(f"{name} has an output {output!r} that PyTorch does not "
-                                                        f"return (PyTorch: {', '.join(references)})"))
-                for output in outputs if output not in references]
-    return results, outputs
+    return [CheckResult(name, shape, output, metrics)
+            for output, metrics in compare_outputs(name, references, outputs, tolerance).items()], outputs
 
 
 def _pictures(name, shape, references, outputs) -> dict:
@@ -125,7 +133,7 @@ def _pictures(name, shape, references, outputs) -> dict:
     return pictures
 
 
-def _localize(model, runner, inputs, tolerance, threads, runner_options, precision):
+def _localize(model, runner, inputs, tolerance, runner_options: RunnerOptions):
     """Localize in the graph this backend ran; what cannot be localized (a torch backend, an
     engine given without its ONNX file) is said in the localization, not raised."""
     from deploykit.localize import Localization, localize
@@ -134,8 +142,7 @@ def _localize(model, runner, inputs, tolerance, threads, runner_options, precisi
     try:
         if path is None:
             raise UserError(f"{runner.name} ran an engine without an ONNX file", "pass --onnx to localize")
-        return localize(model, Path(path), runner.name, inputs, tolerance, threads=threads,
-                        runner_options=runner_options, precision=precision)
+        return localize(model, Path(path), runner.name, inputs, tolerance, runner_options=runner_options)
     except UserError as exc:
         return Localization(runner.name, str(path), list(np.shape(next(iter(inputs.values())))), None,
                             error=str(exc))

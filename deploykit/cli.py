@@ -1,18 +1,18 @@
-"""The deploykit command line: parse, call the library, map errors to exit codes.
+"""The deploykit command line: Click options in, one library call, a table and an exit code out.
 
-Exit codes (deploykit.errors is the contract; ``_exit_code`` here is the one mapping every
-command goes through): 0 success, 1 a parity failure (and only that), 2 a usage, input or
-environment error (one line, no traceback), 3 a bug in deploykit (one line naming the saved
-traceback; ``--debug`` prints it), 128 + N when signal N (SIGINT, SIGTERM, SIGHUP) ended it.
-Run as the ``deploykit`` console script, commands execute in a supervised child process
-(deploykit.supervisor), so a library that crashes the interpreter becomes one line and exit 2.
+Exit codes are deploykit.errors' contract (``exit_code_for`` is the one mapping): 0 success,
+1 a parity failure (and only that), 2 a usage, input or environment error (one line, no
+traceback), 3 a bug in deploykit (one line naming the saved traceback; ``--debug`` prints it),
+128 + N when signal N (SIGINT, SIGTERM, SIGHUP) ended it. Run as the ``deploykit`` console
+script, commands execute in a supervised child process (deploykit.supervisor), so a library
+that crashes the interpreter becomes one line and exit 2. Shared options live in
+deploykit.cli_options.
 """
 
 from __future__ import annotations
 
 import contextlib
 import functools
-import math
 import os
 import signal
 import sys
@@ -21,19 +21,14 @@ from pathlib import Path
 
 import click
 
-from deploykit.errors import (EXIT_INTERNAL, EXIT_OK, EXIT_SIGNAL_BASE, EXIT_USAGE, TERMINATION_REQUESTED,
-                              Terminated, UserError, environment_error, is_out_of_memory, out_of_memory)
-from deploykit.export.dysample import DEFAULT_DYSAMPLE_IMPL, DYSAMPLE_IMPLS
-from deploykit.export.maxpool_indices import DEFAULT_MAXPOOL_IMPL, MAXPOOL_IMPLS
+from deploykit.cli_options import (DEFAULT_BACKENDS, DEFAULT_BENCH_SECONDS, MAX_BENCH_SECONDS, MAX_ITERS,
+                                   MAX_WARMUP, dysample_impl_option, finite_tolerance, force_option,
+                                   maxpool_impl_option, model_options, plugin_option, precision_option,
+                                   report_option, run_options, shape_option, target_option)
+from deploykit.errors import (EXIT_OK, EXIT_SIGNAL_BASE, EXIT_USAGE, TERMINATION_REQUESTED, Terminated, UserError,
+                              exit_code_for)
 
-DEFAULT_BACKENDS = "torch,ort"
 HTML_LATENCY_ITERS = 10  # check --html times each backend too, for the report's latency chart
-MAX_THREADS = 256  # beyond this a typo, not a setting: ONNX Runtime would start that many threads
-MAX_SEED = 2**32 - 1
-MAX_ITERS = 1_000_000  # bench: timed runs; a bound, so a typo cannot grow the timing list without limit
-MAX_WARMUP = 100_000
-DEFAULT_BENCH_SECONDS = 120.0  # per backend and shape; bench stops timing there
-MAX_BENCH_SECONDS = 86_400.0
 _CONTEXT = {"help_option_names": ["-h", "--help"], "max_content_width": 100}
 _DEBUG = {"on": bool(os.environ.get("DEPLOYKIT_DEBUG"))}
 
@@ -81,24 +76,25 @@ def run_with_exit_codes(call) -> int:
             return EXIT_OK
         except click.ClickException as exc:
             command = exc.ctx.command_path if getattr(exc, "ctx", None) else "deploykit"
-            _error_line(f"{exc.format_message()}; see '{command} --help'")
+            _stderr_line(f"error: {exc.format_message()}; see '{command} --help'")
             return EXIT_USAGE
-        except click.exceptions.Abort:  # Click's form of KeyboardInterrupt
-            _stderr_line("interrupted (SIGINT); partial outputs were removed")
-            return EXIT_SIGNAL_BASE + signal.SIGINT
-        except KeyboardInterrupt:
-            _stderr_line("interrupted (SIGINT); partial outputs were removed")
-            return EXIT_SIGNAL_BASE + signal.SIGINT
-        except Terminated as exc:
-            _stderr_line(f"interrupted ({exc}); partial outputs were removed")
-            return exc.exit_code
         except _PipeClosed:
             with contextlib.suppress(OSError):
                 sys.stdout = open(os.devnull, "w")  # nothing more reaches the closed pipe
             return EXIT_SIGNAL_BASE + signal.SIGPIPE
-        except BaseException as exc:  # noqa: BLE001 - the one place every other failure is mapped
-            return _exit_code(exc)
+        except click.exceptions.Abort:  # Click's form of KeyboardInterrupt
+            return _report(KeyboardInterrupt())
+        except BaseException as exc:  # noqa: BLE001 - every other failure, through the contract's mapping
+            return _report(exc)
     return result if isinstance(result, int) else EXIT_OK
+
+
+def _report(exc: BaseException) -> int:
+    decision = exit_code_for(exc, debug=_DEBUG["on"])
+    if decision.traceback:
+        sys.stderr.write(decision.traceback)
+    _stderr_line(decision.line)
+    return decision.code
 
 
 def _system_exit_code(code) -> int:
@@ -106,46 +102,8 @@ def _system_exit_code(code) -> int:
         return EXIT_OK
     if isinstance(code, int):
         return code
-    _error_line(str(code))
+    _stderr_line(f"error: {code}")
     return EXIT_USAGE
-
-
-def _exit_code(exc: BaseException) -> int:
-    """The contract's mapping: the user's or the machine's problem -> one line and 2; anything
-    else is deploykit's own bug -> one line naming the saved traceback, and 3."""
-    if isinstance(exc, UserError):
-        _error_line(str(exc))
-        return exc.exit_code
-    if is_out_of_memory(exc):
-        _error_line(str(out_of_memory("running the command")))
-        return EXIT_USAGE
-    environment = environment_error(exc)
-    if environment is not None:
-        _error_line(str(environment))
-        return environment.exit_code
-    import traceback
-
-    text = "".join(traceback.format_exception(exc))
-    if _DEBUG["on"]:
-        sys.stderr.write(text)
-        _error_line(f"internal error in deploykit ({type(exc).__name__}); please report it with the traceback above")
-        return EXIT_INTERNAL
-    saved = _save_traceback(text)
-    where = f"traceback saved to {saved}" if saved else "the traceback could not be saved (run with --debug)"
-    _error_line(f"internal error in deploykit ({type(exc).__name__}); {where}; please report it")
-    return EXIT_INTERNAL
-
-
-def _save_traceback(text: str) -> str | None:
-    import tempfile
-
-    try:
-        fd, path = tempfile.mkstemp(prefix="deploykit-traceback-", suffix=".txt")
-        with os.fdopen(fd, "w", encoding="utf-8", errors="backslashreplace") as handle:
-            handle.write(f"deploykit {' '.join(sys.argv[1:])}\n\n{text}")
-    except OSError:
-        return None
-    return path
 
 
 def _stderr_line(text: str) -> None:
@@ -159,10 +117,6 @@ def _stdout_line(text: str) -> None:
     from deploykit.text import printable
 
     click.echo(printable(text))
-
-
-def _error_line(text: str) -> None:
-    _stderr_line(f"error: {text}")
 
 
 @contextlib.contextmanager
@@ -196,111 +150,17 @@ def _console():
     return Console(width=max(120, Console().width), emoji=False)
 
 
-def fail_cleanly(command):
-    """Kept for the commands' decorator lists: errors are mapped once, in ``run_with_exit_codes``."""
-    return command
-
-
 def _set_debug(ctx, param, value):
     if value:
         _DEBUG["on"] = True
     return value
 
 
-def _finite_tolerance(ctx, param, value):
-    if value is not None and not (math.isfinite(value) and value >= 0):
-        raise click.BadParameter(f"{value} is not a finite number >= 0", ctx=ctx, param=param)
+def _set_verbosity(ctx, param, value):
+    from deploykit.logs import configure
+
+    configure(value)
     return value
-
-
-def model_options(command, spec_required: bool = True):
-    """SPEC plus what fixes the model's weights: shared by export, check and bench."""
-    decorators = [
-        click.argument("spec", required=spec_required),
-        click.option("-p", "--param", "params", multiple=True, metavar="KEY=VALUE",
-                     help="Zoo/constructor parameter (repeatable); see 'deploykit list NAME'."),
-        click.option("--weights", type=click.Path(path_type=Path), default=None,
-                     help="State dict to load (torch.load with weights_only=True)."),
-        click.option("--seed", type=click.IntRange(0, MAX_SEED), default=0, show_default=True,
-                     help="Seeds the initial weights and the test inputs."),
-        click.option("--input-dtype", "input_dtypes", multiple=True, metavar="[NAME=]DTYPE",
-                     help="An input's dtype (repeatable): float32 (default), float16, int64, int32, int8, uint8, bool."),
-        click.option("--val-range", "val_ranges", multiple=True, metavar="[NAME=]LOW,HIGH",
-                     help="Draw an input uniformly in [LOW, HIGH] (repeatable; default N(0, 1) for floats, "
-                          "0..1 for integers); without NAME, every input."),
-        click.option("--inputs", "inputs_file", type=click.Path(path_type=Path), default=None,
-                     help="An .npz of arrays keyed by input name: one more test case, of real data."),
-    ]
-    for decorator in reversed(decorators):
-        command = decorator(command)
-    return command
-
-
-def shape_option(help_text: str):
-    return click.option("--shape", "shapes", multiple=True, metavar="NxCxHxW", help=help_text)
-
-
-def dysample_impl_option(help_text: str):
-    return click.option("--dysample-impl", type=click.Choice(list(DYSAMPLE_IMPLS)), default=None,
-                        help=f"{help_text} Default: {DEFAULT_DYSAMPLE_IMPL['ort']}, or "
-                             f"{DEFAULT_DYSAMPLE_IMPL['trt']} for TensorRT. standard: GridSample; gather / "
-                             "roialign: standard ops without GridSample; auto: the faster of those two per layer "
-                             "on ONNX Runtime's CPU; plugin: one deploykit::DySample node for the TensorRT plugin.")
-
-
-def maxpool_impl_option(command):
-    return click.option(
-        "--maxpool-impl", type=click.Choice(list(MAXPOOL_IMPLS)), default=None,
-        help=f"How max-pool indices (SegNet's max-unpool) are exported. Default: {DEFAULT_MAXPOOL_IMPL['ort']}, or "
-             f"{DEFAULT_MAXPOOL_IMPL['trt']} for TensorRT. native: MaxPool's Indices output (faster on ONNX "
-             "Runtime); window: PyTorch's exact indices from standard ops TensorRT's parser accepts.")(command)
-
-
-def run_options(command):
-    """Backends, ONNX file, threads, precision and report: shared by check and bench."""
-    decorators = [
-        click.option("--onnx", "onnx_path", type=click.Path(path_type=Path), default=None,
-                     help="ONNX file for ONNX backends (default: export SPEC to a temporary file)."),
-        click.option("--backends", default=None,
-                     help="Comma-separated: torch, torch-cuda, ort, ort-cuda, ort-trt, onnx-ref, trt. "
-                          f"Default: {DEFAULT_BACKENDS}."),
-        shape_option("Input shape (repeatable). Default: three shapes incl. batch>1 and odd, non-square H, W."),
-        click.option("--threads", type=click.IntRange(min=1, max=MAX_THREADS), default=os.cpu_count() or 1,
-                     show_default=True, help="Intra-op threads for torch and ONNX Runtime."),
-        click.option("--precision", type=click.Choice(["fp32", "fp16"]), default="fp32", show_default=True,
-                     help="fp16 runs the torch backends in half precision (and, in check, uses the fp16 "
-                          "tolerance preset); ONNX graphs run as exported."),
-        click.option("--report", "report_path", type=click.Path(path_type=Path), default=None,
-                     help="Also write the results as JSON."),
-        click.option("--force", is_flag=True, help="Overwrite an existing report file."),
-        dysample_impl_option("How DySample is exported when SPEC is exported for an ONNX backend."),
-        maxpool_impl_option,
-        click.option("--engine", "engine_path", type=click.Path(path_type=Path), default=None,
-                     help="TensorRT engine for the trt backend (default: built from the ONNX file for the shapes)."),
-        plugin_option("TensorRT plugin library to load before the engine (repeatable)."),
-        click.option("-q", "--quiet", is_flag=True, help="No progress bar (there is none without a terminal)."),
-    ]
-    for decorator in reversed(decorators):
-        command = decorator(command)
-    return command
-
-
-def plugin_option(help_text: str):
-    return click.option("--plugin", "plugins", multiple=True, type=click.Path(path_type=Path), help=help_text)
-
-
-def _load(spec, params, weights, seed, input_dtypes=(), val_ranges=(), inputs_file=None):
-    """The model, with its inputs' dtypes and ranges, and an --inputs file's case, applied."""
-    from deploykit.model_io import input_specs, load_npz
-    from deploykit.spec import parse_assignments, resolve_model
-
-    model, recipe = resolve_model(spec, parse_assignments(params), weights, seed)
-    model.inputs = input_specs(model.input_names, [*(recipe.input_dtypes if recipe else []), *input_dtypes],
-                               [*(recipe.val_ranges if recipe else []), *val_ranges])
-    if inputs_file is not None:
-        case, arrays = load_npz(inputs_file, model.inputs)
-        model.data_cases[case] = arrays
-    return model, recipe
 
 
 def _shapes(texts, model):
@@ -310,25 +170,11 @@ def _shapes(texts, model):
     return [parse_case(t, model.input_names) for t in texts] or None
 
 
-def _export_options(recipe, dysample_impl=None, opset=None, static=False, target=None, trace=None,
-                    maxpool_impl=None) -> dict:
-    """Export settings: the command line's, else the recipe's, else the defaults."""
-    return {
-        "opset": opset if opset is not None else (recipe.opset if recipe else None),
-        "dynamic": not (static or (recipe.static if recipe else False)),
-        "trace_shape": trace or (recipe.trace_shape if recipe else None),
-        "target": target or (recipe.target if recipe and recipe.target else "ort"),
-        "dysample_impl": dysample_impl or (recipe.dysample_impl if recipe else None),
-        "maxpool_impl": maxpool_impl or (recipe.maxpool_impl if recipe else None),
-    }
+def _load(spec, params, weights, seed, input_dtypes, val_ranges, inputs_file):
+    from deploykit.export.recipe import resolve_model
+    from deploykit.spec import parse_assignments
 
-
-def _refuse_to_overwrite(path: Path | None, force: bool) -> None:
-    """Fail on an existing output before minutes of work, not after (see _check_outputs)."""
-    if path is not None:
-        from deploykit.files import ensure_writable
-
-        ensure_writable(path, force)
+    return resolve_model(spec, parse_assignments(params), weights, seed, input_dtypes, val_ranges, inputs_file)
 
 
 def _inputs(spec=None, weights=None, onnx_path=None, engine_path=None, plugins=(), **more) -> dict:
@@ -366,13 +212,14 @@ def _check_outputs(outputs: dict, inputs: dict, force: bool) -> None:
 @click.version_option(package_name="deploykit")
 @click.option("--debug", is_flag=True, is_eager=True, expose_value=False, callback=_set_debug,
               help="On an internal error, print the traceback instead of saving it to a file.")
+@click.option("-v", "--verbose", count=True, is_eager=True, expose_value=False, callback=_set_verbosity,
+              help="Say more of what deploykit does: -v its steps, -vv also what the PyTorch exporter said.")
 def main():
     """Export PyTorch upsamplers to ONNX, check every backend against PyTorch, and time them."""
 
 
 @main.command("list")
 @click.argument("name", required=False)
-@fail_cleanly
 def list_command(name):
     """List zoo entries, or one entry's parameters, defaults and valid ranges."""
     from deploykit import zoo
@@ -389,71 +236,63 @@ def list_command(name):
               help="ONNX opset (16..23). Default: 17, or the lowest an op needs (antialias Resize: 18).")
 @click.option("--static", is_flag=True, help="Fix every dim to the traced shape (default: dynamic batch, H, W).")
 @shape_option("Shape to trace with (default: batch 2, odd non-square H, W).")
-@click.option("--target", type=click.Choice(["ort", "trt"]), default=None,
-              help="Where the graph will run; trt refuses graphs TensorRT would misread. Default: ort.")
-@click.option("--force", is_flag=True, help="Overwrite an existing output file.")
+@target_option("Where the graph will run; trt refuses graphs TensorRT would misread. Default: ort.")
+@force_option("output file")
 @dysample_impl_option("How DySample's sample step is exported.")
 @maxpool_impl_option
-@click.option("--precision", type=click.Choice(["fp32", "fp16"]), default="fp32", show_default=True,
-              help="Graph precision; fp16 is how TensorRT 11 (strongly typed) builds fp16 engines.")
+@precision_option("Graph precision; fp16 is how TensorRT 11 (strongly typed) builds fp16 engines.")
 @click.option("--verify-shape", "verify_shapes", multiple=True, metavar="NxCxHxW",
               help="Shape (repeatable) at which the dynamic export is run on ONNX Runtime and compared with "
                    "PyTorch. Default: batch+1 and each spatial size + its power-of-two divisor (at most 32).")
 @click.option("--no-verify", is_flag=True,
               help="Write the graph without running it: a dynamic graph is then trusted at shapes it never ran.")
-@fail_cleanly
 def export_command(spec, params, weights, seed, input_dtypes, val_ranges, inputs_file, output, opset, static,
                    shapes, target, force, dysample_impl, maxpool_impl, precision, verify_shapes, no_verify):
     """Export SPEC (zoo name, package.module:callable, or recipe .toml) to ONNX."""
     from deploykit.export import describe, export_onnx
+    from deploykit.export.recipe import export_options
+    from deploykit.files import ensure_writable
 
-    _refuse_to_overwrite(output, force)
+    ensure_writable(output, force)  # before minutes of work, not after
     if no_verify and verify_shapes:
         raise UserError("--verify-shape and --no-verify contradict each other", "pass one of them")
     model, recipe = _load(spec, params, weights, seed, input_dtypes, val_ranges, inputs_file)
     trace = _shapes(shapes, model) or (list(model.data_cases)[:1] or None)
     if trace and len(trace) > 1:
         raise UserError("export traces one shape, got several --shape", "pass --shape once")
-    options = _export_options(recipe, dysample_impl, opset, static, target, trace[0] if trace else None,
-                              maxpool_impl)
+    options = export_options(recipe, opset=opset, static=static, target=target,
+                             trace_shape=trace[0] if trace else None, dysample_impl=dysample_impl,
+                             maxpool_impl=maxpool_impl)
     result = export_onnx(model, output, force=force, precision=precision, verify=not no_verify,
-                         verify_shapes=_shapes(verify_shapes, model), **options)
+                         verify_shapes=_shapes(verify_shapes, model), **options.as_kwargs())
     click.echo(describe(result))
-    if options["target"] == "trt":  # the file is written either way; the exit code says if TensorRT will take it
-        sys.exit(_print_lint(output, "trt", plugins=None, plugin_pending=options["dysample_impl"] == "plugin"))
+    if options.target == "trt":  # the file is written either way; the exit code says if TensorRT will take it
+        sys.exit(_print_lint(output, "trt", plugins=None, plugin_pending=options.dysample_impl == "plugin"))
 
 
 def _print_lint(path: Path, target: str, plugins, report_path: Path | None = None, force: bool = False,
                 plugin_pending: bool = False) -> int:
     """Lint, print the findings, optionally write them as JSON; returns the exit code."""
-    from deploykit.export.lint import lint_file
+    from deploykit.errors import EXIT_PARITY
+    from deploykit.export.lint import has_errors, lint_file, lint_json
     from deploykit.report import print_findings, write_json
 
     findings = lint_file(path, target, plugins, plugin_pending)
     print_findings(findings, path, target, _console())
-    errors = any(f.severity == "error" for f in findings)
     if report_path:
-        write_json(report_path, {"passed": not errors, "target": target, "onnx": str(path),
-                                 "findings": [f.as_json() for f in findings]}, force=force)
-    return 1 if errors else 0
+        write_json(report_path, lint_json(findings, path, target), force=force)
+    return EXIT_PARITY if has_errors(findings) else EXIT_OK
 
 
 @main.command("lint")
 @click.argument("model", type=click.Path(path_type=Path))
-@click.option("--target", type=click.Choice(["trt", "ort"]), default="trt", show_default=True,
-              help="The runtime the graph is for.")
-@click.option("--plugin", "plugins", multiple=True, type=click.Path(path_type=Path),
-              help="TensorRT plugin library the engine build will load (repeatable).")
-@click.option("--report", "report_path", type=click.Path(path_type=Path), default=None,
-              help="Also write the findings as JSON.")
-@click.option("--force", is_flag=True, help="Overwrite an existing report file.")
-@fail_cleanly
+@target_option("The runtime the graph is for.", default="trt")
+@plugin_option("TensorRT plugin library the engine build will load (repeatable).")
+@report_option("the findings")
+@force_option("report file")
 def lint_command(model, target, plugins, report_path, force):
     """Flag what the target rejects or silently computes differently. Exit 1 on errors."""
-    from deploykit.pipeline import validate_onnx_file
-
     _check_outputs({"--report": report_path}, _inputs(plugins=plugins, MODEL=model), force)
-    validate_onnx_file(model, option="MODEL")  # empty, truncated or invalid: exit 2 here, as in check
     sys.exit(_print_lint(model, target, list(plugins), report_path, force))
 
 
@@ -468,12 +307,12 @@ def lint_command(model, target, plugins, report_path, force):
               help="Timing cache file, read if present and written back.")
 @click.option("--workspace", type=click.IntRange(min=1), default=None, help="Workspace limit in MiB.")
 @click.option("--tf32", is_flag=True, help="Allow TF32 for fp32 layers (off: fp32 stays fp32, as parity expects).")
-@click.option("--force", is_flag=True, help="Overwrite an existing engine file.")
-@fail_cleanly
+@force_option("engine file")
 def build_command(model, output, fp16, plugins, profiles, timing_cache, workspace, tf32, force):
     """Build a TensorRT engine from MODEL.onnx (lint first: 'deploykit lint')."""
-    from deploykit.backends.trt import build_engine, parse_profile
-    from deploykit.pipeline import validate_onnx_file
+    from deploykit.backends.trt_engine import build_engine, parse_profile
+    from deploykit.model_io import shape_text
+    from deploykit.onnx_file import validate_onnx_file
 
     _check_outputs({"-o": output}, _inputs(plugins=plugins, MODEL=model), force)
     if timing_cache is not None:  # read and written back: it may be neither the model nor the engine
@@ -484,8 +323,8 @@ def build_command(model, output, fp16, plugins, profiles, timing_cache, workspac
     parsed = dict(parse_profile(text) for text in profiles) or None
     result = build_engine(model, output, fp16=fp16, tf32=tf32, plugins=list(plugins), profiles=parsed,
                           timing_cache=timing_cache, workspace_mb=workspace, force=force)
-    shapes = ", ".join(f"{name}: {'x'.join(map(str, p.min))} / {'x'.join(map(str, p.opt))} / "
-                       f"{'x'.join(map(str, p.max))}" for name, p in result.profiles.items())
+    shapes = ", ".join(f"{name}: {shape_text(p.min)} / {shape_text(p.opt)} / {shape_text(p.max)}"
+                       for name, p in result.profiles.items())
     click.echo(f"wrote {result.engine_path} (TensorRT {result.tensorrt}, precision {result.precision}; "
                f"min/opt/max {shapes})")
 
@@ -494,7 +333,8 @@ def _run_and_report(run, printer, spec, params, weights, seed, input_dtypes, val
                     backends, shapes, threads, precision, report_path, force, dysample_impl, maxpool_impl,
                     engine_path, plugins, quiet, cuda_graph=False, html_path=None, **specific):
     """check and bench alike: load SPEC, run the library over the backends, print, write JSON."""
-    from deploykit.backends import parse_backends
+    from deploykit.backends import RunnerOptions, parse_backends
+    from deploykit.export.recipe import export_options
     from deploykit.progress import progress_bar
     from deploykit.report import write_json
 
@@ -502,28 +342,26 @@ def _run_and_report(run, printer, spec, params, weights, seed, input_dtypes, val
                    _inputs(spec, weights, onnx_path, engine_path, plugins, **{"--inputs": inputs_file}), force)
     chosen = parse_backends(backends or DEFAULT_BACKENDS)
     model, recipe = _load(spec, params, weights, seed, input_dtypes, val_ranges, inputs_file)
-    runner_options = {"engine_path": engine_path, "plugins": list(plugins), "cuda_graph": cuda_graph}
+    runner_options = RunnerOptions(engine_path=engine_path, plugins=list(plugins), cuda_graph=cuda_graph)
     with progress_bar(run.__name__.removeprefix("run_"), quiet) as progress:
         report = run(model, chosen, _shapes(shapes, model), onnx_path=onnx_path, threads=threads, precision=precision,
-                     export_options=_export_options(recipe, dysample_impl, maxpool_impl=maxpool_impl),
-                     runner_options=runner_options,
-                     progress=progress, **specific)
+                     export_options=export_options(recipe, dysample_impl=dysample_impl, maxpool_impl=maxpool_impl),
+                     runner_options=runner_options, progress=progress, **specific)
     printer(report, _console())
     if report_path:
         write_json(report_path, report.as_json(), force=force)
     return report
 
 
-def _check_zoo(backends, threads, report_path, force, quiet, **rest) -> int:
+def _check_zoo(backends, threads, report_path, force, quiet) -> int:
     """check --zoo: the support matrix over every zoo entry; exit 1 if any entry failed."""
     from deploykit.backends import parse_backends
     from deploykit.matrix import zoo_matrix
     from deploykit.progress import progress_bar
     from deploykit.report import print_matrix, write_json
 
-    defaults = {"seed": 0, "precision": "fp32"}
-    given = ["SPEC" if name == "spec" else f"--{name.removesuffix('_path').replace('_', '-')}"
-             for name, value in rest.items() if value not in (None, (), False, defaults.get(name))]
+    given = _given_options(click.get_current_context(), allowed={"backends", "threads", "report_path", "force",
+                                                                  "quiet", "zoo"})
     if given:
         raise UserError(f"check --zoo runs every entry at its defaults and takes no {', '.join(given)}",
                         "drop those options, or check one SPEC without --zoo")
@@ -533,15 +371,34 @@ def _check_zoo(backends, threads, report_path, force, quiet, **rest) -> int:
     print_matrix(report, _console())
     if report_path:
         write_json(report_path, report.as_json(), force=force)
-    return 0 if report.passed else 1
+    return _verdict_code(report.passed)
+
+
+def _given_options(ctx: click.Context, allowed: set[str]) -> list[str]:
+    """The options and arguments set to something other than their default, named as Click
+    names them, other than ``allowed``."""
+    given = []
+    for param in ctx.command.params:
+        value = ctx.params.get(param.name)
+        if param.name in allowed or value in (None, (), False) or value == param.get_default(ctx):
+            continue
+        long_names = [opt for opt in param.opts if opt.startswith("--")]
+        given.append(param.human_readable_name if isinstance(param, click.Argument) else (long_names or param.opts)[0])
+    return given
+
+
+def _verdict_code(passed: bool) -> int:
+    from deploykit.errors import EXIT_PARITY
+
+    return EXIT_OK if passed else EXIT_PARITY
 
 
 @main.command("check")
-@functools.partial(model_options, spec_required=False)
+@model_options(spec_required=False)
 @run_options
-@click.option("--atol", type=float, default=None, callback=_finite_tolerance,
+@click.option("--atol", type=float, default=None, callback=finite_tolerance,
               help="Absolute tolerance (overrides the preset).")
-@click.option("--rtol", type=float, default=None, callback=_finite_tolerance,
+@click.option("--rtol", type=float, default=None, callback=finite_tolerance,
               help="Relative tolerance (overrides the preset).")
 @click.option("--localize", is_flag=True,
               help="On a failure, find the first ONNX node that diverges from PyTorch, and its module.")
@@ -549,7 +406,6 @@ def _check_zoo(backends, threads, report_path, force, quiet, **rest) -> int:
               help="Also write an HTML report (error heatmaps, histograms, latency) and its PNGs beside it.")
 @click.option("--zoo", is_flag=True,
               help="Check every zoo entry at its defaults with every installed backend: the support matrix.")
-@fail_cleanly
 def check_command(atol, rtol, localize, html_path, zoo, **common):
     """Compare every backend with PyTorch fp32 at several shapes. Exit 1 on a parity failure."""
     from deploykit.check import run_check
@@ -557,7 +413,8 @@ def check_command(atol, rtol, localize, html_path, zoo, **common):
     from deploykit.report import print_check, print_localizations
 
     if zoo:
-        sys.exit(_check_zoo(atol=atol, rtol=rtol, localize=localize, html=html_path, **common))
+        sys.exit(_check_zoo(common["backends"], common["threads"], common["report_path"], common["force"],
+                            common["quiet"]))
     if common["spec"] is None:
         raise click.UsageError("missing argument 'SPEC' (or pass --zoo)")
     if html_path:
@@ -575,7 +432,7 @@ def check_command(atol, rtol, localize, html_path, zoo, **common):
 
         written = write_html_report(html_path, report, report.pictures, report.latency, force=common["force"])
         _stdout_line(f"wrote {written[0]} and {len(written) - 1} figures in {figures_folder(written[0])}")
-    sys.exit(0 if report.passed else 1)
+    sys.exit(_verdict_code(report.passed))
 
 
 @main.command("bench")
@@ -590,7 +447,6 @@ def check_command(atol, rtol, localize, html_path, zoo, **common):
               help="Time budget per backend and shape (warm-up and timed runs): timing stops there with the "
                    "runs made so far, and says so.")
 @click.option("--cuda-graph", is_flag=True, help="Replay TensorRT execution as a CUDA graph.")
-@fail_cleanly
 def bench_command(warmup, iters, max_seconds, **common):
     """Time every backend at every shape: min/p50/p90/p99/mean, throughput, ratio to torch."""
     from deploykit.bench import run_bench

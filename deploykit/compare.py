@@ -76,6 +76,18 @@ def not_comparable(reference: np.ndarray, actual) -> str | None:
     return None
 
 
+def compare_outputs(backend: str, references: dict, outputs: dict, tolerance: Tolerance) -> dict[str, Metrics]:
+    """Every output by name: PyTorch's (``references``) against a backend's. An output missing
+    on either side is a failure that names it; the reference's outputs come first, in order."""
+    results = {name: compare(ref, outputs[name], tolerance) if name in outputs
+               else failed(f"{backend} has no output {name!r} (it has {', '.join(outputs) or 'none'})")
+               for name, ref in references.items()}
+    results.update({name: failed(f"{backend} has an output {name!r} that PyTorch does not return "
+                                 f"(PyTorch: {', '.join(references)})")
+                    for name in outputs if name not in references})
+    return results
+
+
 def compare(reference: np.ndarray, actual: np.ndarray, tolerance: Tolerance) -> Metrics:
     """Compare one output. NaN or Inf in ``actual`` is always a failure; so is an output that
     is not a tensor of the reference's kind of dtype (``not_comparable``)."""

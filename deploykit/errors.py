@@ -10,13 +10,14 @@
 | 130, 143, 129 | interrupted by SIGINT, SIGTERM or SIGHUP (128 + the signal), after cleaning up |
 
 A UserError (or subclass) becomes one line on stderr and ``exit_code``; a parity failure is a
-result, not an exception. ``deploykit.cli`` maps everything else (see ``exit_code_for``).
+result, not an exception. ``exit_code_for`` maps every failure; ``deploykit.cli`` prints its line.
 """
 
 from __future__ import annotations
 
 import errno
 import signal
+from dataclasses import dataclass
 
 EXIT_OK = 0
 EXIT_PARITY = 1
@@ -127,3 +128,52 @@ def environment_error(exc: BaseException) -> EnvironmentProblem | None:
         where += f" -> {exc.filename2}"
     return EnvironmentProblem(f"{exc.strerror or type(exc).__name__}{where}",
                               "check the path, its permissions and the free space")
+
+
+@dataclass
+class ExitDecision:
+    """What a failure becomes under the contract: the exit code, the one line for stderr, and
+    (deploykit's own bugs, with --debug) the traceback to print before it."""
+
+    code: int
+    line: str
+    traceback: str | None = None
+
+
+def exit_code_for(exc: BaseException, debug: bool = False) -> ExitDecision:
+    """The contract's one mapping from a failure to an exit code and its line."""
+    if isinstance(exc, KeyboardInterrupt):
+        return ExitDecision(EXIT_SIGNAL_BASE + signal.SIGINT, "interrupted (SIGINT); partial outputs were removed")
+    if isinstance(exc, Terminated):
+        return ExitDecision(exc.exit_code, f"interrupted ({exc}); partial outputs were removed")
+    if isinstance(exc, UserError):
+        return ExitDecision(exc.exit_code, f"error: {exc}")
+    if is_out_of_memory(exc):
+        return ExitDecision(EXIT_USAGE, f"error: {out_of_memory('running the command')}")
+    environment = environment_error(exc)
+    if environment is not None:
+        return ExitDecision(environment.exit_code, f"error: {environment}")
+    import traceback
+
+    text = "".join(traceback.format_exception(exc))
+    if debug:
+        return ExitDecision(EXIT_INTERNAL, f"error: internal error in deploykit ({type(exc).__name__}); "
+                                           "please report it with the traceback above", text)
+    saved = _save_traceback(text)
+    where = f"traceback saved to {saved}" if saved else "the traceback could not be saved (run with --debug)"
+    return ExitDecision(EXIT_INTERNAL, f"error: internal error in deploykit ({type(exc).__name__}); {where}; "
+                                       "please report it")
+
+
+def _save_traceback(text: str) -> str | None:
+    import os
+    import sys
+    import tempfile
+
+    try:
+        fd, path = tempfile.mkstemp(prefix="deploykit-traceback-", suffix=".txt")
+        with os.fdopen(fd, "w", encoding="utf-8", errors="backslashreplace") as handle:
+            handle.write(f"deploykit {' '.join(sys.argv[1:])}\n\n{text}")
+    except OSError:
+        return None
+    return path

@@ -20,11 +20,11 @@ from deploykit.compare import ErrorPicture
 from deploykit.errors import UserError
 from deploykit.files import ensure_folder_writable, ensure_writable, write_folder_atomic, write_text_atomic
 from deploykit.report import format_number
-from deploykit.spec import Shape, format_shape
+from deploykit.model_io import Shape, format_shape
 from deploykit.text import html_text
 
 if TYPE_CHECKING:
-    from deploykit.bench import LatencyStats
+    from deploykit.latency import LatencyStats
     from deploykit.check import CheckReport
 
 HEATMAP_CMAP = "viridis"  # perceptually uniform, and readable by the colour-blind

@@ -21,8 +21,8 @@ PyTorch comes first. Otherwise they stay unchecked, and the report counts them.
 
 from __future__ import annotations
 
-import ast
 import contextlib
+import dataclasses
 import math
 import tempfile
 from dataclasses import dataclass, field
@@ -30,8 +30,11 @@ from pathlib import Path
 
 import numpy as np
 
+from deploykit.backends import RunnerOptions
 from deploykit.compare import Metrics, Tolerance, compare
 from deploykit.errors import BackendRunError, BackendUnavailable, UserError, first_line
+from deploykit.export.modules import fx_module, node_module
+from deploykit.model_io import shape_text
 from deploykit.spec import LoadedModel
 
 PYTORCH = "pytorch"
@@ -85,7 +88,7 @@ class Localization:
                 "error": self.error, "diverging_node": self.node.as_json() if self.node else None}
 
     def lines(self) -> list[str]:
-        head = f"localize {self.backend} at {'x'.join(map(str, self.shape))}"
+        head = f"localize {self.backend} at {shape_text(self.shape)}"
         if self.error:
             return [f"{head}: {self.error}"]
         counts = (f"{self.compared[PYTORCH]} values compared with PyTorch, {self.compared[ORT_CPU]} with "
@@ -109,12 +112,13 @@ def _summary(m: Metrics) -> str:
 
 
 def localize(model: LoadedModel, onnx_path: Path, backend: str, inputs: dict[str, np.ndarray], tolerance: Tolerance,
-             *, threads: int | None = None, runner_options: dict | None = None,
-             precision: str = "fp32", reference_at_input_shape: bool = False) -> Localization:
+             *, runner_options: RunnerOptions | None = None,
+             reference_at_input_shape: bool = False) -> Localization:
     """Run ``backend`` on ``onnx_path`` with every float intermediate exposed, and find the
     first node whose output differs from its reference beyond ``tolerance``.
 
-    ``precision`` is the runner's, as in ``check`` (TensorRT 10 builds FP16 kernels for fp16).
+    ``runner_options`` are the runner's, as in ``check`` (threads; precision: TensorRT 10 builds
+    FP16 kernels for fp16; plugins), less any prebuilt engine.
     ``reference_at_input_shape``: PyTorch's values come from an export traced at the inputs'
     shape, for a dynamic graph that is wrong away from its traced shape (an export traced
     there is specialised to it, and would be wrong, or fail, at the shape being localized).
@@ -122,28 +126,27 @@ def localize(model: LoadedModel, onnx_path: Path, backend: str, inputs: dict[str
     Raises UserError (BackendUnavailable) for what the user can fix; a backend that cannot run
     the exposed graph is reported in ``Localization.error``.
     """
-    import onnx
 
     from deploykit.backends import runner_class
-    from deploykit.ops.onnx_translation import plugin_nodes
-    from deploykit.pipeline import validate_onnx_file
+    from deploykit.backends.runners import PLUGIN_SUBSTITUTES
+    from deploykit.onnx_file import has_plugin_nodes, validate_onnx_file
 
     cls = runner_class(backend)
     if not cls.needs_onnx:
         raise UserError(f"backend {backend} runs the PyTorch module, not an ONNX graph: there is no node to localize",
                         "localize an ONNX backend (ort, ort-cuda, ort-trt, onnx-ref, trt)")
     cls.check_available()  # before any work: a missing backend fails in a second
-    validate_onnx_file(onnx_path)
-    proto = onnx.load(str(onnx_path), load_external_data=False)
-    plugin = bool(plugin_nodes(proto))
-    if plugin and backend in ("ort", "ort-cuda"):
+    runner_options = runner_options or RunnerOptions()
+    proto = validate_onnx_file(onnx_path)
+    plugin = has_plugin_nodes(proto)
+    if plugin and backend in PLUGIN_SUBSTITUTES:
         raise UserError(f"{onnx_path} has deploykit::DySample plugin nodes, which ONNX Runtime cannot run",
                         "localize on the backend that ran the graph: onnx-ref (or trt)")
     shape = list(np.shape(next(iter(inputs.values()))))
     with tempfile.TemporaryDirectory(prefix="deploykit-localize-") as work:
         exposed = _expose(proto, Path(onnx_path), Path(work) / "exposed.onnx")  # (path, output names)
         try:
-            actual = _run(backend, *exposed, inputs, threads, precision, runner_options or {})
+            actual = _run(backend, *exposed, inputs, runner_options)
         except BackendUnavailable:
             raise
         except (UserError, BackendRunError) as exc:  # the graph runs, but not with its intermediates exposed
@@ -154,7 +157,8 @@ def localize(model: LoadedModel, onnx_path: Path, backend: str, inputs: dict[str
         fallback = {}
         if missing and not plugin and backend != "ort":
             with contextlib.suppress(UserError, BackendRunError):  # no usable ONNX Runtime: they stay unchecked
-                fallback = {n: v for n, v in _run("ort", *exposed, inputs, threads, "fp32", {}).items() if n in missing}
+                ort_options = RunnerOptions(threads=runner_options.threads)
+                fallback = {n: v for n, v in _run("ort", *exposed, inputs, ort_options).items() if n in missing}
     kinds = {**{n: PYTORCH for n in references}, **{n: ORT_CPU for n in fallback}}
     values = {**{n: v for n, (v, _) in references.items()}, **fallback}
     modules = {n: m for n, (_, m) in references.items() if m}
@@ -189,18 +193,17 @@ def _expose(proto, source: Path, path: Path) -> tuple[Path, list[str]]:
     return path, [o.name for o in exposed.graph.output]
 
 
-def _run(backend: str, path: Path, names: list[str], inputs: dict[str, np.ndarray], threads: int | None, precision: str,
-         runner_options: dict) -> dict[str, np.ndarray]:
+def _run(backend: str, path: Path, names: list[str], inputs: dict[str, np.ndarray],
+         runner_options: RunnerOptions) -> dict[str, np.ndarray]:
     """Every output of the exposed graph on ``backend``, by name. A prebuilt engine is not
     used: it has the original outputs only, so TensorRT builds one from the exposed graph."""
-    from deploykit.backends import RunnerOptions, runner_class
-    from deploykit.pipeline import run_backend
+    from deploykit.backends import runner_class
+    from deploykit.backends.runners import run_backend
 
     cls = runner_class(backend)
     cls.check_available()
-    options = {k: v for k, v in runner_options.items() if k != "engine_path"}
-    runner = cls(RunnerOptions(onnx_path=path, threads=threads, precision=precision,
-                               shapes=[tuple(np.shape(a)) for a in inputs.values()][:1], **options))
+    runner = cls(dataclasses.replace(runner_options, onnx_path=path, engine_path=None,
+                                     shapes=[tuple(np.shape(a)) for a in inputs.values()][:1]))
     with runner:
         outputs = run_backend(runner, inputs)
     missing = [name for name in names if name not in outputs]
@@ -216,7 +219,7 @@ def _pytorch_values(model: LoadedModel, proto, actual: dict[str, np.ndarray], in
     file was, translates; kept only at the shape the backend computed (else not the same value)."""
     import torch
 
-    from deploykit.export.onnx_export import dynamic_dims, example_inputs, export_program
+    from deploykit.export.program import dynamic_dims, example_inputs, export_program
     meta = {p.key: p.value for p in proto.metadata_props}
     shapes = {name: tuple(np.shape(a)) for name, a in inputs.items()}
     # several inputs: traced at the inputs' own shapes (the recorded trace is one input's)
@@ -244,7 +247,7 @@ def _pytorch_values(model: LoadedModel, proto, actual: dict[str, np.ndarray], in
     (results,) = graph.find_nodes(op="output")[0].args  # the graph outputs, which take the output names
     matched |= {v.name: n for v, n in zip(proto.graph.output, results) if isinstance(n, torch.fx.Node)}
     values = _run_fx(program.exported_program, inputs, {n.name for n in matched.values()}, model.spec)
-    return {name: (values[n.name], _fx_module(n)) for name, n in matched.items()
+    return {name: (values[n.name], fx_module(n)) for name, n in matched.items()
             if n.name in values and values[n.name].shape == actual[name].shape}
 
 
@@ -253,7 +256,7 @@ def _run_fx(program, inputs: dict[str, np.ndarray], keep: set[str], spec: str) -
     import torch
     from torch.export.graph_signature import InputKind
 
-    from deploykit.pipeline import describe_feed
+    from deploykit.model_io import describe_feed
 
     recorded = {}
 
@@ -287,7 +290,7 @@ def _recorded_trace_shape(text: str, input_shape: tuple[int, ...]) -> tuple[int,
     """``deploykit.traced_shape`` from a file, checked: metadata is text anyone can edit."""
     import math
 
-    from deploykit.spec import parse_shape
+    from deploykit.model_io import parse_shape
 
     try:
         shape = parse_shape(text)
@@ -296,7 +299,7 @@ def _recorded_trace_shape(text: str, input_shape: tuple[int, ...]) -> tuple[int,
     if shape is None or len(shape) != len(input_shape) or shape[1] != input_shape[1] \
             or math.prod(shape) > max(MAX_RECORDED_TRACE_ELEMENTS, math.prod(input_shape)):
         raise UserError(f"the file's deploykit.traced_shape metadata {text[:60]!r} is not a shape deploykit "
-                        f"traces for input {'x'.join(map(str, input_shape))}",
+                        f"traces for input {shape_text(input_shape)}",
                         "re-export the file with 'deploykit export' (its metadata was edited or damaged)")
     return shape
 
@@ -304,7 +307,7 @@ def _recorded_trace_shape(text: str, input_shape: tuple[int, ...]) -> tuple[int,
 def _recorded_maxpool_impl(meta: dict[str, str]) -> str:
     """``deploykit.maxpool_impl`` from a file, checked ("native" for files without it)."""
     from deploykit.export.maxpool_indices import MAXPOOL_IMPLS
-    from deploykit.export.onnx_export import METADATA_MAXPOOL_IMPL
+    from deploykit.export.program import METADATA_MAXPOOL_IMPL
 
     text = meta.get(METADATA_MAXPOOL_IMPL) or "native"
     if text not in MAXPOOL_IMPLS:
@@ -327,32 +330,6 @@ def _recorded_strategy(text: str | None) -> str | None:
     return text
 
 
-def value_modules(exported_program) -> dict[str, tuple[str, str]]:
-    """ONNX value name (= FX node name) -> (path, class) of the module that computed it."""
-    return {n.name: module for n in exported_program.graph.nodes if (module := _fx_module(n))}
-
-
-def _fx_module(fx_node) -> tuple[str, str] | None:
-    """(path, class) of the innermost module that ran this FX node."""
-    stack = [entry for entry in (fx_node.meta.get("nn_module_stack") or {}).values()
-             if not str(entry[0]).startswith("_empty_nn_module_stack")]
-    if not stack:
-        return None
-    path, cls = stack[-1]
-    return path, cls if isinstance(cls, str) else f"{cls.__module__}.{cls.__qualname__}"
-
-
-def _metadata_module(node) -> tuple[str, str] | None:
-    """(path, class) from the exporter's node metadata, kept in files exported at opset 18+."""
-    meta = {p.key: p.value for p in node.metadata_props}
-    try:
-        scopes = ast.literal_eval(meta["pkg.torch.onnx.name_scopes"])
-        classes = ast.literal_eval(meta["pkg.torch.onnx.class_hierarchy"])
-    except (KeyError, ValueError, SyntaxError):
-        return None
-    return (scopes[-2], classes[-2]) if len(scopes) > 1 and len(classes) > 1 else None  # [-1] is the op
-
-
 def _first_diverging(proto, actual, values, kinds, modules, tolerance) -> DivergingNode | None:
     graph_inputs = {v.name for v in proto.graph.input}
     initializers = {t.name for t in proto.graph.initializer}
@@ -373,7 +350,7 @@ def _first_diverging(proto, actual, values, kinds, modules, tolerance) -> Diverg
                 metrics[name] = compare(values[name], actual[name], tolerance)
                 outputs[name] = (kinds[name], metrics[name])
         if any(not m.passed for _, m in outputs.values()):
-            module = next((modules[o] for o in node.output if o in modules), None) or _metadata_module(node)
+            module = next((modules[o] for o in node.output if o in modules), None) or node_module(node)
             return DivergingNode(node.name, node.op_type, *(module or (None, None)), outputs,
                                  [describe(i) for i in node.input if i])
     return None

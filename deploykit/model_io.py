@@ -15,11 +15,56 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import math
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
 SINGLE_OUTPUT = "output"
+Shape = tuple[int, ...]
+_SHAPE = re.compile(r"^[0-9]{1,9}(x[0-9]{1,9}){2,4}$")
+# 2^31 elements is 8 GiB of float32 per tensor: beyond what a parity check or benchmark needs.
+MAX_ELEMENTS = 2**31
+
+
+def shape_text(dims) -> str:
+    """(2, 64, 37, 45) -> '2x64x37x45': the one way deploykit writes a shape's dims."""
+    return "x".join(str(d) for d in dims)
+
+
+def parse_shape(text: str) -> Shape:
+    """'2x64x37x45' -> (2, 64, 37, 45): batch, channels and 1 to 3 spatial dims."""
+    from deploykit.errors import UserError
+
+    cleaned = text.strip().lower().replace(",", "x")
+    if not _SHAPE.match(cleaned):
+        raise UserError(f"malformed shape {text!r}",
+                        "write N x C and 1-3 spatial sizes, e.g. 1x64x32x32 (3-D to 5-D input)")
+    shape = tuple(int(d) for d in cleaned.split("x"))
+    if any(d < 1 for d in shape):
+        raise UserError(f"malformed shape {text!r}: every size must be at least 1", "e.g. 1x64x32x32")
+    if math.prod(shape) > MAX_ELEMENTS:
+        raise UserError(f"shape {text} has {math.prod(shape):,} elements, more than {MAX_ELEMENTS:,}",
+                        "use a smaller --shape")
+    return shape
+
+
+def format_shape(shape) -> str:
+    """A test case as reports show it: '2x64x37x45', 'image=1x3x8x8,mask=1x1x8x8', and
+    ' (data.npz)' after a case whose values come from an --inputs file."""
+    text = bare_text(shape)
+    source = getattr(shape, "source", "")
+    return f"{text} ({source})" if source else text
+
+
+def describe_feed(feed: dict) -> str:
+    """The shapes of a feed of arrays: '2x64x37x45' for one input, 'image=1x3x8x8,mask=1x1x8x8'
+    for several."""
+    import numpy as np
+
+    shapes = {name: np.shape(array) for name, array in feed.items()}
+    return bare_text(next(iter(shapes.values())) if len(shapes) == 1 else Case(shapes))
 
 
 @contextlib.contextmanager
@@ -83,6 +128,27 @@ def _unique(name: str, taken: dict) -> str:
     return candidate
 
 
+def tensors_to_numpy(outputs, spec: str) -> dict[str, Any]:
+    """A module's outputs (a tensor, tuples, lists, dicts, dataclasses, nested) as NumPy arrays
+    by name: floating point as float32, integers and booleans as they are (so a dtype change is
+    caught)."""
+    from deploykit.errors import UserError
+
+    flat = flatten_outputs(outputs)
+    if not flat:
+        raise UserError(f"{spec} returns {type(outputs).__name__} with no tensor in it",
+                        "deploykit compares models whose outputs hold tensors")
+    arrays = {}
+    for name, output in flat.items():
+        output = output.detach().cpu()
+        if output.is_floating_point():
+            output = output.float()
+        elif output.is_complex():
+            raise UserError(f"{spec} returns a complex tensor as output {name}", "return real tensors")
+        arrays[name] = output.numpy()
+    return arrays
+
+
 # ---- inputs ------------------------------------------------------------------------------------
 # A model with one input is fed one tensor, called "input" in the ONNX file (as deploykit always
 # has); a model with several is fed one tensor per required positional parameter of forward, each
@@ -131,8 +197,7 @@ class Case(_Sourced):
         return dict(self)
 
     def __str__(self) -> str:
-        text = ",".join(f"{name}={'x'.join(map(str, shape))}" for name, shape in self)
-        return f"{text} ({self.source})" if self.source else text
+        return format_shape(self)
 
 
 def _forward_parameters(module) -> list:
@@ -177,12 +242,18 @@ def case_json(case):
 def bare_text(case) -> str:
     """A case as deploykit parses it back (no '(data.npz)' suffix): what the metadata records."""
     if isinstance(case, Case):
-        return ",".join(f"{name}={'x'.join(map(str, shape))}" for name, shape in case)
-    return "x".join(str(d) for d in case)
+        return ",".join(f"{name}={shape_text(shape)}" for name, shape in case)
+    return shape_text(case)
 
 
 def batch_of(case) -> int:
     return next(iter(case.shapes.values()))[0] if isinstance(case, Case) else case[0]
+
+
+def make_inputs(shape: Shape, seed: int) -> dict[str, Any]:
+    """A one-input model's feed: standard-normal float32 ``input``, a pure function of (seed,
+    shape). Models with several inputs, dtypes or ranges draw theirs with ``LoadedModel.feed``."""
+    return draw_inputs(shape, seed, {SINGLE_INPUT: InputSpec(SINGLE_INPUT)})
 
 
 def draw_inputs(case, seed: int, specs: dict[str, InputSpec]) -> dict[str, Any]:
@@ -216,7 +287,6 @@ def parse_case(text: str, names: list[str]):
     """'1x3x64x64' for a one-input model, 'image=1x3x64x64,mask=1x1x64x64' (every input named)
     for several: a Shape, or a Case."""
     from deploykit.errors import UserError
-    from deploykit.spec import parse_shape
 
     if "=" not in text:
         if len(names) > 1:
@@ -305,7 +375,6 @@ def load_npz(path, specs: dict[str, InputSpec]) -> tuple[Any, dict[str, Any]]:
     import numpy as np
 
     from deploykit.errors import UserError
-    from deploykit.spec import MAX_ELEMENTS
 
     path = Path(path)
     names = list(specs)

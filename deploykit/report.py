@@ -11,7 +11,7 @@ from rich.console import Console
 from rich.table import Table
 
 from deploykit.files import write_text_atomic
-from deploykit.spec import format_shape
+from deploykit.model_io import format_shape
 from deploykit.text import markup, plain
 
 

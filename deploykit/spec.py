@@ -1,4 +1,4 @@
-"""From what the user typed (SPEC, -p, --weights, --seed, --shape) to a ready PyTorch model.
+"""From what the user typed (SPEC, -p, --weights, --seed) to a ready PyTorch model, and its reference outputs.
 
 SPEC is a zoo entry name or ``package.module:callable``. The same SPEC, parameters and seed
 always give the same weights, so ``export`` and a later ``check --onnx`` compare one model.
@@ -8,46 +8,13 @@ from __future__ import annotations
 
 import ast
 import importlib
-import math
-import re
 import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from deploykit.errors import UserError, first_line, is_out_of_memory, out_of_memory
-
-Shape = tuple[int, ...]
-_SHAPE = re.compile(r"^[0-9]{1,9}(x[0-9]{1,9}){2,4}$")
-# 2^31 elements is 8 GiB of float32 per tensor: beyond what a parity check or benchmark needs.
-MAX_ELEMENTS = 2**31
-
-
-def parse_shape(text: str) -> Shape:
-    """'2x64x37x45' -> (2, 64, 37, 45): batch, channels and 1 to 3 spatial dims."""
-    cleaned = text.strip().lower().replace(",", "x")
-    if not _SHAPE.match(cleaned):
-        raise UserError(f"malformed shape {text!r}",
-                        "write N x C and 1-3 spatial sizes, e.g. 1x64x32x32 (3-D to 5-D input)")
-    shape = tuple(int(d) for d in cleaned.split("x"))
-    if any(d < 1 for d in shape):
-        raise UserError(f"malformed shape {text!r}: every size must be at least 1", "e.g. 1x64x32x32")
-    if math.prod(shape) > MAX_ELEMENTS:
-        raise UserError(f"shape {text} has {math.prod(shape):,} elements, more than {MAX_ELEMENTS:,}",
-                        "use a smaller --shape")
-    return shape
-
-
-def format_shape(shape: Shape) -> str:
-    """'2x64x37x45'; a test case of several inputs as 'image=1x3x8x8,mask=1x1x8x8'."""
-    from deploykit.model_io import Case
-
-    if isinstance(shape, Case):
-        return str(shape)
-    text = "x".join(str(d) for d in shape)
-    source = getattr(shape, "source", "")  # values from an --inputs file
-    return f"{text} ({source})" if source else text
-
+from deploykit.model_io import Shape, format_shape
 
 def parse_assignments(pairs: tuple[str, ...] | list[str]) -> dict[str, str]:
     """['scale=2', 'style=pl'] -> {'scale': '2', 'style': 'pl'}."""
@@ -131,23 +98,18 @@ class LoadedModel:
                             "pass a --shape the module can take")
 
 
-def resolve_model(spec: str, params: dict[str, str] | None = None, weights: Path | None = None,
-                  seed: int = 0):
-    """Load SPEC, which may also be an export recipe (.toml); returns (model, recipe or None)."""
-    from deploykit.export.recipe import is_recipe, load_recipe
+def reference_outputs(model: LoadedModel, feed: dict[str, Any]) -> dict[str, Any]:
+    """PyTorch fp32 eager on the CPU, DySample on its published math: what every backend is
+    compared with (so a fused-kernel model is checked against the reference, not itself)."""
+    import numpy as np
+    import torch
 
-    if not is_recipe(spec):
-        return load_model(spec, params, weights, seed), None
-    from deploykit.model_io import input_specs, parse_case
+    from deploykit.model_io import tensors_to_numpy
+    from deploykit.zoo.dysample import dysample_impl
 
-    recipe = load_recipe(spec)
-    model = load_model(recipe.spec, {**recipe.params, **(params or {})}, weights, seed)
-    model.inputs = input_specs(model.input_names, recipe.input_dtypes, recipe.val_ranges)
-    if recipe.shapes:
-        model.default_shapes = [parse_case(text, model.input_names) for text in recipe.shapes]
-    if recipe.trace_shape:
-        recipe.trace_shape = parse_case(recipe.trace_shape, model.input_names)
-    return model, recipe
+    with dysample_impl(model.module, "reference"):
+        outputs = model.forward(*[torch.from_numpy(np.array(feed[name])) for name in model.input_names])
+    return tensors_to_numpy(outputs, model.spec)
 
 
 def load_model(spec: str, params: dict[str, str] | None = None, weights: Path | None = None,

@@ -1,8 +1,10 @@
 import numpy as np
 import pytest
 
-from deploykit.bench import measure, run_bench, summarize
-from deploykit.backends.base import Runner, RunnerOptions, Stopwatch
+from deploykit.bench import run_bench
+from deploykit.latency import measure, summarize
+from deploykit.backends.base import Runner, RunnerOptions
+from deploykit.clocks import Stopwatch
 from deploykit.spec import load_model
 
 

@@ -20,14 +20,14 @@ pytest.importorskip("matplotlib", reason="the HTML report needs matplotlib: pip 
 from matplotlib import colormaps  # noqa: E402
 from matplotlib.image import imread  # noqa: E402
 
-from deploykit.bench import measure, summarize  # noqa: E402
+from deploykit.latency import summarize  # noqa: E402
 from deploykit.check import CheckReport, CheckResult, run_check  # noqa: E402
 from deploykit.compare import compare, error_picture, failed, tolerance_for  # noqa: E402
 from deploykit.errors import UserError  # noqa: E402
 from deploykit.export.onnx_export import export_onnx  # noqa: E402
 from deploykit.html_report import HEATMAP_CMAP, figures_folder, write_html_report  # noqa: E402
-from deploykit.pipeline import make_inputs, open_runners, reference_outputs, run_backend  # noqa: E402
-from deploykit.spec import format_shape, load_model  # noqa: E402
+from deploykit.model_io import format_shape  # noqa: E402
+from deploykit.spec import load_model  # noqa: E402
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 SHAPES = [(2, 16, 9, 11), (1, 16, 12, 7)]
@@ -41,17 +41,8 @@ def real_report(tmp_path_factory):
     model = load_model("dysample", {"in_channels": "16"})
     onnx_path = export_onnx(model, work / "model.onnx", trace_shape=SHAPES[0]).path
     report = run_check(model, ["torch", "ort"], SHAPES, tolerance=tolerance_for("fp32"), onnx_path=onnx_path,
-                       threads=1)
-    pictures, latency = {}, {}
-    with open_runners(model, ["torch", "ort"], SHAPES, onnx_path, threads=1) as (runners, _):
-        for shape in SHAPES:
-            inputs = make_inputs(shape, model.seed)
-            references = reference_outputs(model, inputs)
-            for name, runner in runners.items():
-                outputs = run_backend(runner, inputs)
-                for output, ref in references.items():
-                    pictures[(name, shape, output)] = error_picture(ref, outputs[output])
-                latency[(name, shape)] = measure(runner, inputs, warmup=2, iters=5)
+                       threads=1, pictures=True, latency_iters=5)
+    pictures, latency = report.pictures, report.latency
     path = work / "report.html"
     written = write_html_report(path, report, pictures, latency)
     return path, written, pictures, latency, report

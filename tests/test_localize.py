@@ -12,9 +12,10 @@ from deploykit.backends.ort import OrtCpuRunner
 from deploykit.compare import PRESETS
 from deploykit.errors import BackendUnavailable, UserError
 from deploykit.export import export_onnx
-from deploykit.export.onnx_export import DYSAMPLE_IMPLS
-from deploykit.localize import ORT_CPU, PYTORCH, _metadata_module, localize
-from deploykit.pipeline import make_inputs
+from deploykit.export.dysample import DYSAMPLE_IMPLS
+from deploykit.export.modules import node_module
+from deploykit.localize import ORT_CPU, PYTORCH, localize
+from deploykit.model_io import make_inputs
 from deploykit.spec import load_model
 
 # Not the traced shape (2x16x...): references must follow the backend's dynamic shapes.
@@ -129,7 +130,7 @@ def test_opset_18_files_carry_the_module_in_node_metadata(tmp_path):
     model = load_model("tests.test_localize:nested_decoder")
     export_onnx(model, tmp_path / "n18.onnx", opset=18, trace_shape=(2, 4, 5, 7))
     conv = _node(onnx.load(str(tmp_path / "n18.onnx")), lambda n: "up.offset.weight" in n.input)
-    assert _metadata_module(conv) == ("up.offset", "torch.nn.modules.conv.Conv2d")
+    assert node_module(conv) == ("up.offset", "torch.nn.modules.conv.Conv2d")
 
 
 class SkewedRunner(OrtCpuRunner):

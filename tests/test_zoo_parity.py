@@ -8,7 +8,8 @@ from deploykit import zoo
 from deploykit.check import run_check
 from deploykit.compare import PRESETS
 from deploykit.export import export_onnx
-from deploykit.spec import format_shape, load_model
+from deploykit.model_io import format_shape
+from deploykit.spec import load_model
 
 CASES = [
     pytest.param(name, example, id=f"{name}-{'-'.join(f'{k}={v}' for k, v in example.items()) or 'defaults'}")

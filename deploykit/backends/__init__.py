@@ -1,13 +1,14 @@
 """Backend registry: a name on the command line -> a Runner class, imported only when used.
 
-Adding a backend is one module with a Runner subclass and one line in ``_BACKENDS``.
+Adding a backend is one module with a Runner subclass and one line in ``_BACKENDS``. Opening
+them for a run is deploykit.backends.runners; the TensorRT engine build, deploykit.backends.trt_engine.
 """
 
 from __future__ import annotations
 
 import importlib
 
-from deploykit.backends.base import Runner, RunnerOptions, Stopwatch
+from deploykit.backends.base import Runner, RunnerOptions
 from deploykit.errors import BackendUnavailable, UserError
 
 _BACKENDS = {
@@ -46,5 +47,5 @@ def runner_class(name: str) -> type[Runner]:
     return getattr(importlib.import_module(module_name), class_name)
 
 
-__all__ = ["BackendUnavailable", "Runner", "RunnerOptions", "Stopwatch", "names",
+__all__ = ["BackendUnavailable", "Runner", "RunnerOptions", "names",
            "parse_backends", "runner_class"]

@@ -9,7 +9,6 @@ Inference is split in three so ``bench`` can time the compute alone:
 
 from __future__ import annotations
 
-import time
 from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -17,18 +16,9 @@ from typing import Any
 
 import numpy as np
 
+from deploykit.clocks import Stopwatch
 from deploykit.errors import UserError
-
-
-class Stopwatch:
-    """Host clock around a synchronous call: right for CPU backends."""
-
-    def start(self) -> None:
-        self._start = time.perf_counter()
-
-    def stop(self) -> float:
-        """Milliseconds since ``start``."""
-        return (time.perf_counter() - self._start) * 1e3
+from deploykit.model_io import shape_text
 
 
 @dataclass
@@ -60,7 +50,7 @@ class Runner(ABC):
         self.substituted_for: str | None = None  # the backend asked for, when this one runs instead
 
     @classmethod
-    def needs_onnx_file(cls, runner_options: dict) -> bool:
+    def needs_onnx_file(cls, options: RunnerOptions) -> bool:
         """Whether this backend, so configured, reads an ONNX file (an engine given is enough for trt)."""
         return cls.needs_onnx
 
@@ -145,6 +135,6 @@ def check_feed(source, names: list[str], dims: list[list], feed: dict[str, np.nd
         array = feed[name]
         fixed = [d if isinstance(d, int) and d > 0 else None for d in wanted]
         if len(fixed) != array.ndim or any(f is not None and f != s for f, s in zip(fixed, array.shape)):
-            text = "x".join(str(f) if f is not None else "?" for f in fixed)
-            raise UserError(f"{source} input {name!r} takes {text}, not {'x'.join(map(str, array.shape))}",
+            text = shape_text(f if f is not None else "?" for f in fixed)
+            raise UserError(f"{source} input {name!r} takes {text}, not {shape_text(array.shape)}",
                             "re-export without --static, or pass a --shape that fits the graph")

@@ -22,6 +22,21 @@ def host_outputs(outputs: list) -> list:
     return [o.astype(np.float32) if isinstance(o, np.ndarray) and o.dtype.kind == "f" else o for o in outputs]
 
 
+def ort_session_options(threads: int | None):
+    """ONNX Runtime's session settings wherever deploykit opens a session: ``threads`` intra-op
+    threads and one inter-op (None: ONNX Runtime's default), and ONNX Runtime's own log quiet,
+    because deploykit reports failures itself, in one line."""
+    import onnxruntime as ort
+
+    ort.set_default_logger_severity(4)
+    options = ort.SessionOptions()
+    options.log_severity_level = 4
+    if threads:
+        options.intra_op_num_threads = threads
+        options.inter_op_num_threads = 1
+    return options
+
+
 class OrtCpuRunner(Runner):
     """ONNX Runtime on CPUExecutionProvider with an explicit intra-op thread count."""
 
@@ -48,15 +63,9 @@ class OrtCpuRunner(Runner):
         path = self.options.onnx_path
         if path is None:
             raise UserError(f"backend {self.name} needs an ONNX file", "pass --onnx model.onnx")
-        # deploykit reports failures itself, in one line: keep ONNX Runtime's own log quiet.
-        ort.set_default_logger_severity(4)
-        session_options = ort.SessionOptions()
-        session_options.log_severity_level = 4
+        session_options = ort_session_options(self.options.threads)
         self.run_options = ort.RunOptions()
         self.run_options.log_severity_level = 4
-        if self.options.threads:
-            session_options.intra_op_num_threads = self.options.threads
-            session_options.inter_op_num_threads = 1
         try:
             self.session = ort.InferenceSession(str(path), session_options, providers=[self.provider])
         except Exception as exc:  # ORT raises its own untyped errors for bad graphs

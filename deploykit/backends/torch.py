@@ -7,7 +7,8 @@ from typing import Any
 
 import numpy as np
 
-from deploykit.backends.base import Runner, Stopwatch
+from deploykit.backends.base import Runner
+from deploykit.clocks import CudaEventStopwatch, Stopwatch
 from deploykit.errors import BackendUnavailable
 
 
@@ -56,7 +57,7 @@ class TorchRunner(Runner):
             return self.module(*prepared)
 
     def fetch(self, outputs: Any) -> dict[str, np.ndarray]:
-        from deploykit.pipeline import tensors_to_numpy
+        from deploykit.model_io import tensors_to_numpy
 
         return tensors_to_numpy(outputs, self.options.model.spec)
 
@@ -65,26 +66,6 @@ class TorchRunner(Runner):
 
         return {"device": self.device, "threads": torch.get_num_threads(), "torch": torch.__version__,
                 "precision": self.options.precision}
-
-
-class CudaEventStopwatch(Stopwatch):
-    """CUDA events on the work's stream (default: the current one): times GPU work, not the
-    host's launch calls."""
-
-    def __init__(self, stream=None) -> None:
-        import torch
-
-        self._stream = stream
-        self._begin = torch.cuda.Event(enable_timing=True)
-        self._end = torch.cuda.Event(enable_timing=True)
-
-    def start(self) -> None:
-        self._begin.record(self._stream)
-
-    def stop(self) -> float:
-        self._end.record(self._stream)
-        self._end.synchronize()
-        return self._begin.elapsed_time(self._end)
 
 
 class TorchCudaRunner(TorchRunner):

@@ -22,8 +22,9 @@ from pathlib import Path
 
 from deploykit.errors import UserError
 from deploykit.export.maxpool_indices import DEFAULT_MAXPOOL_IMPL
+from deploykit.export.options import TARGETS
 
-TARGETS = ("trt", "ort")
+
 _STANDARD_DOMAINS = {"", "ai.onnx"}
 _TRT_GRID_MODES = {"nearest", "bilinear", "bicubic"}
 _TRT_RESIZE_COORDINATES = {"half_pixel", "pytorch_half_pixel", "align_corners", "asymmetric",
@@ -49,22 +50,25 @@ def lint_file(path: Path, target: str = "trt", plugins: list[Path] | None = None
     ``plugin_pending``: deploykit's own plugin nodes were exported on purpose and the plugin
     library will be given at build time, so they are a reminder, not an error.
     """
-    import onnx
+    from deploykit.onnx_file import validate_onnx_file
 
-    path = Path(path)
     if target not in TARGETS:
         raise UserError(f"unknown lint target {target!r}", f"use one of {', '.join(TARGETS)}")
-    if not path.is_file():
-        raise UserError(f"ONNX file {path} not found", "check the path or create it with 'deploykit export'")
-    try:
-        proto = onnx.load(str(path), load_external_data=False)
-    except Exception as exc:  # protobuf DecodeError and friends
-        raise UserError(f"{path} is not a valid ONNX model ({type(exc).__name__})",
-                        "re-export it with 'deploykit export'") from None
+    proto = validate_onnx_file(Path(path), option="MODEL")
     for plugin in plugins or []:
         if not Path(plugin).is_file():
             raise UserError(f"plugin library {plugin} not found", "build it with cmake (see README) or fix the path")
     return lint(proto, target, plugins or [], plugin_pending)
+
+
+def lint_json(findings: list[Finding], path: Path, target: str) -> dict:
+    """What ``lint --report`` writes: passed when no finding is an error."""
+    return {"passed": not has_errors(findings), "target": target, "onnx": str(path),
+            "findings": [f.as_json() for f in findings]}
+
+
+def has_errors(findings: list[Finding]) -> bool:
+    return any(f.severity == "error" for f in findings)
 
 
 def lint(proto, target: str = "trt", plugins: list[Path] | None = None, plugin_pending: bool = False) -> list[Finding]:

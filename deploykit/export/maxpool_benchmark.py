@@ -14,7 +14,6 @@ from __future__ import annotations
 import argparse
 import contextlib
 import io
-import logging
 import os
 import sys
 import tempfile
@@ -30,8 +29,8 @@ POOLS = ((2, 2, 0), (3, 2, 1))
 def run(sizes: list[int], channels: int, warmup: int, iters: int, threads: int) -> list[dict]:
     """One row per (pool, size): p50 of PyTorch eager and of each strategy's ONNX Runtime graph."""
     from deploykit.backends import RunnerOptions, runner_class
-    from deploykit.bench import measure
-    from deploykit.pipeline import make_inputs
+    from deploykit.latency import measure
+    from deploykit.model_io import make_inputs
     from deploykit.spec import load_model
 
     rows = []
@@ -59,14 +58,15 @@ def export(module, shape, impl: str, path: Path) -> None:
     """``module`` to ``path`` with dynamic batch, height and width, max-pool indices as ``impl``."""
     import torch
 
+    from deploykit.logs import captured_exporter_logs
+
     example = torch.randn(*shape)
-    with warnings.catch_warnings(), contextlib.redirect_stdout(io.StringIO()):
+    quiet = io.StringIO()
+    with warnings.catch_warnings(), contextlib.redirect_stdout(quiet), captured_exporter_logs(quiet):
         warnings.simplefilter("ignore")
-        logging.disable(logging.WARNING)
         program = torch.onnx.export(module, (example,), dynamo=True, optimize=True,
                                     dynamic_shapes=({0: "batch", 2: "height", 3: "width"},),
                                     custom_translation_table=translation_table(impl))
-        logging.disable(logging.NOTSET)
     program.save(str(path))
 
 
@@ -88,7 +88,7 @@ def markdown(rows: list[dict]) -> str:
 
 
 def main(argv: list[str] | None = None) -> None:
-    from deploykit.bench import machine_description
+    from deploykit.latency import machine_description
 
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--sizes", type=int, nargs="+", default=[64, 120], help="square input sizes")

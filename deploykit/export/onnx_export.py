@@ -1,48 +1,33 @@
-"""torch -> ONNX with the dynamo exporter, dynamic batch and spatial dims, and checks.
+"""torch -> a checked ONNX file: dynamic batch and spatial dims, DySample and max-pool indices
+as asked, the graph checked for its target and verified against PyTorch before it is written.
 
-Why dynamo only: the TorchScript exporter with ``dynamic_axes`` bakes ``torch.arange(H)`` and
-similar shape-derived values into constants, so DySample exported that way is wrong by about 5
-at every shape but the traced one. ``torch.export`` keeps those values symbolic.
+The exporter call itself is deploykit.export.program.
 """
 
 from __future__ import annotations
 
 import collections
-import contextlib
 import copy
 import dataclasses
-import io
-import logging
-import os
-import re
-import tempfile
-import time
-import traceback
-import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from deploykit.errors import UserError, first_line
-from deploykit.export.dysample import (DEFAULT_DYSAMPLE_IMPL, DYSAMPLE_IMPLS, NEEDS_A_LAYER, Conversion,
-                                       converted_for_export, find_layers)
+from deploykit.export.dysample import DEFAULT_DYSAMPLE_IMPL, DYSAMPLE_IMPLS, NEEDS_A_LAYER, Conversion, find_layers
 from deploykit.export.maxpool_indices import DEFAULT_MAXPOOL_IMPL, MAXPOOL_IMPLS
+from deploykit.export.options import TARGETS
+from deploykit.export.program import (METADATA_MAXPOOL_IMPL, ExportError, dynamic_shapes, example_inputs,
+                                      export_program, pools_with_indices)
 from deploykit.files import staged_files
 from deploykit.model_io import bare_text, flatten_outputs
-from deploykit.spec import LoadedModel, Shape, format_shape
+from deploykit.model_io import Shape, format_shape
+from deploykit.spec import LoadedModel
 
 DEFAULT_OPSET = 17
 MIN_OPSET, MAX_OPSET = 16, 23
 # Opset 20 renamed GridSample's modes (bilinear -> linear, bicubic -> cubic); TensorRT's ONNX
 # parser maps names it does not know to NEAREST without a warning.
 TRT_GRIDSAMPLE_MAX_OPSET = 19
-TARGETS = ("ort", "trt")
-
-_DIM_NAMES = {3: ("length",), 4: ("height", "width"), 5: ("depth", "height", "width")}
-
-
-class ExportError(UserError):
-    """The exporter could not turn the module into a valid ONNX graph."""
-
 
 @dataclass
 class ExportResult:
@@ -59,11 +44,6 @@ class ExportResult:
     unverifiable: list[str] = field(default_factory=list)  # derived shapes PyTorch itself rejected
     verified_with: str | None = None  # the backend that ran it: ort, or onnx-ref for plugin graphs
     maxpool_impl: str | None = None  # how max-pool indices were exported; None: the model computes none
-
-
-def dynamic_dims(rank: int) -> dict[int, str]:
-    """Names for the dims that stay symbolic: batch and every spatial dim (never channels)."""
-    return {0: "batch", **{2 + i: name for i, name in enumerate(_DIM_NAMES[rank])}}
 
 
 def export_onnx(model: LoadedModel, path: Path, *, opset: int | None = None, dynamic: bool = True,
@@ -135,13 +115,13 @@ def export_onnx(model: LoadedModel, path: Path, *, opset: int | None = None, dyn
         props["deploykit.traced_shape"] = bare_text(shape)  # engine profile defaults
         props["deploykit.spec"] = model.spec
         props.update(metadata(conversion))  # only what the graph contains
-        pools_with_indices = _pools_with_indices(program.exported_program)
-        if pools_with_indices:
+        computes_indices = pools_with_indices(program.exported_program)
+        if computes_indices:
             props[METADATA_MAXPOOL_IMPL] = maxpool_impl
         program.save(str(staged))  # weights go to a .data file beside it past protobuf's 2 GB
         proto = onnx.load(str(staged), load_external_data=False)
         actual = _check_graph(staged, proto, opset, target, model.spec)
-        from deploykit.localize import value_modules
+        from deploykit.export.modules import value_modules
 
         modules = value_modules(program.exported_program)
         remaining = [{**grid, "module": modules.get(grid["output"])} for grid in check_graph(conversion, proto)]
@@ -160,7 +140,7 @@ def export_onnx(model: LoadedModel, path: Path, *, opset: int | None = None, dyn
             verified_shapes=verification.shapes if verification else [],
             unverifiable=verification.skipped if verification else [],
             verified_with=verifier if verification else None,
-            maxpool_impl=maxpool_impl if pools_with_indices else None,
+            maxpool_impl=maxpool_impl if computes_indices else None,
         )
     return result
 
@@ -183,33 +163,6 @@ def _no_layer_problem(model: LoadedModel, strategy: str, lookalikes) -> str:
     return f"--dysample-impl {strategy}: {model.spec} has no DySample layer (a module with sample(x, offset), scale, groups)"
 
 
-def example_inputs(model: LoadedModel, case) -> tuple:
-    """The tensors export traces with, in forward's order: one float input is drawn as deploykit
-    always has (N(0, 1) seeded by the model's seed); several from their specs, like check's."""
-    import torch
-
-    from deploykit.model_io import InputSpec
-
-    if len(model.inputs) == 1 and next(iter(model.inputs.values())) == InputSpec(model.input_names[0]):
-        return (torch.randn(*case, generator=torch.Generator().manual_seed(model.seed)),)
-    return tuple(torch.from_numpy(array) for array in model.feed(case).values())
-
-
-def dynamic_shapes(model: LoadedModel, case) -> tuple:
-    """Per input, its symbolic dims (batch and spatial): one input's are named batch, height,
-    width; with several, each is prefixed with its input's name (their sizes may differ)."""
-    from deploykit.model_io import case_shapes, forward_takes_var_positional
-
-    shapes = case_shapes(case, model.input_names)
-    if len(shapes) == 1:
-        dims = dynamic_dims(len(next(iter(shapes.values()))))
-        # forward(*inputs): torch.export matches dynamic_shapes to the signature, one tuple for *inputs
-        return ((dims,),) if forward_takes_var_positional(model.module) else (dims,)
-    # a dim traced at 1 stays 1: it broadcasts (a per-channel gain of 1xCx1x1), it does not vary
-    return tuple({axis: f"{name}_{label}" for axis, label in dynamic_dims(len(shape)).items() if shape[axis] != 1}
-                 for name, shape in shapes.items())
-
-
 def _trace_shape(model: LoadedModel) -> Shape:
     """Trace at batch 2 with odd, non-square sizes: size 1 and equal sizes invite specialisation."""
     return preferred_trace_shape(model.shapes_or_default(None))
@@ -220,153 +173,6 @@ def preferred_trace_shape(shapes: list[Shape]) -> Shape:
 
     seeded = [s for s in shapes if not getattr(s, "source", "")] or shapes  # not an --inputs file's
     return max(seeded, key=lambda s: (batch_of(s) > 1, batch_of(s) == 2))
-
-
-def export_program(model: LoadedModel, example, *, dims, opset: int, output_names: list[str], dysample_impl: str,
-                   layers=None, maxpool_impl: str = "native"):
-    """(the in-memory ONNXProgram, the DySample Conversion): the program's ``exported_program``
-    is the FX graph the ONNX values are named after; the model's verified DySample layers
-    (``layers``, found here when None) are exported as ``dysample_impl``, max-pool indices as
-    ``maxpool_impl``. No checks, no file."""
-    from deploykit.export.dysample import translation_table
-    from deploykit.export.maxpool_indices import translation_table as maxpool_table
-
-    if layers is None:
-        layers, _ = find_layers(model.module)
-    conversion = Conversion(dysample_impl, list(layers))
-    table = {**(translation_table(dysample_impl) or {}), **maxpool_table(maxpool_impl)} or None
-    with converted_for_export(model.module, conversion.layers, conversion), _flat_outputs(model.module):
-        program = _run_exporter(model, example, dims, opset, output_names, table)
-    _unique_output_names(program.model.graph, model.spec)
-    conversion.keep_surviving(program.exported_program)
-    return program, conversion
-
-
-@contextlib.contextmanager
-def _flat_outputs(module):
-    """Within the block the module returns its outputs as one flat tuple, in the order and under
-    the names of ``deploykit.model_io.flatten_outputs`` (dicts, dataclasses, nested tuples and
-    None entries are not all things the exporter can flatten, nor name)."""
-    import functools
-
-    from deploykit.model_io import swapped_method
-
-    original = module.forward
-
-    @functools.wraps(original)
-    def forward(*args, **kwargs):
-        return tuple(flatten_outputs(original(*args, **kwargs)).values())
-
-    with swapped_method(module, "forward", forward):
-        yield
-
-
-def _unique_output_names(graph, spec: str) -> None:
-    """An output named after its dict key ('relu', 'add') can share its name with a value the
-    exporter named after the FX node that computes it: the graph is then not SSA. The other
-    value is renamed; a key that is an input's or a weight's name is the user's to change."""
-    outputs = {id(value) for value in graph.outputs}
-    wanted = {value.name for value in graph.outputs}
-    fixed = {id(value): "an input" for value in graph.inputs}
-    fixed |= {id(value): "a weight" for value in graph.initializers.values()}
-    values = [*graph.inputs, *graph.initializers.values(), *(v for node in graph for v in node.outputs)]
-    taken = {value.name for value in values}
-    for value in values:
-        if value.name not in wanted or id(value) in outputs:
-            continue
-        if id(value) in fixed:
-            raise UserError(f"{spec} returns an output named {value.name!r}, which is also {fixed[id(value)]}'s name "
-                            "in the graph", "rename that key of the model's output")
-        n = 1
-        while f"{value.name}_{n}" in taken:
-            n += 1
-        value.name = f"{value.name}_{n}"
-        taken.add(value.name)
-
-
-METADATA_MAXPOOL_IMPL = "deploykit.maxpool_impl"
-
-
-def _pools_with_indices(exported_program) -> bool:
-    """Whether the model computes max-pool indices (so the strategy shaped the graph)."""
-    import torch
-
-    return any(node.target is torch.ops.aten.max_pool2d_with_indices.default
-               for node in exported_program.graph.nodes)
-
-
-def _run_exporter(model: LoadedModel, example, dims, opset: int, output_names: list[str], table):
-    import torch
-
-    captured = io.StringIO()
-    try:
-        with warnings.catch_warnings(), contextlib.redirect_stdout(captured), \
-                contextlib.redirect_stderr(captured), _quiet_loggers():
-            warnings.simplefilter("ignore")
-            return torch.onnx.export(
-                model.module, tuple(example), dynamo=True, opset_version=opset, dynamic_shapes=dims,
-                input_names=model.input_names, output_names=output_names, verbose=False, optimize=True,
-                custom_translation_table=table,
-            )
-    except Exception as exc:  # the exporter raises many types; all mean "could not export"
-        saved = _save_exporter_report(model.spec, exc, captured.getvalue())
-        fix = "try --static, a different --opset, or report the op to deploykit"
-        if "static shape" in exporter_reason(exc) or "specializ" in exporter_reason(exc):
-            fix = "export with --static, or make the layer that fixes this size keep it symbolic"
-        raise ExportError(f"export of {model.spec} failed: {exporter_reason(exc)} (full report: {saved})",
-                          fix) from None
-
-
-# Lines of the exporter's own wrapping that say nothing about the model.
-_BOILERPLATE = re.compile(r"^(Failed to (export|convert|decompose)|This is step|Next steps|- (Modify|Debug|Create|"
-                          r"If you|Please|Refer)|## |\(Refer to|For more information|Set TORCH_LOGS|"
-                          r"from user code|The error above)", re.IGNORECASE)
-_ANSI = re.compile(r"\x1b\[[0-9;]*m")
-
-
-def exporter_reason(exc: BaseException, limit: int = 300) -> str:
-    """The sentence that says why the exporter failed: the innermost cause's message without
-    the exporter's advice (e.g. "tracing inferred a static shape of 160 for dimension
-    inputs['x'].shape[2]"), prefixed by its exception type."""
-    chain = [exc]
-    while chain[-1].__cause__ is not None and len(chain) < 16:
-        chain.append(chain[-1].__cause__)
-    for error in reversed(chain):
-        lines = [_ANSI.sub("", line).strip() for line in str(error).splitlines()]
-        lines = [line for line in lines if line and not _BOILERPLATE.match(line)]
-        if not lines:
-            continue
-        text = lines[0]
-        for line in lines[1:]:  # "Found the following conflicts:" is a heading for the next line
-            if not text.endswith(":") or len(text) >= limit:
-                break
-            text = f"{text} {line.lstrip('- ')}"
-        return f"{type(error).__name__}: {text}"[:limit]
-    return type(exc).__name__
-
-
-def _save_exporter_report(spec: str, exc: BaseException, output: str) -> Path:
-    """Everything the exporter said and raised, for the user to read or attach to a bug report."""
-    folder = Path(tempfile.gettempdir()) / "deploykit-reports"
-    folder.mkdir(mode=0o700, exist_ok=True)
-    fd, name = tempfile.mkstemp(prefix=f"export-{time.strftime('%Y%m%d-%H%M%S')}-", suffix=".txt", dir=folder)
-    with os.fdopen(fd, "w", encoding="utf-8", errors="replace") as report:
-        report.write(f"deploykit export of {spec}: the exporter failed\n\n## What the exporter printed\n\n")
-        report.write(_ANSI.sub("", output) or "(nothing)\n")
-        report.write("\n## The exception, with its causes\n\n")
-        report.write(_ANSI.sub("", "".join(traceback.format_exception(exc))))
-    return Path(name)
-
-
-@contextlib.contextmanager
-def _quiet_loggers():
-    """The exporter logs progress and converter fallbacks at INFO/WARNING; keep the CLI readable."""
-    previous = logging.root.manager.disable
-    logging.disable(logging.WARNING)
-    try:
-        yield
-    finally:
-        logging.disable(previous)
 
 
 def _check_graph(path: Path, proto, opset: int | None, target: str, spec: str) -> int:

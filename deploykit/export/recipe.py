@@ -12,6 +12,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from deploykit.errors import UserError, first_line
+from deploykit.export.dysample import DYSAMPLE_IMPLS
+from deploykit.export.maxpool_indices import MAXPOOL_IMPLS
+from deploykit.export.options import DEFAULT_TARGET, TARGETS, ExportOptions
+from deploykit.spec import LoadedModel, load_model
 
 MAX_RECIPE_BYTES = 1 << 20
 _TOP_KEYS = {"description", "spec", "params", "export"}
@@ -97,14 +101,14 @@ _TYPES = {  # key -> (accepted type, how to write it)
     "params": (dict, "a table: [params]"),
     "export": (dict, "a table: [export]"),
     "export.opset": (int, "an integer, e.g. 17"),
-    "export.target": (str, '"ort" or "trt"'),
+    "export.target": (str, " or ".join(f'"{t}"' for t in TARGETS)),
     "export.static": (bool, "true or false"),
     "export.trace_shape": (str, 'a shape string, e.g. "2x64x37x45"'),
     "export.shapes": (list, 'a list of shape strings, e.g. ["1x64x32x32"]'),
     "export.input_dtypes": (list, 'a list of "NAME=DTYPE" strings, e.g. ["mask=int64"]'),
     "export.val_ranges": (list, 'a list of "[NAME=]LOW,HIGH" strings, e.g. ["image=0,1"]'),
-    "export.dysample_impl": (str, '"auto", "standard", "gather", "roialign" or "plugin"'),
-    "export.maxpool_impl": (str, '"native" or "window"'),
+    "export.dysample_impl": (str, ", ".join(f'"{i}"' for i in DYSAMPLE_IMPLS)),
+    "export.maxpool_impl": (str, ", ".join(f'"{i}"' for i in MAXPOOL_IMPLS)),
 }
 
 
@@ -122,3 +126,42 @@ def _check_types(path: Path, data: dict, export: dict) -> None:
         if isinstance(value, (dict, list)):
             raise UserError(f"recipe {path}: params.{key} = {value!r} is not a single value",
                             "give a number, boolean or string")
+
+
+def resolve_model(spec: str, params: dict[str, str] | None = None, weights: Path | None = None, seed: int = 0,
+                  input_dtypes=(), val_ranges=(), inputs_file: Path | None = None
+                  ) -> tuple[LoadedModel, Recipe | None]:
+    """SPEC, a zoo name, package.module:callable or a recipe (.toml), as the commands load it:
+    (model, recipe or None). The recipe's parameters, shapes, input dtypes and value ranges come
+    first, then the command line's; an --inputs file adds one test case of real data."""
+    from deploykit.model_io import input_specs, load_npz, parse_case
+
+    recipe = load_recipe(spec) if is_recipe(spec) else None
+    if recipe is None:
+        model = load_model(spec, params, weights, seed)
+    else:
+        model = load_model(recipe.spec, {**recipe.params, **(params or {})}, weights, seed)
+        if recipe.shapes:
+            model.default_shapes = [parse_case(text, model.input_names) for text in recipe.shapes]
+        if recipe.trace_shape:
+            recipe.trace_shape = parse_case(recipe.trace_shape, model.input_names)
+    model.inputs = input_specs(model.input_names, [*(recipe.input_dtypes if recipe else []), *input_dtypes],
+                               [*(recipe.val_ranges if recipe else []), *val_ranges])
+    if inputs_file is not None:
+        case, arrays = load_npz(inputs_file, model.inputs)
+        model.data_cases[case] = arrays
+    return model, recipe
+
+
+def export_options(recipe: Recipe | None, *, opset: int | None = None, static: bool = False,
+                   target: str | None = None, trace_shape=None, dysample_impl: str | None = None,
+                   maxpool_impl: str | None = None) -> ExportOptions:
+    """Export settings: the command line's, else the recipe's, else export's defaults."""
+    return ExportOptions(
+        opset=opset if opset is not None else (recipe.opset if recipe else None),
+        dynamic=not (static or (recipe.static if recipe else False)),
+        trace_shape=trace_shape or (recipe.trace_shape if recipe else None),
+        target=target or (recipe.target if recipe and recipe.target else DEFAULT_TARGET),
+        dysample_impl=dysample_impl or (recipe.dysample_impl if recipe else None),
+        maxpool_impl=maxpool_impl or (recipe.maxpool_impl if recipe else None),
+    )

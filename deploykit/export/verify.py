@@ -15,7 +15,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from deploykit.errors import UserError, first_line
-from deploykit.spec import LoadedModel, Shape, format_shape
+from deploykit.model_io import Shape, format_shape
+from deploykit.spec import LoadedModel
 
 # The largest power of two added to a spatial size in the second derived shape: it keeps the
 # divisibility by every power of two up to 32 that divides the size (models that need multiples of 32).
@@ -118,26 +119,23 @@ def verify_export(model: LoadedModel, path: Path, verification: Verification, *,
     that ran it (ort, or onnx-ref for a graph with plugin nodes). Raise
     ExportVerificationFailed naming the shape, the error, the first diverging node when it can
     be found, and the fix. ``modules`` maps ONNX value names to the module that computed them."""
-    from deploykit.check import run_check
     from deploykit.compare import tolerance_for
 
     tolerance = tolerance_for(precision)
-    report = run_check(model, ["ort"], verification.shapes, tolerance=tolerance, onnx_path=path,
-                       threads=threads)
-    failures = [r for r in report.results if r.skipped is None and not r.metrics.passed]
-    if not failures:
-        return next(iter(report.backends))
-    first = failures[0]
-    shape, traced = first.shape, verification.shapes[0]
-    if "reference output has NaN/Inf" in (first.metrics.reason or ""):  # PyTorch's own output: not the graph
-        raise UserError(f"PyTorch's own output {first.output} of {model.spec} has NaN/Inf at {format_shape(shape)}, "
+    verifier, failure = _first_failure(model, path, verification.shapes, tolerance, threads)
+    if failure is None:
+        return verifier
+    shape, output, metrics = failure
+    traced = verification.shapes[0]
+    if "reference output has NaN/Inf" in (metrics.reason or ""):  # PyTorch's own output: not the graph
+        raise UserError(f"PyTorch's own output {output} of {model.spec} has NaN/Inf at {format_shape(shape)}, "
                         "so the export cannot be compared there",
                         "feed inputs the model takes (--val-range, --input-dtype, or --inputs with real data)")
     where = (f"at the traced shape {format_shape(traced)}" if shape == traced else
              f"at {format_shape(shape)} (it was traced at {format_shape(traced)})")
     lines = [f"the exported graph of {model.spec} does not compute what PyTorch computes {where}: "
-             f"output {first.output}: {first.metrics.reason}"]
-    culprit = _first_diverging_node(model, path, report, first, tolerance, threads, modules)
+             f"output {output}: {metrics.reason}"]
+    culprit = _first_diverging_node(model, path, verifier, shape, metrics, tolerance, threads, modules)
     if culprit:
         lines.append(f"  first diverging node: {culprit}")
     if shape != traced:
@@ -151,19 +149,47 @@ def verify_export(model: LoadedModel, path: Path, verification: Verification, *,
     raise ExportVerificationFailed("\n".join(lines))
 
 
-def _first_diverging_node(model, path, report, failure, tolerance, threads, modules) -> str | None:
+def _first_failure(model: LoadedModel, path: Path, shapes: list[Shape], tolerance, threads: int | None):
+    """(the backend that ran the file, the first (shape, output, Metrics) that failed or None):
+    ONNX Runtime's CPU provider, or onnx-ref for a graph with plugin nodes."""
+    from deploykit.backends import RunnerOptions
+    from deploykit.backends.runners import open_runners, plan_backends, run_backend
+    from deploykit.compare import compare_outputs, failed
+    from deploykit.errors import BackendRunError
+    from deploykit.onnx_file import has_plugin_nodes, validate_onnx_file
+    from deploykit.spec import reference_outputs
+
+    shapes = model.shapes_or_default(shapes)  # an --inputs file's case too
+    options = RunnerOptions(onnx_path=path, threads=threads, shapes=list(shapes))
+    plan = plan_backends(["ort"], options, has_plugin_nodes(validate_onnx_file(path)))
+    with open_runners(plan, options) as runners:
+        (verifier, runner), = runners.items()
+        for shape in shapes:
+            feed = model.feed(shape)
+            references = reference_outputs(model, feed)
+            try:
+                outputs = run_backend(runner, feed)
+            except BackendRunError as exc:
+                return verifier, (shape, next(iter(references)), failed(str(exc)))
+            for output, metrics in compare_outputs(verifier, references, outputs, tolerance).items():
+                if not metrics.passed:
+                    return verifier, (shape, output, metrics)
+    return verifier, None
+
+
+def _first_diverging_node(model, path, verifier, shape, metrics, tolerance, threads, modules) -> str | None:
     """The node where the graph first leaves PyTorch, compared with a reference traced at the
     failing shape itself (not specialised to the traced one); or the node ONNX Runtime names
     when it could not run the graph at all."""
+    from deploykit.backends import RunnerOptions
     from deploykit.localize import localize
 
-    failed_to_run = re.search(r"running (\w+) node\. Name:'([^']+)'", failure.metrics.reason or "")
+    failed_to_run = re.search(r"running (\w+) node\. Name:'([^']+)'", metrics.reason or "")
     if failed_to_run:
         return _node_text(path, failed_to_run.group(2), failed_to_run.group(1), modules)
-    backend = next(iter(report.backends))
     try:
-        found = localize(model, path, backend, model.feed(failure.shape), tolerance,
-                         threads=threads, reference_at_input_shape=True)
+        found = localize(model, path, verifier, model.feed(shape), tolerance,
+                         runner_options=RunnerOptions(threads=threads), reference_at_input_shape=True)
     except UserError as exc:
         return f"not found ({first_line(exc)})"
     if found.node is None:

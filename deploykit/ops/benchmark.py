@@ -18,11 +18,12 @@ import sys
 import torch
 
 from deploykit.backends import RunnerOptions, runner_class
-from deploykit.bench import measure
+from deploykit.latency import measure
 from deploykit.ops.fused import fused_sample, load
 from deploykit.ops.reference import reference_sample
 from deploykit.model_io import InputSpec
-from deploykit.spec import LoadedModel, parse_shape
+from deploykit.model_io import parse_shape
+from deploykit.spec import LoadedModel
 
 
 class SampleStep(torch.nn.Module):

@@ -26,9 +26,9 @@ def run(sizes: list[int], scales: list[int], styles: list[str], channels: int, g
         iters: int, threads: int, profile_runs: int) -> list[dict]:
     """One row per (size, scale, style): p50 of torch and of each strategy, and per-op-type shares."""
     from deploykit.backends import RunnerOptions, runner_class
-    from deploykit.bench import measure
+    from deploykit.latency import measure
     from deploykit.export import export_onnx
-    from deploykit.pipeline import make_inputs
+    from deploykit.model_io import make_inputs
     from deploykit.spec import load_model
 
     rows = []
@@ -59,11 +59,11 @@ def op_type_shares(path: Path, inputs, threads: int, runs: int) -> dict[str, flo
     """Fraction of ONNX Runtime's summed kernel time per op type, from its profiler."""
     import onnxruntime as ort
 
-    options = ort.SessionOptions()
-    options.intra_op_num_threads, options.inter_op_num_threads = threads, 1
+    from deploykit.backends.ort import ort_session_options
+
+    options = ort_session_options(threads)
     options.enable_profiling = True
     options.profile_file_prefix = str(path.with_suffix(""))
-    options.log_severity_level = 4
     session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
     feed = dict(inputs)
     session.run(None, feed)  # the first run allocates; keep it out of the profile's share
@@ -102,7 +102,7 @@ def markdown(rows: list[dict]) -> str:
 
 
 def main(argv: list[str] | None = None) -> None:
-    from deploykit.bench import machine_description
+    from deploykit.latency import machine_description
 
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--sizes", type=int, nargs="+", default=[64, 120], help="square input sizes")

@@ -6,7 +6,8 @@ import pytest
 from deploykit import backends
 from deploykit.errors import BackendUnavailable, UserError
 from deploykit.export import export_onnx
-from deploykit.pipeline import make_inputs, reference_outputs
+from deploykit.model_io import make_inputs
+from deploykit.spec import reference_outputs
 from deploykit.spec import load_model
 
 

@@ -10,8 +10,8 @@ from types import SimpleNamespace
 import pytest
 from click.testing import CliRunner
 
-from deploykit.backends import trt as trt_backend
-from deploykit.backends.trt import Profile, TrtRunner, default_profile, load_plugins, parse_profile, profile_from_shapes
+from deploykit.backends.trt import TrtRunner
+from deploykit.backends.trt_engine import PluginLibraries, Profile, default_profile, parse_profile, profile_from_shapes
 from deploykit.cli import main
 from deploykit.errors import UserError
 
@@ -48,7 +48,7 @@ def test_profiles():
 
 
 class FakeTensorRT:
-    """The few parts of the tensorrt module load_plugins uses, recording what it is asked."""
+    """The few parts of the tensorrt module PluginLibraries uses, recording what it is asked."""
 
     class Logger:
         ERROR = "error"
@@ -83,13 +83,6 @@ class FakeTensorRT:
         return self.registry
 
 
-@pytest.fixture
-def fresh_plugin_state(monkeypatch):
-    monkeypatch.setattr(trt_backend, "_LOADED_PLUGINS", set())
-    monkeypatch.setattr(trt_backend, "_BUILTIN_PLUGINS_READY", False)
-    monkeypatch.setattr(trt_backend, "_PLUGIN_LIBRARY_LOGGER", None)
-
-
 def _fake_dlopen(monkeypatch, fake, *exports):
     """ctypes.CDLL stand-in: a library exporting `exports` that registers fake.registers_on_load creators."""
 
@@ -100,10 +93,11 @@ def _fake_dlopen(monkeypatch, fake, *exports):
     monkeypatch.setattr(ctypes, "CDLL", cdll)
 
 
-def test_tensorrts_plugin_library_gets_one_logger_that_lives_as_long_as_the_process(fresh_plugin_state):
+def test_tensorrts_plugin_library_gets_one_logger_that_lives_as_long_as_the_process():
     fake = FakeTensorRT()
-    load_plugins(fake, [])
-    load_plugins(fake, [])
+    libraries = PluginLibraries()
+    libraries.load(fake, [])
+    libraries.load(fake, [])
     gc.collect()
     assert len(fake.plugin_loggers) == 1, "init_libnvinfer_plugins is called once per process"
     logger = fake.plugin_loggers[0]()
@@ -111,39 +105,38 @@ def test_tensorrts_plugin_library_gets_one_logger_that_lives_as_long_as_the_proc
 
 
 def test_a_library_exporting_getcreators_goes_through_load_library_even_after_registering_on_load(
-        fresh_plugin_state, monkeypatch, tmp_path):
+        monkeypatch, tmp_path):
     # deploykit's library registers its creator when dlopen'ed and exports getCreators:
     # load_library is still called, since only it hands the library TensorRT's logger finder.
     library = tmp_path / "libdeploykit_trt_plugins.so"
     library.write_bytes(b"")
     fake = FakeTensorRT(registers_on_load=1)
     _fake_dlopen(monkeypatch, fake, "getCreators", "setLoggerFinder")
-    load_plugins(fake, [library, library])
+    PluginLibraries().load(fake, [library, library])
     assert fake.loaded_libraries == [str(library.resolve())]
 
 
 def test_a_library_that_load_library_refuses_is_an_error_unless_it_registered_on_load(
-        fresh_plugin_state, monkeypatch, tmp_path):
+        monkeypatch, tmp_path):
     library = tmp_path / "libother.so"
     library.write_bytes(b"")
     fake = FakeTensorRT(registers_on_load=0, load_library_result=None)
     _fake_dlopen(monkeypatch, fake, "getPluginCreators")
     with pytest.raises(UserError, match="TensorRT could not register the plugins of .*libother.so"):
-        load_plugins(fake, [library])
+        PluginLibraries().load(fake, [library])
 
-    trt_backend._LOADED_PLUGINS.clear()
     refused_but_registered = FakeTensorRT(registers_on_load=2, load_library_result=None)
     _fake_dlopen(monkeypatch, refused_but_registered, "getCreators")
-    load_plugins(refused_but_registered, [library])  # its creators are registered: usable
+    PluginLibraries().load(refused_but_registered, [library])  # its creators are registered: usable
     assert refused_but_registered.loaded_libraries == [str(library.resolve())]
 
 
-def test_a_library_without_getcreators_is_only_dlopened(fresh_plugin_state, monkeypatch, tmp_path):
+def test_a_library_without_getcreators_is_only_dlopened(monkeypatch, tmp_path):
     library = tmp_path / "libstatic.so"
     library.write_bytes(b"")
     fake = FakeTensorRT(registers_on_load=1)
     _fake_dlopen(monkeypatch, fake)
-    load_plugins(fake, [library])
+    PluginLibraries().load(fake, [library])
     assert fake.loaded_libraries == [] and len(fake.creators) == 1
 
 
@@ -217,7 +210,7 @@ def test_parser_errors_name_the_node(tmp_path):
 
 
 def test_default_profiles_come_from_the_recorded_traced_case_of_every_input():
-    from deploykit.backends.trt import traced_case_by_input
+    from deploykit.backends.trt_engine import traced_case_by_input
 
     assert traced_case_by_input("2x64x37x45", ["input"]) == {"input": (2, 64, 37, 45)}
     assert traced_case_by_input("image=2x3x10x14,mask=2x1x10x14", ["image", "mask"]) == {

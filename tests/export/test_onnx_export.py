@@ -5,7 +5,8 @@ import torch
 
 from deploykit.errors import UserError
 from deploykit.export import ExportError, export_onnx
-from deploykit.pipeline import make_inputs, reference_outputs
+from deploykit.model_io import make_inputs
+from deploykit.spec import reference_outputs
 from deploykit.spec import load_model
 
 

@@ -9,7 +9,7 @@ from deploykit.compare import PRESETS
 from deploykit.errors import UserError
 from deploykit.export import export_onnx
 from deploykit.export.recipe import load_recipe
-from deploykit.spec import resolve_model
+from deploykit.export.recipe import resolve_model
 
 RECIPES = sorted(Path(__file__).resolve().parents[2].joinpath("exports").glob("*.toml"))
 

@@ -11,7 +11,8 @@ from hypothesis import strategies as st
 
 from deploykit.export import export_onnx
 from deploykit.export.lint import lint_file
-from deploykit.pipeline import make_inputs, reference_outputs
+from deploykit.model_io import make_inputs
+from deploykit.spec import reference_outputs
 from deploykit.spec import load_model
 
 STRATEGIES = ("gather", "roialign")  # "auto" picks one of them per layer: tested below

@@ -1,0 +1,111 @@
+"""Opening backends: which can run here, which stand in for one that cannot run a plugin
+graph, and running one with its failures named.
+
+``plan_backends`` decides before any work (a missing backend fails in a second);
+``open_runners`` activates the planned runners; ``run_backend`` is the one place a runtime's
+own failure becomes a BackendRunError naming the backend and the shape.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from dataclasses import dataclass
+from typing import Iterator
+
+from deploykit.backends import Runner, RunnerOptions, runner_class
+from deploykit.errors import (BackendRunError, BackendUnavailable, UserError, first_line, is_out_of_memory,
+                              out_of_memory)
+
+# Backends that cannot run deploykit::DySample nodes, and what runs such a graph instead.
+PLUGIN_SUBSTITUTES = {"ort": "onnx-ref", "ort-cuda": "onnx-ref"}
+SUBSTITUTE_WHY = "the graph has deploykit::DySample plugin nodes, which ONNX Runtime cannot run"
+
+
+@dataclass
+class BackendPlan:
+    """The backends that will run (by the name that runs: a substitute's), and why others cannot."""
+
+    classes: dict[str, type[Runner]]
+    asked: dict[str, str]  # backend asked for -> backend that runs
+    skipped: dict[str, str]  # backend -> why it cannot run here
+    needs_onnx: bool  # some planned runner reads an ONNX file
+
+    @property
+    def runs_tensorrt(self) -> bool:
+        """A graph exported for these runners must pass the trt export checks."""
+        return "trt" in self.classes
+
+
+def plan_backends(backends: list[str], options: RunnerOptions, plugin_graph: bool,
+                  allow_substitutes: bool = True) -> BackendPlan:
+    """Substitute onnx-ref for ONNX Runtime on a plugin graph, and skip (with the reason) the
+    backends whose absence is routine. Refuses a plan where nothing, or nothing that runs the
+    exported graph, would run: torch against itself proves nothing about the export."""
+    asked = {name: PLUGIN_SUBSTITUTES.get(name, name) if plugin_graph else name for name in backends}
+    if not allow_substitutes and any(a != n for n, a in asked.items()):
+        raise UserError(f"{SUBSTITUTE_WHY}, and the NumPy reference that checks such graphs is not worth timing",
+                        "bench a standard-op export (--dysample-impl auto, the default) on ort, "
+                        "or the plugin graph on trt")
+    classes = {name: runner_class(name) for name in dict.fromkeys(asked.values())}
+    skipped = {}
+    for name, cls in list(classes.items()):
+        try:
+            cls.check_available()
+        except BackendUnavailable as exc:
+            if not cls.skip_when_unavailable:
+                raise
+            skipped[name] = str(exc)
+            del classes[name]
+    if not classes:
+        raise UserError(f"no backend can run here ({'; '.join(skipped.values())})",
+                        "add a backend that runs on this machine, e.g. --backends torch,ort")
+    exported = [name for name in dict.fromkeys(asked.values()) if runner_class(name).needs_onnx]
+    if exported and all(name in skipped for name in exported):
+        raise UserError(f"every backend that runs the exported graph or engine was skipped "
+                        f"({'; '.join(f'{name}: {skipped[name]}' for name in exported)}), so nothing exported ran",
+                        "install one of them, add one that runs here (e.g. --backends torch,ort), "
+                        "or ask for --backends torch alone")
+    needs_onnx = any(cls.needs_onnx_file(options) for cls in classes.values())
+    return BackendPlan(classes, asked, skipped, needs_onnx)
+
+
+@contextlib.contextmanager
+def open_runners(plan: BackendPlan, options: RunnerOptions) -> Iterator[dict[str, Runner]]:
+    """Each planned runner, activated once with ``options``, and deactivated on the way out."""
+    runners = {name: cls(options) for name, cls in plan.classes.items()}
+    for asked, name in plan.asked.items():
+        if asked != name and name in runners:
+            runners[name].substituted_for = asked
+    with contextlib.ExitStack() as stack:
+        for runner in runners.values():
+            stack.enter_context(runner)
+        yield runners
+
+
+def describe_runners(runners: dict[str, Runner]) -> dict[str, dict]:
+    """Each runner's own description, plus why it runs if it replaced the backend asked for."""
+    described = {}
+    for name, runner in runners.items():
+        info = runner.describe()
+        if runner.substituted_for:
+            info["instead_of"] = runner.substituted_for
+            info["why"] = SUBSTITUTE_WHY
+        described[name] = info
+    return described
+
+
+def run_backend(runner: Runner, feed: dict) -> dict:
+    """``runner.validate`` then ``runner.infer``; a runtime's own failure (a node it rejects, a
+    graph that does not fit) becomes a BackendRunError naming the backend and the shape."""
+    from deploykit.model_io import describe_feed
+
+    runner.validate(feed)
+    try:
+        return runner.infer(feed)
+    except UserError:
+        raise
+    except Exception as exc:  # ONNX Runtime and onnx.reference raise untyped errors
+        if is_out_of_memory(exc):  # the machine, not the backend's arithmetic: never a parity failure
+            raise out_of_memory(f"running backend {runner.name} at shape {describe_feed(feed)}") from None
+        raise BackendRunError(f"backend {runner.name} failed at shape {describe_feed(feed)}: "
+                              f"{first_line(exc)}") from None

@@ -1,0 +1,123 @@
+"""The command line's shared options, each defined once (as pip-tools keeps its options), and
+the bounds that make a typo an error rather than hours of work."""
+
+from __future__ import annotations
+
+import math
+import os
+from pathlib import Path
+
+import click
+
+from deploykit.export.dysample import DEFAULT_DYSAMPLE_IMPL, DYSAMPLE_IMPLS
+from deploykit.export.maxpool_indices import DEFAULT_MAXPOOL_IMPL, MAXPOOL_IMPLS
+from deploykit.export.options import TARGETS
+
+DEFAULT_BACKENDS = "torch,ort"
+MAX_THREADS = 256  # beyond this a typo, not a setting: ONNX Runtime would start that many threads
+MAX_SEED = 2**32 - 1
+MAX_ITERS = 1_000_000  # bench: timed runs; a bound, so a typo cannot grow the timing list without limit
+MAX_WARMUP = 100_000
+DEFAULT_BENCH_SECONDS = 120.0  # per backend and shape; bench stops timing there
+MAX_BENCH_SECONDS = 86_400.0
+
+
+def _apply(command, decorators):
+    for decorator in reversed(decorators):
+        command = decorator(command)
+    return command
+
+
+def force_option(what: str):
+    return click.option("--force", is_flag=True, help=f"Overwrite an existing {what}.")
+
+
+def report_option(what: str):
+    return click.option("--report", "report_path", type=click.Path(path_type=Path), default=None,
+                        help=f"Also write {what} as JSON.")
+
+
+def plugin_option(help_text: str):
+    return click.option("--plugin", "plugins", multiple=True, type=click.Path(path_type=Path), help=help_text)
+
+
+def shape_option(help_text: str):
+    return click.option("--shape", "shapes", multiple=True, metavar="NxCxHxW", help=help_text)
+
+
+def target_option(help_text: str, default: str | None = None):
+    return click.option("--target", type=click.Choice(list(TARGETS)), default=default, show_default=default is not None,
+                        help=help_text)
+
+
+def precision_option(help_text: str):
+    return click.option("--precision", type=click.Choice(["fp32", "fp16"]), default="fp32", show_default=True,
+                        help=help_text)
+
+
+def finite_tolerance(ctx, param, value):
+    if value is not None and not (math.isfinite(value) and value >= 0):
+        raise click.BadParameter(f"{value} is not a finite number >= 0", ctx=ctx, param=param)
+    return value
+
+
+def model_options(command=None, *, spec_required: bool = True):
+    """SPEC plus what fixes the model's weights and inputs: export, check and bench."""
+    if command is None:
+        return lambda c: model_options(c, spec_required=spec_required)
+    return _apply(command, [
+        click.argument("spec", required=spec_required),
+        click.option("-p", "--param", "params", multiple=True, metavar="KEY=VALUE",
+                     help="Zoo/constructor parameter (repeatable); see 'deploykit list NAME'."),
+        click.option("--weights", type=click.Path(path_type=Path), default=None,
+                     help="State dict to load (torch.load with weights_only=True)."),
+        click.option("--seed", type=click.IntRange(0, MAX_SEED), default=0, show_default=True,
+                     help="Seeds the initial weights and the test inputs."),
+        click.option("--input-dtype", "input_dtypes", multiple=True, metavar="[NAME=]DTYPE",
+                     help="An input's dtype (repeatable): float32 (default), float16, int64, int32, int8, uint8, bool."),
+        click.option("--val-range", "val_ranges", multiple=True, metavar="[NAME=]LOW,HIGH",
+                     help="Draw an input uniformly in [LOW, HIGH] (repeatable; default N(0, 1) for floats, "
+                          "0..1 for integers); without NAME, every input."),
+        click.option("--inputs", "inputs_file", type=click.Path(path_type=Path), default=None,
+                     help="An .npz of arrays keyed by input name: one more test case, of real data."),
+    ])
+
+
+def dysample_impl_option(help_text: str):
+    return click.option("--dysample-impl", type=click.Choice(list(DYSAMPLE_IMPLS)), default=None,
+                        help=f"{help_text} Default: {DEFAULT_DYSAMPLE_IMPL['ort']}, or "
+                             f"{DEFAULT_DYSAMPLE_IMPL['trt']} for TensorRT. standard: GridSample; gather / "
+                             "roialign: standard ops without GridSample; auto: the faster of those two per layer "
+                             "on ONNX Runtime's CPU; plugin: one deploykit::DySample node for the TensorRT plugin.")
+
+
+def maxpool_impl_option(command):
+    return click.option(
+        "--maxpool-impl", type=click.Choice(list(MAXPOOL_IMPLS)), default=None,
+        help=f"How max-pool indices (SegNet's max-unpool) are exported. Default: {DEFAULT_MAXPOOL_IMPL['ort']}, or "
+             f"{DEFAULT_MAXPOOL_IMPL['trt']} for TensorRT. native: MaxPool's Indices output (faster on ONNX "
+             "Runtime); window: PyTorch's exact indices from standard ops TensorRT's parser accepts.")(command)
+
+
+def run_options(command):
+    """Backends, ONNX file, threads, precision and report: check and bench."""
+    return _apply(command, [
+        click.option("--onnx", "onnx_path", type=click.Path(path_type=Path), default=None,
+                     help="ONNX file for ONNX backends (default: export SPEC to a temporary file)."),
+        click.option("--backends", default=None,
+                     help="Comma-separated: torch, torch-cuda, ort, ort-cuda, ort-trt, onnx-ref, trt. "
+                          f"Default: {DEFAULT_BACKENDS}."),
+        shape_option("Input shape (repeatable). Default: three shapes incl. batch>1 and odd, non-square H, W."),
+        click.option("--threads", type=click.IntRange(min=1, max=MAX_THREADS), default=os.cpu_count() or 1,
+                     show_default=True, help="Intra-op threads for torch and ONNX Runtime."),
+        precision_option("fp16 runs the torch backends in half precision (and, in check, uses the fp16 "
+                         "tolerance preset); ONNX graphs run as exported."),
+        report_option("the results"),
+        force_option("report file"),
+        dysample_impl_option("How DySample is exported when SPEC is exported for an ONNX backend."),
+        maxpool_impl_option,
+        click.option("--engine", "engine_path", type=click.Path(path_type=Path), default=None,
+                     help="TensorRT engine for the trt backend (default: built from the ONNX file for the shapes)."),
+        plugin_option("TensorRT plugin library to load before the engine (repeatable)."),
+        click.option("-q", "--quiet", is_flag=True, help="No progress bar (there is none without a terminal)."),
+    ])

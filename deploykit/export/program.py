@@ -1,0 +1,201 @@
+"""The PyTorch exporter's step: a module and example inputs in, an in-memory ONNX program out.
+
+Why dynamo only: the TorchScript exporter with ``dynamic_axes`` bakes ``torch.arange(H)`` and
+similar shape-derived values into constants, so DySample exported that way is wrong by about 5
+at every shape but the traced one. ``torch.export`` keeps those values symbolic. Writing and
+checking the file is deploykit.export.onnx_export; localize calls this step again to expose
+intermediate values.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import os
+import re
+import tempfile
+import time
+import traceback
+import warnings
+from pathlib import Path
+
+from deploykit.errors import UserError
+from deploykit.export.dysample import Conversion, converted_for_export, find_layers
+from deploykit.model_io import flatten_outputs
+from deploykit.spec import LoadedModel
+
+METADATA_MAXPOOL_IMPL = "deploykit.maxpool_impl"
+
+_DIM_NAMES = {3: ("length",), 4: ("height", "width"), 5: ("depth", "height", "width")}
+
+
+
+class ExportError(UserError):
+    """The exporter could not turn the module into a valid ONNX graph."""
+
+
+def dynamic_dims(rank: int) -> dict[int, str]:
+    """Names for the dims that stay symbolic: batch and every spatial dim (never channels)."""
+    return {0: "batch", **{2 + i: name for i, name in enumerate(_DIM_NAMES[rank])}}
+
+
+def example_inputs(model: LoadedModel, case) -> tuple:
+    """The tensors export traces with, in forward's order: one float input is drawn as deploykit
+    always has (N(0, 1) seeded by the model's seed); several from their specs, like check's."""
+    import torch
+
+    from deploykit.model_io import InputSpec
+
+    if len(model.inputs) == 1 and next(iter(model.inputs.values())) == InputSpec(model.input_names[0]):
+        return (torch.randn(*case, generator=torch.Generator().manual_seed(model.seed)),)
+    return tuple(torch.from_numpy(array) for array in model.feed(case).values())
+
+
+def dynamic_shapes(model: LoadedModel, case) -> tuple:
+    """Per input, its symbolic dims (batch and spatial): one input's are named batch, height,
+    width; with several, each is prefixed with its input's name (their sizes may differ)."""
+    from deploykit.model_io import case_shapes, forward_takes_var_positional
+
+    shapes = case_shapes(case, model.input_names)
+    if len(shapes) == 1:
+        dims = dynamic_dims(len(next(iter(shapes.values()))))
+        # forward(*inputs): torch.export matches dynamic_shapes to the signature, one tuple for *inputs
+        return ((dims,),) if forward_takes_var_positional(model.module) else (dims,)
+    # a dim traced at 1 stays 1: it broadcasts (a per-channel gain of 1xCx1x1), it does not vary
+    return tuple({axis: f"{name}_{label}" for axis, label in dynamic_dims(len(shape)).items() if shape[axis] != 1}
+                 for name, shape in shapes.items())
+
+
+def export_program(model: LoadedModel, example, *, dims, opset: int, output_names: list[str], dysample_impl: str,
+                   layers=None, maxpool_impl: str = "native"):
+    """(the in-memory ONNXProgram, the DySample Conversion): the program's ``exported_program``
+    is the FX graph the ONNX values are named after; the model's verified DySample layers
+    (``layers``, found here when None) are exported as ``dysample_impl``, max-pool indices as
+    ``maxpool_impl``. No checks, no file."""
+    from deploykit.export.dysample import translation_table
+    from deploykit.export.maxpool_indices import translation_table as maxpool_table
+
+    if layers is None:
+        layers, _ = find_layers(model.module)
+    conversion = Conversion(dysample_impl, list(layers))
+    table = {**(translation_table(dysample_impl) or {}), **maxpool_table(maxpool_impl)} or None
+    with converted_for_export(model.module, conversion.layers, conversion), _flat_outputs(model.module):
+        program = _run_exporter(model, example, dims, opset, output_names, table)
+    _unique_output_names(program.model.graph, model.spec)
+    conversion.keep_surviving(program.exported_program)
+    return program, conversion
+
+
+@contextlib.contextmanager
+def _flat_outputs(module):
+    """Within the block the module returns its outputs as one flat tuple, in the order and under
+    the names of ``deploykit.model_io.flatten_outputs`` (dicts, dataclasses, nested tuples and
+    None entries are not all things the exporter can flatten, nor name)."""
+    import functools
+
+    from deploykit.model_io import swapped_method
+
+    original = module.forward
+
+    @functools.wraps(original)
+    def forward(*args, **kwargs):
+        return tuple(flatten_outputs(original(*args, **kwargs)).values())
+
+    with swapped_method(module, "forward", forward):
+        yield
+
+
+def _unique_output_names(graph, spec: str) -> None:
+    """An output named after its dict key ('relu', 'add') can share its name with a value the
+    exporter named after the FX node that computes it: the graph is then not SSA. The other
+    value is renamed; a key that is an input's or a weight's name is the user's to change."""
+    outputs = {id(value) for value in graph.outputs}
+    wanted = {value.name for value in graph.outputs}
+    fixed = {id(value): "an input" for value in graph.inputs}
+    fixed |= {id(value): "a weight" for value in graph.initializers.values()}
+    values = [*graph.inputs, *graph.initializers.values(), *(v for node in graph for v in node.outputs)]
+    taken = {value.name for value in values}
+    for value in values:
+        if value.name not in wanted or id(value) in outputs:
+            continue
+        if id(value) in fixed:
+            raise UserError(f"{spec} returns an output named {value.name!r}, which is also {fixed[id(value)]}'s name "
+                            "in the graph", "rename that key of the model's output")
+        n = 1
+        while f"{value.name}_{n}" in taken:
+            n += 1
+        value.name = f"{value.name}_{n}"
+        taken.add(value.name)
+
+
+def pools_with_indices(exported_program) -> bool:
+    """Whether the model computes max-pool indices (so the strategy shaped the graph)."""
+    import torch
+
+    return any(node.target is torch.ops.aten.max_pool2d_with_indices.default
+               for node in exported_program.graph.nodes)
+
+
+def _run_exporter(model: LoadedModel, example, dims, opset: int, output_names: list[str], table):
+    import torch
+
+    from deploykit.logs import captured_exporter_logs
+
+    captured = io.StringIO()
+    try:
+        with warnings.catch_warnings(), contextlib.redirect_stdout(captured), \
+                contextlib.redirect_stderr(captured), captured_exporter_logs(captured):
+            warnings.simplefilter("ignore")
+            return torch.onnx.export(
+                model.module, tuple(example), dynamo=True, opset_version=opset, dynamic_shapes=dims,
+                input_names=model.input_names, output_names=output_names, verbose=False, optimize=True,
+                custom_translation_table=table,
+            )
+    except Exception as exc:  # the exporter raises many types; all mean "could not export"
+        saved = _save_exporter_report(model.spec, exc, captured.getvalue())
+        fix = "try --static, a different --opset, or report the op to deploykit"
+        if "static shape" in exporter_reason(exc) or "specializ" in exporter_reason(exc):
+            fix = "export with --static, or make the layer that fixes this size keep it symbolic"
+        raise ExportError(f"export of {model.spec} failed: {exporter_reason(exc)} (full report: {saved})",
+                          fix) from None
+
+
+# Lines of the exporter's own wrapping that say nothing about the model.
+_BOILERPLATE = re.compile(r"^(Failed to (export|convert|decompose)|This is step|Next steps|- (Modify|Debug|Create|"
+                          r"If you|Please|Refer)|## |\(Refer to|For more information|Set TORCH_LOGS|"
+                          r"from user code|The error above)", re.IGNORECASE)
+_ANSI = re.compile(r"\x1b\[[0-9;]*m")
+
+
+def exporter_reason(exc: BaseException, limit: int = 300) -> str:
+    """The sentence that says why the exporter failed: the innermost cause's message without
+    the exporter's advice (e.g. "tracing inferred a static shape of 160 for dimension
+    inputs['x'].shape[2]"), prefixed by its exception type."""
+    chain = [exc]
+    while chain[-1].__cause__ is not None and len(chain) < 16:
+        chain.append(chain[-1].__cause__)
+    for error in reversed(chain):
+        lines = [_ANSI.sub("", line).strip() for line in str(error).splitlines()]
+        lines = [line for line in lines if line and not _BOILERPLATE.match(line)]
+        if not lines:
+            continue
+        text = lines[0]
+        for line in lines[1:]:  # "Found the following conflicts:" is a heading for the next line
+            if not text.endswith(":") or len(text) >= limit:
+                break
+            text = f"{text} {line.lstrip('- ')}"
+        return f"{type(error).__name__}: {text}"[:limit]
+    return type(exc).__name__
+
+
+def _save_exporter_report(spec: str, exc: BaseException, output: str) -> Path:
+    """Everything the exporter said and raised, for the user to read or attach to a bug report."""
+    folder = Path(tempfile.gettempdir()) / "deploykit-reports"
+    folder.mkdir(mode=0o700, exist_ok=True)
+    fd, name = tempfile.mkstemp(prefix=f"export-{time.strftime('%Y%m%d-%H%M%S')}-", suffix=".txt", dir=folder)
+    with os.fdopen(fd, "w", encoding="utf-8", errors="replace") as report:
+        report.write(f"deploykit export of {spec}: the exporter failed\n\n## What the exporter printed\n\n")
+        report.write(_ANSI.sub("", output) or "(nothing)\n")
+        report.write("\n## The exception, with its causes\n\n")
+        report.write(_ANSI.sub("", "".join(traceback.format_exception(exc))))
+    return Path(name)
