@@ -30,7 +30,7 @@ from deploykit.errors import (EXIT_OK, EXIT_SIGNAL_BASE, EXIT_USAGE, TERMINATION
 
 HTML_LATENCY_ITERS = 10  # check --html times each backend too, for the report's latency chart
 _CONTEXT = {"help_option_names": ["-h", "--help"], "max_content_width": 100}
-_DEBUG = {"on": bool(os.environ.get("DEPLOYKIT_DEBUG"))}
+_DEBUG = {"on": False}  # this invocation's --debug (or DEPLOYKIT_DEBUG), set afresh by each run
 
 
 class _PipeClosed(BaseException):
@@ -63,6 +63,7 @@ def run_with_exit_codes(call) -> int:
     from deploykit.files import forget_inputs
 
     forget_inputs()
+    _DEBUG["on"] = bool(os.environ.get("DEPLOYKIT_DEBUG"))  # one in-process command's --debug is not the next's
     for stream in (sys.stdout, sys.stderr):  # file names that are not UTF-8 print as \xNN, never crash
         with contextlib.suppress(AttributeError, ValueError, OSError):
             stream.reconfigure(errors="backslashreplace")

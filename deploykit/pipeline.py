@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import logging
 from pathlib import Path
 from typing import Iterator
 
@@ -12,6 +13,8 @@ from deploykit.backends.runners import open_runners, plan_backends
 from deploykit.export.options import ExportOptions
 from deploykit.model_io import Shape
 from deploykit.spec import LoadedModel
+
+logger = logging.getLogger(__name__)
 
 
 def _contains_dysample(model: LoadedModel) -> bool:
@@ -49,6 +52,8 @@ def opened_runners(model: LoadedModel, backends: list[str], shapes: list[Shape],
             from deploykit.files import temporary_directory
 
             work_dir = stack.enter_context(temporary_directory())
+            logger.info("exporting %s to a temporary ONNX file for %s", model.spec,
+                        ", ".join(name for name, cls in plan.classes.items() if cls.needs_onnx_file(options)))
             export_options = export_options.replace(
                 target="trt" if plan.runs_tensorrt else export_options.target,
                 trace_shape=export_options.trace_shape or preferred_trace_shape(shapes))
@@ -56,6 +61,8 @@ def opened_runners(model: LoadedModel, backends: list[str], shapes: list[Shape],
             exported = export_onnx(model, work_dir / "model.onnx", verify=False, precision=options.precision,
                                    **export_options.as_kwargs())
             options = dataclasses.replace(options, onnx_path=exported.path)
+        logger.info("opening %s%s", ", ".join(plan.classes),
+                    "".join(f"; {name} skipped: {why}" for name, why in plan.skipped.items()))
         runners = stack.enter_context(open_runners(plan, options))
         yield runners, plan.skipped
 

@@ -67,12 +67,11 @@ def test_debug_prints_the_traceback_instead(monkeypatch):
     import deploykit.report
 
     monkeypatch.setattr(deploykit.report, "print_check", lambda report, console: 1 / 0)
-    import deploykit.cli
-
-    monkeypatch.setitem(deploykit.cli._DEBUG, "on", False)  # restored after --debug sets it
     result = run("--debug", "check", "pool", "--backends", "torch", "--shape", "1x16x8x8")
     assert result.exit_code == EXIT_INTERNAL
     assert "Traceback" in result.stderr and "ZeroDivisionError" in result.stderr
+    result = run("check", "pool", "--backends", "torch", "--shape", "1x16x8x8")  # the next command: no --debug
+    assert "Traceback" not in result.stderr and "traceback saved to" in result.stderr
 
 
 def test_out_of_memory_in_the_model_is_an_environment_error_not_a_shape_problem():

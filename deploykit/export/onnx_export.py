@@ -9,6 +9,7 @@ from __future__ import annotations
 import collections
 import copy
 import dataclasses
+import logging
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -19,9 +20,10 @@ from deploykit.export.options import TARGETS
 from deploykit.export.program import (METADATA_MAXPOOL_IMPL, ExportError, dynamic_shapes, example_inputs,
                                       export_program, pools_with_indices)
 from deploykit.files import staged_files
-from deploykit.model_io import bare_text, flatten_outputs
-from deploykit.model_io import Shape, format_shape
+from deploykit.model_io import Shape, bare_text, flatten_outputs, format_shape
 from deploykit.spec import LoadedModel
+
+logger = logging.getLogger(__name__)
 
 DEFAULT_OPSET = 17
 MIN_OPSET, MAX_OPSET = 16, 23
@@ -100,6 +102,9 @@ def export_onnx(model: LoadedModel, path: Path, *, opset: int | None = None, dyn
         model = dataclasses.replace(model, module=copy.deepcopy(model.module).half())
         example = tuple(t.half() if t.is_floating_point() else t for t in example)
 
+    logger.info("exporting %s traced at %s (opset %s, %s, DySample %s, max-pool indices %s, %s)", model.spec,
+                format_shape(shape), opset or f"{DEFAULT_OPSET} or the lowest an op needs",
+                "dynamic" if dynamic else "static", dysample_impl, maxpool_impl, precision)
     with staged_files(Path(path), force) as staged:
         program, conversion = export_program(model, example, dims=dims, opset=opset or DEFAULT_OPSET,
                                              output_names=output_names, dysample_impl=dysample_impl,
@@ -126,6 +131,7 @@ def export_onnx(model: LoadedModel, path: Path, *, opset: int | None = None, dyn
         modules = value_modules(program.exported_program)
         remaining = [{**grid, "module": modules.get(grid["output"])} for grid in check_graph(conversion, proto)]
         if verification:
+            logger.info("verifying the graph at %s", ", ".join(format_shape(s) for s in verification.shapes))
             verifier = verify_export(reference, staged, verification, precision=precision, threads=threads,
                                      modules=modules)
             props["deploykit.verified_shapes"] = ";".join(bare_text(s) for s in verification.shapes)
