@@ -20,7 +20,7 @@ from deploykit.export.options import TARGETS
 from deploykit.export.program import (METADATA_MAXPOOL_IMPL, ExportError, dynamic_shapes, example_inputs,
                                       export_program, pools_with_indices)
 from deploykit.files import staged_files
-from deploykit.model_io import Shape, bare_text, flatten_outputs, format_shape
+from deploykit.model_io import Shape, bare_text, flatten_outputs, format_shape, shape_text
 from deploykit.spec import LoadedModel
 
 logger = logging.getLogger(__name__)
@@ -217,8 +217,8 @@ def describe(result: ExportResult) -> str:
     from deploykit.export.dysample import summary_lines
     from deploykit.export.verify import VERIFIERS
 
-    ins = ", ".join(f"{n}[{'x'.join(map(str, d))}]" for n, d in result.inputs)
-    outs = ", ".join(f"{n}[{'x'.join(map(str, d))}]" for n, d in result.outputs)
+    ins = ", ".join(f"{n}[{shape_text(d)}]" for n, d in result.inputs)
+    outs = ", ".join(f"{n}[{shape_text(d)}]" for n, d in result.outputs)
     kind = "dynamic" if result.dynamic else "static"
     lines = [f"wrote {result.path} (opset {result.opset}, {kind} shapes, traced at "
              f"{format_shape(result.traced_shape)}): {ins} -> {outs}"]

@@ -6,9 +6,9 @@ from dataclasses import dataclass, field
 from typing import Any, Callable
 
 from deploykit.errors import UserError
+from deploykit.model_io import Shape, shape_text
 from deploykit.zoo.params import Param
 
-Shape = tuple[int, ...]
 
 # Spatial sizes of the default parity shapes, per input rank: one small square shape at
 # batch 1, then batch above 1 with odd, non-square sizes (where export bugs show up).
@@ -76,7 +76,7 @@ class ZooEntry:
         """Why ``shape`` cannot feed this entry, or None when it can."""
         rank = self.input_rank(params)
         channels = self.channels(params)
-        example = "x".join(str(d) for d in self.default_shapes(params)[0])
+        example = shape_text(self.default_shapes(params)[0])
         if len(shape) != rank:
             return f"{self.name} takes {rank}-D input (e.g. {example}), got {len(shape)}-D"
         if shape[1] != channels:
