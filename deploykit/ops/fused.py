@@ -1,7 +1,8 @@
 """``torch.ops.deploykit.dysample_sample``: the fused C++/CUDA kernel from plugins/dysample.
 
 Built on first use with PyTorch's JIT extension builder (ninja), into a cache keyed by the
-sources, the torch version and whether CUDA is compiled in; later uses load the cached build.
+sources and their build flags (plugins/dysample/build_flags.json, which CMake reads too), the
+torch version and whether CUDA is compiled in; later uses load the cached build.
 No build isolation is involved, so no CUDA torch is ever pulled onto a CPU machine.
 """
 
@@ -9,13 +10,19 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
+import json
+import logging
 import os
 import sys
 from pathlib import Path
 
 from deploykit.errors import EnvironmentProblem, UserError, first_line
 
+logger = logging.getLogger(__name__)
+
 PLUGIN_DIR = Path(__file__).resolve().parents[2] / "plugins" / "dysample"
+# The kernel's compiler flags and include folders; plugins/CMakeLists.txt reads the same file.
+BUILD_FLAGS = PLUGIN_DIR / "build_flags.json"
 _CPU_SOURCES = ("torch_op.cpp", "dysample_cpu.cpp")
 _CUDA_SOURCES = ("torch_op_cuda.cu", "dysample_cuda.cu")
 _NAME = "deploykit_dysample"
@@ -73,12 +80,12 @@ def build_lock(build_dir: Path):
         try:
             fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
-            print(f"deploykit: another deploykit process is building the fused DySample kernel; waiting for it "
-                  f"(lock {lock_path})", file=sys.stderr, flush=True)
+            logger.warning("another deploykit process is building the fused DySample kernel; waiting for it "
+                           "(lock %s)", lock_path)
             fcntl.flock(handle, fcntl.LOCK_EX)
         stale = build_dir / "lock"
         if stale.exists():
-            print(f"deploykit: removing {stale}, left by a build that was killed", file=sys.stderr, flush=True)
+            logger.warning("removing %s, left by a build that was killed", stale)
             stale.unlink(missing_ok=True)
         try:
             yield
@@ -94,11 +101,12 @@ def load() -> None:
     import torch
     from torch.utils import cpp_extension
 
-    if not (PLUGIN_DIR / "dysample_sample.h").is_file():
+    if not (PLUGIN_DIR / "dysample_sample.h").is_file() or not BUILD_FLAGS.is_file():
         raise UserError(f"the fused DySample sources are not at {PLUGIN_DIR}",
                         "install deploykit from its source checkout (pip install -e .)")
     with_cuda = torch.cuda.is_available() and cpp_extension.CUDA_HOME is not None
     sources = _CPU_SOURCES + (_CUDA_SOURCES if with_cuda else ())
+    flags = extension_flags()
     build_dir = usable_cache_dir() / build_dir_name(with_cuda)
     try:
         build_dir.mkdir(exist_ok=True)
@@ -110,13 +118,11 @@ def load() -> None:
         with build_lock(build_dir):
             if not (build_dir / f"{_NAME}.so").exists():
                 where = "CPU and CUDA" if with_cuda else "CPU"
-                print(f"deploykit: building the fused DySample kernel ({where}) into {build_dir}; "
-                      "first use only, about a minute...", file=sys.stderr, flush=True)
+                logger.warning("building the fused DySample kernel (%s) into %s; first use only, about a minute...",
+                               where, build_dir)
             cpp_extension.load(
                 name=_NAME, sources=[str(PLUGIN_DIR / s) for s in sources], build_directory=str(build_dir),
-                extra_cflags=["-O3", "-ffp-contract=off", "-fopenmp", "-DDYSAMPLE_WITH_TORCH"],
-                extra_cuda_cflags=["-O3", "--fmad=false"], extra_ldflags=["-fopenmp"],
-                with_cuda=with_cuda, is_python_module=False, verbose=False,
+                **flags, with_cuda=with_cuda, is_python_module=False, verbose=False,
             )
     except (RuntimeError, OSError, ImportError) as exc:
         raise UserError(f"building the fused DySample kernel failed: {first_line(exc)}",
@@ -125,13 +131,27 @@ def load() -> None:
     _loaded = True
 
 
+def extension_flags() -> dict:
+    """``cpp_extension.load``'s flag arguments, from BUILD_FLAGS: the flags CMake gives the same
+    sources, plus its ``torch_extension`` part (what only this build needs)."""
+    flags = json.loads(BUILD_FLAGS.read_text())
+    torch_only = flags["torch_extension"]
+    return {
+        "extra_cflags": [*flags["cxx"], *torch_only["cxx"], *(f"-D{name}" for name in torch_only["defines"])],
+        "extra_cuda_cflags": [*flags["cuda"], *torch_only["cuda"]],
+        "extra_ldflags": list(torch_only["ld"]),
+        "extra_include_paths": [str((BUILD_FLAGS.parent / folder).resolve()) for folder in flags["include_dirs"]],
+    }
+
+
 def build_dir_name(with_cuda: bool) -> str:
-    """The build's folder in the cache: keyed by the sources, the torch version and CUDA."""
+    """The build's folder in the cache: keyed by the sources and build flags, the torch version
+    and CUDA."""
     import torch
 
     digest = hashlib.sha256(f"{torch.__version__}|{with_cuda}".encode())
     for path in sorted(PLUGIN_DIR.iterdir()):
-        if path.suffix in {".h", ".cpp", ".cu"}:
+        if path.suffix in {".h", ".cpp", ".cu", ".json"}:
             digest.update(path.name.encode() + path.read_bytes())
     return f"{_NAME}-{digest.hexdigest()[:16]}"
 

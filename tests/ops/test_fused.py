@@ -1,4 +1,8 @@
-"""The fused kernel (torch.ops.deploykit.dysample_sample) against the reference sample()."""
+"""The fused kernel (torch.ops.deploykit.dysample_sample) against the reference sample(), and
+how it is built."""
+
+import json
+import shutil
 
 import pytest
 import torch
@@ -118,3 +122,41 @@ def test_non_contiguous_inputs_are_handled():
     x = torch.randn(1, 6, 8, 5).transpose(2, 3)  # (1, 6, 5, 8), non-contiguous
     offset = torch.randn(1, 2 * 3 * 4, 5, 8) * 2
     assert (fused_sample(x, offset, 2, 3) - reference_sample(x, offset, 2, 3)).abs().max().item() <= 1e-5
+
+
+def test_the_jit_build_takes_its_flags_from_build_flags_json(tmp_path, monkeypatch):
+    from torch.utils import cpp_extension
+
+    from deploykit.errors import UserError
+    from deploykit.ops import fused
+
+    flags = json.loads(fused.BUILD_FLAGS.read_text())
+    flags["cxx"].append("-DDEPLOYKIT_MARKER")
+    flags_file = tmp_path / "build_flags.json"
+    flags_file.write_text(json.dumps(flags))
+    given = {}
+
+    def fake_load(**kwargs):  # records what the real build would get, and builds nothing
+        given.update(kwargs)
+        raise RuntimeError("not built in this test")
+
+    monkeypatch.setattr(cpp_extension, "load", fake_load)
+    monkeypatch.setattr(fused, "BUILD_FLAGS", flags_file)
+    monkeypatch.setattr(fused, "_loaded", False)
+    monkeypatch.setenv("DEPLOYKIT_CACHE", str(tmp_path / "cache"))
+    with pytest.raises(UserError, match="not built in this test"):
+        fused.load()
+    assert "-DDEPLOYKIT_MARKER" in given["extra_cflags"]
+    assert {key: given[key] for key in fused.extension_flags()} == fused.extension_flags()
+
+
+def test_a_change_of_build_flags_is_a_new_build(tmp_path, monkeypatch):
+    from deploykit.ops import fused
+
+    plugin_dir = tmp_path / "dysample"
+    shutil.copytree(fused.PLUGIN_DIR, plugin_dir)
+    monkeypatch.setattr(fused, "PLUGIN_DIR", plugin_dir)
+    before = fused.build_dir_name(False)
+    flags_file = plugin_dir / "build_flags.json"
+    flags_file.write_text(flags_file.read_text().replace('"-O3"', '"-O2"'))
+    assert fused.build_dir_name(False) != before
