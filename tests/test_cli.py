@@ -117,10 +117,39 @@ def test_existing_output_needs_force(exported, tmp_path):
     assert run("export", "pool", "-o", out, "--force").exit_code == 0
 
 
-def test_existing_report_needs_force_before_any_work(tmp_path):
+@pytest.fixture
+def work_started(monkeypatch):
+    """The calls a command makes once it starts working (loading SPEC, exporting, checking),
+    each refused with a one-line error: what a test of "before any work" must find empty."""
+    import deploykit.check
+    import deploykit.export.onnx_export
+    import deploykit.export.recipe
+    import deploykit.spec
+    from deploykit.errors import UserError
+
+    calls = []
+
+    def tripwire(name):
+        def called(*args, **kwargs):
+            calls.append(name)
+            raise UserError(f"tripwire: {name} was called", "nothing")
+        return called
+
+    for module, name in [(deploykit.export.recipe, "resolve_model"), (deploykit.export.recipe, "load_model"),
+                         (deploykit.spec, "load_model"), (deploykit.export.onnx_export, "export_onnx"),
+                         (deploykit.check, "run_check")]:
+        monkeypatch.setattr(module, name, tripwire(f"{module.__name__}.{name}"))
+    return calls
+
+
+def test_existing_report_needs_force_before_any_work(tmp_path, work_started):
     report = tmp_path / "r.json"
     report.write_text("{}")
     assert_user_error(run("check", "pool", "--report", report), "already exists")
+    assert work_started == [] and report.read_text() == "{}"
+    # the tripwires are on the command's path: with --force the same command starts work
+    assert_user_error(run("check", "pool", "--report", report, "--force"), "tripwire")
+    assert work_started == ["deploykit.export.recipe.resolve_model"] and report.read_text() == "{}"
 
 
 @pytest.fixture

@@ -70,13 +70,46 @@ def _node(proto, predicate):
     return node
 
 
+def _dynamic_scope(proto):
+    """DySample+'s offset scaling ``offset(x) * scope(x).sigmoid() * 0.5``, found by what the
+    nodes compute, not by the names the exporter chose (mul_12, mul_17): (the Mul of the offset
+    conv and the sigmoid, the Mul that halves its product)."""
+    sigmoid = _node(proto, lambda n: n.op_type == "Sigmoid")
+    scoped = _node(proto, lambda n: n.op_type == "Mul" and sigmoid.output[0] in n.input)
+    halved = _node(proto, lambda n: n.op_type == "Mul" and scoped.output[0] in n.input)
+    return scoped, halved
+
+
+def _fx_name_of_another_shape(model, proto, rank: int) -> str:
+    """The name of a float FX node of the fresh export localize makes (as the file was exported)
+    whose value is not ``rank``-D and that names no value of the ONNX graph (the optimizer
+    dropped it): a name that, given to a ``rank``-D value, must not be compared with it. The
+    highest-rank such node (not a scalar, which would broadcast against anything)."""
+    import torch
+
+    from deploykit.export.program import dynamic_dims, example_inputs, export_program
+    from deploykit.model_io import parse_shape
+
+    traced = parse_shape(next(p.value for p in proto.metadata_props if p.key == "deploykit.traced_shape"))
+    opset = next(o.version for o in proto.opset_import if o.domain in ("", "ai.onnx"))
+    program, _ = export_program(model, example_inputs(model, traced), dims=(dynamic_dims(len(traced)),), opset=opset,
+                                output_names=[o.name for o in proto.graph.output], dysample_impl="standard")
+    named = {name for n in proto.graph.node for name in (*n.input, *n.output)}
+    dropped = [n for n in program.exported_program.graph_module.graph.nodes
+               if n.op == "call_function" and n.name not in named and isinstance(n.meta.get("val"), torch.Tensor)
+               and n.meta["val"].is_floating_point() and n.meta["val"].dim() not in (0, rank)]
+    assert dropped, "the exporter's optimizer dropped no FX node of another shape"
+    return max(dropped, key=lambda n: n.meta["val"].dim()).name
+
+
 def test_a_perturbed_mul_is_the_first_diverging_node(dysample, tmp_path):
     model, _, proto = dysample
     bad = _copy(proto)
-    # mul_17 is offset * sigmoid(scope) * 0.5 in DySample+; give it its own 0.6 (the 0.5 is shared)
-    node = _node(bad, lambda n: n.op_type == "Mul" and n.output[0] == "mul_17")
+    # offset * sigmoid(scope) * 0.5 in DySample+: give the halving its own 0.6 (the 0.5 is shared)
+    product, node = _dynamic_scope(bad)
     bad.graph.initializer.append(numpy_helper.from_array(np.array(0.6, np.float32), "perturbed_scale"))
-    node.input[1] = "perturbed_scale"
+    (half,) = [i for i, name in enumerate(node.input) if name != product.output[0]]
+    node.input[half] = "perturbed_scale"
     path = _save(bad, tmp_path / "bad.onnx", external=True)  # weights in a .data file beside it
 
     loc = localize(model, path, "ort", make_inputs(SHAPE, model.seed), FP32)
@@ -87,12 +120,13 @@ def test_a_perturbed_mul_is_the_first_diverging_node(dysample, tmp_path):
     ((kind, metrics),) = loc.node.outputs.values()
     assert kind == PYTORCH and not metrics.passed and metrics.max_abs > 1e-4
     inputs = {i.name: i for i in loc.node.inputs}
-    assert inputs["mul_12"].kind == PYTORCH and inputs["mul_12"].metrics.passed
+    scoped = product.output[0]
+    assert inputs[scoped].kind == PYTORCH and inputs[scoped].metrics.passed
     assert inputs["perturbed_scale"].kind == "initializer" and inputs["perturbed_scale"].metrics is None
     assert loc.compared[PYTORCH] > 20
     lines = loc.lines()
     assert lines[1] == f"first diverging node: {node.name} (Mul) from module <top level> (DySample)"
-    assert any(line.startswith("  input mul_12: max abs") and "within tolerance" in line for line in lines)
+    assert any(line.startswith(f"  input {scoped}: max abs") and "within tolerance" in line for line in lines)
     json.dumps(loc.as_json(), allow_nan=False)
 
 
@@ -121,7 +155,8 @@ def test_the_module_comes_from_the_name_scopes(tmp_path):
     assert (loc.node.module, loc.node.module_class) == ("up.offset", "torch.nn.modules.conv.Conv2d")
     assert "from module up.offset (Conv2d)" in loc.lines()[1]
     inputs = {i.name: i for i in loc.node.inputs}
-    assert inputs["relu"].kind == PYTORCH and inputs["relu"].metrics.passed  # up.act's output
+    act = _node(proto, lambda n: n.op_type == "Relu").output[0]  # up.act's output
+    assert inputs[act].kind == PYTORCH and inputs[act].metrics.passed
     assert inputs["up.offset.weight"].kind == "initializer"
 
 
@@ -137,7 +172,7 @@ class SkewedRunner(OrtCpuRunner):
     """ONNX Runtime that returns one value off by one: a backend miscomputing a node."""
 
     name = "skewed"
-    value = "clone"
+    value = None  # set by the test
 
     def fetch(self, outputs):
         return {n: a + 1 if n == self.value else a for n, a in super().fetch(outputs).items()}
@@ -146,25 +181,29 @@ class SkewedRunner(OrtCpuRunner):
 def test_values_without_a_pytorch_counterpart_are_checked_against_onnx_runtime(dysample, tmp_path, monkeypatch):
     model, _, proto = dysample
     graph = _copy(proto)
-    # a node the exporter never made: x * 1 between mul_12 and its consumer. Its value is named
-    # "clone", an FX node (.contiguous() in the sample step) that the exporter's optimizer drops:
-    # a 5-D value, so by its shape not this one, which must not be compared with it.
-    consumer = _node(graph, lambda n: n.output[0] == "mul_17")
+    # a node the exporter never made: x * 1 between offset(x) * sigmoid(scope(x)) and its
+    # consumer. Its 4-D value is named after an FX node the exporter's optimizer drops (such as
+    # "clone", .contiguous() in the sample step, 5-D): by its shape not this value, which must
+    # not be compared with it.
+    collision = _fx_name_of_another_shape(model, proto, rank=len(SHAPE))
+    product, consumer = _dynamic_scope(graph)
     graph.graph.initializer.append(numpy_helper.from_array(np.array(1.0, np.float32), "one"))
     nodes = list(graph.graph.node)
-    nodes.insert(nodes.index(consumer), onnx.helper.make_node("Mul", ["mul_12", "one"], ["clone"], name="inserted"))
-    consumer.input[0] = "clone"
+    inserted = onnx.helper.make_node("Mul", [product.output[0], "one"], [collision], name="inserted")
+    nodes.insert(nodes.index(consumer), inserted)
+    consumer.input[list(consumer.input).index(product.output[0])] = collision
     del graph.graph.node[:]
     graph.graph.node.extend(nodes)
     path = _save(graph, tmp_path / "inserted.onnx")
     monkeypatch.setitem(backends._BACKENDS, "skewed", (__name__, "SkewedRunner"))
+    monkeypatch.setattr(SkewedRunner, "value", collision)
 
     loc = localize(model, path, "skewed", make_inputs(SHAPE, model.seed), FP32)
 
     assert (loc.node.name, loc.node.module) == ("inserted", None)
-    kind, metrics = loc.node.outputs["clone"]
+    kind, metrics = loc.node.outputs[collision]
     assert kind == ORT_CPU and metrics.max_abs == pytest.approx(1)
-    assert {i.name: i.kind for i in loc.node.inputs} == {"mul_12": PYTORCH, "one": "initializer"}
+    assert {i.name: i.kind for i in loc.node.inputs} == {product.output[0]: PYTORCH, "one": "initializer"}
     assert loc.compared[ORT_CPU] >= 1 and "from module unknown" in loc.lines()[1]
 
 

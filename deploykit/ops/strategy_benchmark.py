@@ -4,8 +4,11 @@ eager, side by side in one run, and where ONNX Runtime spends the time (its prof
     python -m deploykit.ops.strategy_benchmark                 # the README's table
     python -m deploykit.ops.strategy_benchmark --sizes 64 --scales 2 --styles lp --iters 5
 
-Timing goes through deploykit.bench.measure, like every latency deploykit reports. The
-profile is a separate, untimed pass with ONNX Runtime's profiler on.
+Each strategy's ratio is its p50 / PyTorch eager's p50 at the same setting (below 1 is
+faster), the convention of every ratio deploykit prints. Timing goes through
+deploykit.latency.measure, like every latency deploykit reports. The profile is a separate,
+untimed pass with ONNX Runtime's profiler on. Progress goes to the ``deploykit`` logger (on
+stderr when run as a script).
 """
 
 from __future__ import annotations
@@ -13,10 +16,17 @@ from __future__ import annotations
 import argparse
 import collections
 import json
+import logging
 import os
 import sys
 import tempfile
 from pathlib import Path
+
+from deploykit.model_io import shape_text
+
+# by the module's own name under "python -m" too (where __name__ is "__main__"), so the
+# deploykit logger that main() configures shows its progress
+logger = logging.getLogger(__spec__.name if __spec__ is not None else __name__)
 
 STRATEGIES = ("standard", "gather", "roialign")
 _ENTRY = {"lp": "dysample", "pl": "dysample_s"}
@@ -51,7 +61,7 @@ def run(sizes: list[int], scales: list[int], styles: list[str], channels: int, g
                             row["p50_ms"][strategy] = measure(runner, inputs, warmup, iters).p50_ms
                         row["ops"][strategy] = op_type_shares(path, inputs, threads, profile_runs)
                     rows.append(row)
-                    print(f"measured {_label(row)}", file=sys.stderr, flush=True)
+                    logger.info("measured %s", _label(row))
     return rows
 
 
@@ -80,29 +90,30 @@ def op_type_shares(path: Path, inputs, threads: int, runs: int) -> dict[str, flo
 
 
 def _label(row: dict) -> str:
-    return f"{'x'.join(map(str, row['shape']))} s={row['scale']} {row['style']}"
+    return f"{shape_text(row['shape'])} s={row['scale']} {row['style']}"
 
 
 def markdown(rows: list[dict]) -> str:
-    """Latency table (ratios to eager) and the per-op-type breakdown of each strategy."""
+    """Latency table (each strategy's p50 / eager p50) and the per-op-type breakdown of each strategy."""
     head = "| input | scale | style | PyTorch eager p50 | " + " | ".join(f"ORT {s} p50 (vs eager)" for s in STRATEGIES)
     lines = [head + " |", "|---" * (4 + len(STRATEGIES)) + "|"]
     for r in rows:
         torch_ms = r["p50_ms"]["torch"]
         cells = [f"{r['p50_ms'][s]:.1f} ms ({r['p50_ms'][s] / torch_ms:.2f}x)" for s in STRATEGIES]
-        lines.append(f"| {'x'.join(map(str, r['shape']))} | {r['scale']} | {r['style']} | {torch_ms:.1f} ms | "
+        lines.append(f"| {shape_text(r['shape'])} | {r['scale']} | {r['style']} | {torch_ms:.1f} ms | "
                      + " | ".join(cells) + " |")
     lines += ["", "| input | scale | style | strategy | where ONNX Runtime's kernel time goes (top op types) |",
               "|---|---|---|---|---|"]
     for r in rows:
         for strategy in STRATEGIES:
             top = ", ".join(f"{op} {share:.0%}" for op, share in list(r["ops"][strategy].items())[:4])
-            lines.append(f"| {'x'.join(map(str, r['shape']))} | {r['scale']} | {r['style']} | {strategy} | {top} |")
+            lines.append(f"| {shape_text(r['shape'])} | {r['scale']} | {r['style']} | {strategy} | {top} |")
     return "\n".join(lines)
 
 
 def main(argv: list[str] | None = None) -> None:
     from deploykit.latency import machine_description
+    from deploykit.logs import configure
 
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--sizes", type=int, nargs="+", default=[64, 120], help="square input sizes")
@@ -115,10 +126,11 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--threads", type=int, default=os.cpu_count() or 1)
     parser.add_argument("--profile-runs", type=int, default=3, help="untimed runs under ONNX Runtime's profiler")
     args = parser.parse_args(argv)
+    configure(1)  # progress ("measured ...") on stderr, as deploykit -v shows its steps
     rows = run(args.sizes, args.scales, args.styles, args.channels, args.groups, args.warmup, args.iters,
                args.threads, args.profile_runs)
     print(f"machine: {machine_description(args.threads)}")
-    print(f"command: python -m deploykit.ops.strategy_benchmark {' '.join(argv if argv is not None else sys.argv[1:])}")
+    print("command:", "python -m deploykit.ops.strategy_benchmark", *(argv if argv is not None else sys.argv[1:]))
     print(markdown(rows))
 
 

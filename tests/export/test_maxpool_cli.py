@@ -5,19 +5,15 @@ import json
 
 import onnx
 import pytest
-from click.testing import CliRunner
 
-from deploykit.cli import main
+from deploykit.model_io import shape_text
+from tests.cli_helpers import run
 
 SHAPES = {
     "max_unpool": ["1x16x32x32", "2x16x37x45", "3x16x27x20"],
     "exports/segnet_decoder.toml": ["1x16x32x32", "2x16x37x45", "3x16x27x20"],
     "tests.segnet_models:segnet": ["1x3x32x32", "2x3x37x45", "3x3x27x20"],
 }
-
-
-def run(*args):
-    return CliRunner().invoke(main, [str(a) for a in args], prog_name="deploykit")
 
 
 @pytest.mark.parametrize("spec", sorted(SHAPES))
@@ -35,7 +31,7 @@ def test_segnet_exports_for_tensorrt_lints_clean_and_matches_pytorch(spec, tmp_p
     checked = run("check", spec, "--onnx", path, "--backends", "ort", *shapes, "--report", report)
     assert checked.exit_code == 0, checked.output
     rows = json.loads(report.read_text())["results"]
-    assert {"x".join(map(str, r["shape"])) for r in rows} == set(SHAPES[spec])
+    assert {shape_text(r["shape"]) for r in rows} == set(SHAPES[spec])
     assert all(r["passed"] for r in rows), rows
 
 
@@ -44,6 +40,7 @@ def test_recipe_default_for_tensorrt_is_the_window_strategy(tmp_path):
     path = tmp_path / "recipe.onnx"
     result = run("export", "exports/segnet_decoder.toml", "-o", path)
     assert result.exit_code == 0, result.output
+    assert {p.key: p.value for p in onnx.load(str(path)).metadata_props}["deploykit.maxpool_impl"] == "window"
     assert run("lint", path, "--target", "trt").exit_code == 0
 
 

@@ -1,17 +1,37 @@
-"""Every recipe in exports/ loads, exports as it says, and its export matches PyTorch."""
+"""Every recipe in exports/ loads, exports as it says, and its export matches PyTorch.
 
+Exports and checks go through the real commands (``deploykit export RECIPE.toml``), so what is
+tested is the recipe wiring users get, not a copy of it."""
+
+import json
 from pathlib import Path
 
+import onnx
 import pytest
 
-from deploykit.check import run_check
-from deploykit.compare import PRESETS
 from deploykit.errors import UserError
-from deploykit.export import export_onnx
-from deploykit.export.recipe import load_recipe
-from deploykit.export.recipe import resolve_model
+from deploykit.export.recipe import load_recipe, resolve_model
+from deploykit.model_io import shape_text
+from tests.cli_helpers import run
 
 RECIPES = sorted(Path(__file__).resolve().parents[2].joinpath("exports").glob("*.toml"))
+
+
+def _metadata(path: Path) -> dict[str, str]:
+    return {p.key: p.value for p in onnx.load(str(path)).metadata_props}
+
+
+def _export_and_check(recipe: Path, tmp_path: Path, *extra) -> tuple[Path, dict]:
+    """``deploykit export RECIPE -o m.onnx``, then ``deploykit check RECIPE --onnx m.onnx`` on ort:
+    (the ONNX file, the check's JSON report)."""
+    onnx_path, report = tmp_path / "m.onnx", tmp_path / "check.json"
+    exported = run("export", recipe, "-o", onnx_path, *extra)
+    assert exported.exit_code == 0, exported.output
+    checked = run("check", recipe, "--onnx", onnx_path, "--backends", "ort", "--threads", 2, "--report", report, *extra)
+    data = json.loads(report.read_text())
+    failures = [(r["shape"], r["output"], r["reason"]) for r in data["results"] if not r["passed"]]
+    assert checked.exit_code == 0 and data["passed"], (checked.output, failures)
+    return onnx_path, data
 
 
 def test_there_are_recipes():
@@ -21,11 +41,11 @@ def test_there_are_recipes():
 @pytest.mark.parametrize("path", RECIPES, ids=lambda p: p.stem)
 def test_recipe_exports_and_matches_torch(path, tmp_path):
     recipe = load_recipe(path)
-    model, _ = resolve_model(str(path))
-    result = export_onnx(model, tmp_path / "m.onnx", opset=recipe.opset, target=recipe.target or "ort")
-    report = run_check(model, ["ort"], None, tolerance=PRESETS["fp32"], onnx_path=result.path, threads=2)
-    assert report.passed, [(r.shape, r.metrics.reason) for r in report.results if not r.metrics.passed]
-    assert ["x".join(map(str, r.shape)) for r in report.results] == recipe.shapes
+    onnx_path, report = _export_and_check(path, tmp_path)
+    if recipe.opset is not None:
+        proto = onnx.load(str(onnx_path))
+        assert [o.version for o in proto.opset_import if o.domain in ("", "ai.onnx")] == [recipe.opset]
+    assert [shape_text(r["shape"]) for r in report["results"]] == recipe.shapes
 
 
 def test_a_recipe_names_several_inputs_their_dtypes_and_ranges(tmp_path):
@@ -37,15 +57,19 @@ def test_a_recipe_names_several_inputs_their_dtypes_and_ranges(tmp_path):
     model, loaded = resolve_model(str(recipe))
     assert model.inputs["mask"].dtype == "int64" and (model.inputs["image"].low, model.inputs["image"].high) == (0, 1)
     assert [str(s) for s in model.default_shapes] == ["image=1x3x8x8,mask=1x1x8x8", "image=2x3x9x7,mask=2x1x9x7"]
-    result = export_onnx(model, tmp_path / "g.onnx", trace_shape=loaded.trace_shape)
-    report = run_check(model, ["ort"], None, tolerance=PRESETS["fp32"], onnx_path=result.path, threads=2)
-    assert report.passed and len(report.results) == 4
+    onnx_path, report = _export_and_check(recipe, tmp_path)
+    assert _metadata(onnx_path)["deploykit.traced_shape"] == "image=2x3x10x14,mask=2x1x10x14"
+    dtypes = {i.name: i.type.tensor_type.elem_type for i in onnx.load(str(onnx_path)).graph.input}
+    assert dtypes == {"image": onnx.TensorProto.FLOAT, "mask": onnx.TensorProto.INT64}
+    assert len(report["results"]) == 4
 
 
-def test_command_line_params_override_the_recipe():
+def test_command_line_params_override_the_recipe(tmp_path):
     path = next(p for p in RECIPES if p.stem == "super_resolution")
     model, _ = resolve_model(str(path), {"scale": "2"})
     assert model.params["scale"] == 2 and model.module[1].upscale_factor == 2
+    exported = run("export", path, "-p", "scale=2", "-o", tmp_path / "sr.onnx")  # the recipe says scale = 3
+    assert exported.exit_code == 0 and "-> output[batchx3x2*heightx2*width]" in exported.output, exported.output
 
 
 def test_malformed_recipes_are_user_errors(tmp_path):
