@@ -118,7 +118,7 @@ def load() -> None:
         with build_lock(build_dir):
             if not (build_dir / f"{_NAME}.so").exists():
                 where = "CPU and CUDA" if with_cuda else "CPU"
-                logger.warning("building the fused DySample kernel (%s) into %s; first use only, about a minute...",
+                logger.warning("building the fused DySample kernel (%s) into %s; first use only (tens of seconds; longer with CUDA)...",
                                where, build_dir)
             cpp_extension.load(
                 name=_NAME, sources=[str(PLUGIN_DIR / s) for s in sources], build_directory=str(build_dir),
