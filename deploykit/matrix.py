@@ -7,6 +7,7 @@ prints the same run as the README's Markdown table (``--all-examples``: every wo
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -70,6 +71,9 @@ class MatrixReport:
     backends: list[str]
     unavailable: dict[str, str]  # backend -> why it is not in the matrix
     rows: list[MatrixRow] = field(default_factory=list)
+    # How the latency columns were measured, for whoever prints the report (its footnote):
+    latency_iters: int = LATENCY_ITERS  # timed runs per backend and shape
+    min_ratio_ms: float = MIN_RATIO_MS  # below this summed p50 (either side) no ratio is given
 
     @property
     def passed(self) -> bool:
@@ -126,29 +130,36 @@ def zoo_matrix(backends: list[str] | None = None, threads: int | None = 2, all_e
                 report.rows.append(MatrixRow(name, shown, False, note=exc.problem))
                 continue
             check = run_check(model, backends, None, tolerance=PRESETS["fp32"], onnx_path=result.path,
-                              threads=threads, latency_iters=LATENCY_ITERS)
-            report.rows.append(MatrixRow(name, shown, True, result.opset, cells=_cells(check)))
+                              threads=threads, latency_iters=report.latency_iters)
+            report.rows.append(MatrixRow(name, shown, True, result.opset,
+                                         cells=backend_cells(check, report.min_ratio_ms)))
         if progress:
             progress(len(cases), len(cases), "done")
     return report
 
 
-def _cells(check) -> dict[str, BackendCell]:
+def backend_cells(check, min_ratio_ms: float = MIN_RATIO_MS) -> dict[str, BackendCell]:
+    """One cell per backend of a CheckReport (deploykit.check), in the order the backends ran.
+
+    The verdict is the CheckReport's own, taken over that backend's results: "skipped" when it
+    made no comparison, else "pass" or "FAIL" (with its first failure's reason). The latency
+    ratio is left out when either summed p50 is below ``min_ratio_ms``.
+    """
     cells = {}
     for backend in dict.fromkeys(r.backend for r in check.results):
-        results = [r for r in check.results if r.backend == backend]
-        if results[0].skipped is not None:
-            cells[backend] = BackendCell("skipped", reason=results[0].skipped)
+        own = dataclasses.replace(check, results=[r for r in check.results if r.backend == backend])
+        if not own.ran:
+            cells[backend] = BackendCell("skipped", reason=own.results[0].skipped)
             continue
-        failures = [r.metrics.reason for r in results if not r.metrics.passed]
-        errors = [r.metrics.max_abs for r in results if r.metrics.max_abs == r.metrics.max_abs]  # not NaN
+        failures = own.failures
+        errors = [r.metrics.max_abs for r in own.ran if r.metrics.max_abs == r.metrics.max_abs]  # not NaN
         timed = [(shape, stats) for (name, shape), stats in check.latency.items() if name == backend]
         torch_ms = sum(check.latency[("torch", shape)].p50_ms for shape, _ in timed if ("torch", shape) in check.latency)
         own_ms = sum(stats.p50_ms for _, stats in timed)
         measured = bool(timed) and torch_ms > 0
-        ratio = own_ms / torch_ms if measured and min(own_ms, torch_ms) >= MIN_RATIO_MS else None
-        cells[backend] = BackendCell("FAIL" if failures else "pass", max(errors, default=None), ratio,
-                                     failures[0] if failures else "", own_ms if measured else None,
+        ratio = own_ms / torch_ms if measured and min(own_ms, torch_ms) >= min_ratio_ms else None
+        cells[backend] = BackendCell("pass" if own.passed else "FAIL", max(errors, default=None), ratio,
+                                     failures[0].metrics.reason if failures else "", own_ms if measured else None,
                                      torch_ms if measured else None)
     return cells
 

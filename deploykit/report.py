@@ -71,14 +71,15 @@ def print_check(report, console: Console) -> None:
                       format_number(m.max_rel), format_number(m.cosine, ".6f"), format_number(m.psnr, ".1f"), verdict)
     console.print(table)
     _print_plain(console, f"backends: {_runner_line(report.backends)}")
-    ran = [r for r in report.results if r.skipped is None]
-    skipped = len(report.results) - len(ran)
+    ran, failed = len(report.ran), len(report.failures)
+    skipped = len(report.results) - ran
     note = f" ({skipped} skipped, see above)" if skipped else ""
-    failed = sum(not r.metrics.passed for r in ran)
-    if failed:
-        console.print(f"[red]parity FAILED[/red]: {failed} of {len(ran)} comparisons{note}")
-    else:
-        console.print(f"[green]parity passed[/green]: {len(ran)} comparisons{note}")
+    if report.passed:
+        console.print(f"[green]parity passed[/green]: {ran} comparisons{note}")
+    elif failed:
+        console.print(f"[red]parity FAILED[/red]: {failed} of {ran} comparisons{note}")
+    else:  # run_check refuses such a run before it starts; the verdict stays the report's own
+        console.print(f"[red]parity FAILED[/red]: no comparison ran{note}")
 
 
 def print_bench(report, console: Console) -> None:
@@ -154,7 +155,10 @@ def print_findings(findings, path, target: str, console: Console) -> None:
 
 
 def print_matrix(report, console: Console) -> None:
-    """check --zoo: one row per entry, per backend its parity, worst error and time against torch."""
+    """check --zoo: one row per entry, per backend its parity, worst error and time against torch.
+
+    ``report`` is a deploykit.matrix.MatrixReport; what the footnote says of the timing (runs per
+    shape, the smallest time a ratio is given for) comes from the report itself."""
     table = Table(title="support matrix: every zoo entry, default parameters and shapes, vs PyTorch fp32")
     others = [b for b in report.backends if b != "torch"]
     for column in ("entry", "parameters", "export (dynamic)",
@@ -176,11 +180,10 @@ def print_matrix(report, console: Console) -> None:
     if report.unavailable:
         console.print(f"not installed here: {markup(', '.join(report.unavailable))} (the JSON report says why)",
                       highlight=False)
-    from deploykit.matrix import LATENCY_ITERS, MIN_RATIO_MS
-
     console.print(f"p50 ms = summed p50 over the entry's default shapes, the backend's / PyTorch eager's, "
-                  f"{LATENCY_ITERS} timed runs each; the ratio is a hint, not a benchmark ('deploykit bench' is one), "
-                  f"and is left out below {MIN_RATIO_MS:g} ms, where it is timer noise", highlight=False)
+                  f"{report.latency_iters} timed runs each; the ratio is a hint, not a benchmark ('deploykit bench' "
+                  f"is one), and is left out below {report.min_ratio_ms:g} ms, where it is timer noise",
+                  highlight=False)
     failed = [row.entry for row in report.rows if not row.passed]
     if failed:
         console.print(f"[red]{len(failed)} of {len(report.rows)} entries failed[/red]: {markup(', '.join(failed))}")

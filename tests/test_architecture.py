@@ -87,3 +87,10 @@ def test_no_modules_import_each_other_round():
     for module in sorted(graph):
         visit(module)
     assert cycles == []
+
+
+def test_reports_print_results_without_importing_what_computes_them():
+    # report.py prints what check, bench, lint and the matrix hand it; importing them would
+    # point a lower layer's printer at the stage it prints (MatrixReport carries its footnote).
+    allowed = {"files", "model_io", "text"}
+    assert _imports()["report"] <= allowed

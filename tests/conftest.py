@@ -1,0 +1,32 @@
+"""Fixtures shared by the whole suite.
+
+Exporting a model is the slowest step of most tests (about a second each on 2 cores), so a
+zoo export that several tests need is made once per session by ``zoo_export`` and shared.
+"""
+
+import pytest
+
+
+@pytest.fixture(scope="session")
+def zoo_export(tmp_path_factory):
+    """``zoo_export(name, example)`` -> ``(LoadedModel, ExportResult)``: the zoo entry at one of
+    its worked examples (``{}``: its defaults), seed 0, exported by ``export_onnx`` with its
+    defaults (dynamic shapes, verified). Made on first request, then the same objects for the
+    rest of the session: read them, do not change them. An export that raises is not kept, so
+    every test that asks for it sees the error."""
+    from deploykit import zoo
+    from deploykit.export import export_onnx
+    from deploykit.spec import load_model
+
+    folder = tmp_path_factory.mktemp("zoo-exports")
+    made = {}
+
+    def export(name: str, example: dict):
+        key = (name, tuple(sorted(example.items())))
+        if key not in made:
+            params = zoo.get(name).resolve_params(typed=example)
+            model = load_model(name, {k: str(v) for k, v in params.items()}, seed=0)
+            made[key] = model, export_onnx(model, folder / f"{name}-{len(made)}.onnx")
+        return made[key]
+
+    return export
