@@ -4,7 +4,18 @@ Exporting a model is the slowest step of most tests (about a second each on 2 co
 zoo export that several tests need is made once per session by ``zoo_export`` and shared.
 """
 
+import logging
+
 import pytest
+
+
+@pytest.fixture
+def deploykit_logging():
+    """A benchmark's main() configures the deploykit logger as the command line does: put it back."""
+    logger = logging.getLogger("deploykit")
+    saved = logger.handlers[:], logger.level, logger.propagate
+    yield
+    logger.handlers, logger.level, logger.propagate = saved
 
 
 @pytest.fixture(scope="session")

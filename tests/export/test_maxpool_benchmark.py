@@ -1,20 +1,7 @@
 """The max-pool strategy benchmark: every --maxpool-impl beside PyTorch eager, ratios as
 time / eager time (below 1 is faster), progress logged to stderr."""
 
-import logging
-
-import pytest
-
 from deploykit.export.maxpool_benchmark import MAXPOOL_IMPLS, POOLS, main, markdown
-
-
-@pytest.fixture
-def deploykit_logging():
-    """main() configures the deploykit logger for the command line: put it back afterwards."""
-    logger = logging.getLogger("deploykit")
-    saved = logger.handlers[:], logger.level, logger.propagate
-    yield
-    logger.handlers, logger.level, logger.propagate = saved
 
 
 def test_each_strategy_reads_its_time_over_eager_time():

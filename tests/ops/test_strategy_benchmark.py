@@ -1,5 +1,4 @@
 import json
-import logging
 
 import onnx
 import pytest
@@ -12,15 +11,6 @@ ORT_LAYOUT_OPS = {"ReorderInput", "ReorderOutput"}
 # The ops each strategy's sample step is made of, one of which takes the largest share of its
 # time at 64 channels per group (gather: one Gather, one batched MatMul, one Transpose to NCHW).
 DOMINANT = {"standard": {"GridSample"}, "gather": {"Gather", "MatMul", "Transpose"}, "roialign": {"RoiAlign"}}
-
-
-@pytest.fixture
-def deploykit_logging():
-    """main() configures the deploykit logger for the command line: put it back afterwards."""
-    logger = logging.getLogger("deploykit")
-    saved = logger.handlers[:], logger.level, logger.propagate
-    yield
-    logger.handlers, logger.level, logger.propagate = saved
 
 
 def test_every_strategy_is_timed_beside_eager_with_its_op_breakdown(monkeypatch):
