@@ -46,7 +46,9 @@ def shape_option(help_text: str):
 
 
 def target_option(help_text: str, default: str | None = None):
-    return click.option("--target", type=click.Choice(list(TARGETS)), default=default, show_default=default is not None,
+    """--target, its default (if any) listed first."""
+    choices = sorted(TARGETS, key=lambda target: target != default)
+    return click.option("--target", type=click.Choice(choices), default=default, show_default=default is not None,
                         help=help_text)
 
 

@@ -31,7 +31,11 @@ def validate_onnx_file(path: Path, option: str = "--onnx"):
     if path.stat().st_size == 0:
         raise UserError(f"{path} is empty (0 bytes), not an ONNX model", "re-export it with 'deploykit export'")
     try:
-        proto = onnx.load(str(path), load_external_data=False)
+        try:
+            proto = onnx.load(str(path), load_external_data=False)
+        except Exception:
+            onnx.checker.check_model(str(path))  # the checker's words for a file that is not a model
+            raise
         if _has_external_data(proto):  # checked by path: external data must stay inside the model's folder
             onnx.checker.check_model(str(path))
         else:  # the graph already read: the file is read once

@@ -16,6 +16,7 @@ from typing import Any
 from deploykit.errors import UserError, first_line, is_out_of_memory, out_of_memory
 from deploykit.model_io import Shape, format_shape
 
+
 def parse_assignments(pairs: tuple[str, ...] | list[str]) -> dict[str, str]:
     """['scale=2', 'style=pl'] -> {'scale': '2', 'style': 'pl'}."""
     values: dict[str, str] = {}

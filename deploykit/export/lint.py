@@ -24,7 +24,6 @@ from deploykit.errors import UserError
 from deploykit.export.maxpool_indices import DEFAULT_MAXPOOL_IMPL
 from deploykit.export.options import TARGETS
 
-
 _STANDARD_DOMAINS = {"", "ai.onnx"}
 _TRT_GRID_MODES = {"nearest", "bilinear", "bicubic"}
 _TRT_RESIZE_COORDINATES = {"half_pixel", "pytorch_half_pixel", "align_corners", "asymmetric",

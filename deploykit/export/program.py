@@ -29,7 +29,6 @@ METADATA_MAXPOOL_IMPL = "deploykit.maxpool_impl"
 _DIM_NAMES = {3: ("length",), 4: ("height", "width"), 5: ("depth", "height", "width")}
 
 
-
 class ExportError(UserError):
     """The exporter could not turn the module into a valid ONNX graph."""
 

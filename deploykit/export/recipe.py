@@ -95,20 +95,26 @@ def load_recipe(path: Path | str) -> Recipe:
     )
 
 
+def _alternatives(values) -> str:
+    """'"a", "b" or "c"': the values a key takes, as a type error lists them."""
+    quoted = [f'"{value}"' for value in values]
+    return " or ".join([", ".join(quoted[:-1]), quoted[-1]]) if len(quoted) > 1 else quoted[0]
+
+
 _TYPES = {  # key -> (accepted type, how to write it)
     "description": (str, 'a string'),
     "spec": (str, 'a string: "zoo_name" or "module:callable"'),
     "params": (dict, "a table: [params]"),
     "export": (dict, "a table: [export]"),
     "export.opset": (int, "an integer, e.g. 17"),
-    "export.target": (str, " or ".join(f'"{t}"' for t in TARGETS)),
+    "export.target": (str, _alternatives(TARGETS)),
     "export.static": (bool, "true or false"),
     "export.trace_shape": (str, 'a shape string, e.g. "2x64x37x45"'),
     "export.shapes": (list, 'a list of shape strings, e.g. ["1x64x32x32"]'),
     "export.input_dtypes": (list, 'a list of "NAME=DTYPE" strings, e.g. ["mask=int64"]'),
     "export.val_ranges": (list, 'a list of "[NAME=]LOW,HIGH" strings, e.g. ["image=0,1"]'),
-    "export.dysample_impl": (str, ", ".join(f'"{i}"' for i in DYSAMPLE_IMPLS)),
-    "export.maxpool_impl": (str, ", ".join(f'"{i}"' for i in MAXPOOL_IMPLS)),
+    "export.dysample_impl": (str, _alternatives(DYSAMPLE_IMPLS)),
+    "export.maxpool_impl": (str, _alternatives(MAXPOOL_IMPLS)),
 }
 
 
