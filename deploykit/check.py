@@ -10,9 +10,9 @@ from typing import Any
 import numpy as np
 
 from deploykit.backends import RunnerOptions
-from deploykit.backends.runners import describe_runners, run_backend
-from deploykit.compare import Metrics, Tolerance, compare_outputs, error_picture, failed
-from deploykit.errors import BackendRunError, UserError
+from deploykit.backends.runners import describe_runners, run_and_compare
+from deploykit.compare import Metrics, Tolerance, error_picture
+from deploykit.errors import UserError
 from deploykit.export.options import ExportOptions
 from deploykit.latency import measure
 from deploykit.model_io import Shape, case_json, format_shape
@@ -99,7 +99,8 @@ def run_check(model: LoadedModel, backends: list[str], shapes: list[Shape] | Non
             for name, runner in runners.items():
                 if progress:
                     progress(done, total, f"{name} at {format_shape(shape)}")
-                results, outputs = _compare_backend(name, runner, shape, inputs, references, tolerance)
+                metrics, outputs = run_and_compare(runner, inputs, references, tolerance)
+                results = [CheckResult(name, shape, output, m) for output, m in metrics.items()]
                 report.results.extend(results)
                 if pictures and outputs is not None:
                     report.pictures.update(_pictures(name, shape, references, outputs))
@@ -112,16 +113,6 @@ def run_check(model: LoadedModel, backends: list[str], shapes: list[Shape] | Non
         if progress:
             progress(done, total, "done")
     return report
-
-
-def _compare_backend(name, runner, shape, inputs, references, tolerance):
-    """(results, outputs); outputs is None when the backend could not compute them."""
-    try:
-        outputs = run_backend(runner, inputs)
-    except BackendRunError as exc:
-        return [CheckResult(name, shape, output, failed(str(exc))) for output in references], None
-    return [CheckResult(name, shape, output, metrics)
-            for output, metrics in compare_outputs(name, references, outputs, tolerance).items()], outputs
 
 
 def _pictures(name, shape, references, outputs) -> dict:

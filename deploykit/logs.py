@@ -17,21 +17,24 @@ EXPORTER_LOGGERS = ("torch", "onnxscript", "onnx_ir")
 _STATE = {"verbosity": 0}
 
 
+class _Printable(logging.Formatter):
+    """A record as one printable line: text from files and libraries is escaped (deploykit.text)."""
+
+    def format(self, record):
+        from deploykit.text import printable
+
+        return printable(super().format(record))
+
+
 def configure(verbosity: int) -> None:
     """One stderr handler on the ``deploykit`` logger: WARNING, INFO with -v, DEBUG with -vv."""
-    from deploykit.text import printable
-
-    class Printable(logging.Formatter):
-        def format(self, record):
-            return printable(super().format(record))
-
     _STATE["verbosity"] = verbosity
     logger = logging.getLogger("deploykit")
     for handler in [h for h in logger.handlers if getattr(h, "deploykit_cli", False)]:
         logger.removeHandler(handler)
     handler = logging.StreamHandler()
     handler.deploykit_cli = True
-    handler.setFormatter(Printable("deploykit: %(message)s"))
+    handler.setFormatter(_Printable("deploykit: %(message)s"))
     logger.addHandler(handler)
     logger.setLevel(logging.WARNING if verbosity <= 0 else logging.INFO if verbosity == 1 else logging.DEBUG)
     logger.propagate = False

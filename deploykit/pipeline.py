@@ -54,7 +54,7 @@ def opened_runners(model: LoadedModel, backends: list[str], shapes: list[Shape],
             work_dir = stack.enter_context(temporary_directory())
             logger.info("exporting %s to a temporary ONNX file for %s", model.spec,
                         ", ".join(name for name, cls in plan.classes.items() if cls.needs_onnx_file(options)))
-            export_options = export_options.replace(
+            export_options = dataclasses.replace(export_options,
                 target="trt" if plan.runs_tensorrt else export_options.target,
                 trace_shape=export_options.trace_shape or preferred_trace_shape(shapes))
             # not verified here: check runs it at every shape anyway, and bench times it

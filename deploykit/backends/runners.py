@@ -3,7 +3,9 @@ graph, and running one with its failures named.
 
 ``plan_backends`` decides before any work (a missing backend fails in a second);
 ``open_runners`` activates the planned runners; ``run_backend`` is the one place a runtime's
-own failure becomes a BackendRunError naming the backend and the shape.
+own failure becomes a BackendRunError naming the backend and the shape, and
+``run_and_compare`` the one place a run becomes each output's Metrics (check, export
+verification).
 """
 
 from __future__ import annotations
@@ -13,6 +15,7 @@ from dataclasses import dataclass
 from typing import Iterator
 
 from deploykit.backends import Runner, RunnerOptions, runner_class
+from deploykit.compare import Metrics, Tolerance, compare_outputs, failed
 from deploykit.errors import (BackendRunError, BackendUnavailable, UserError, first_line, is_out_of_memory,
                               out_of_memory)
 
@@ -109,3 +112,14 @@ def run_backend(runner: Runner, feed: dict) -> dict:
             raise out_of_memory(f"running backend {runner.name} at shape {describe_feed(feed)}") from None
         raise BackendRunError(f"backend {runner.name} failed at shape {describe_feed(feed)}: "
                               f"{first_line(exc)}") from None
+
+
+def run_and_compare(runner: Runner, feed: dict, references: dict, tolerance: Tolerance
+                    ) -> tuple[dict[str, Metrics], dict | None]:
+    """(each output's Metrics by name, the backend's outputs): a backend that fails to compute
+    fails every output with its error as the reason, and gives no outputs (None)."""
+    try:
+        outputs = run_backend(runner, feed)
+    except BackendRunError as exc:
+        return {output: failed(str(exc)) for output in references}, None
+    return compare_outputs(runner.name, references, outputs, tolerance), outputs

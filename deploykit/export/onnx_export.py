@@ -67,6 +67,7 @@ def export_onnx(model: LoadedModel, path: Path, *, opset: int | None = None, dyn
 
     from deploykit.export.dysample import check_graph, metadata
     from deploykit.export.verify import verification_shapes, verify_export
+    from deploykit.onnx_file import has_plugin_nodes
 
     if opset is not None and not MIN_OPSET <= opset <= MAX_OPSET:
         raise UserError(f"opset {opset} is not supported", f"use --opset {MIN_OPSET}..{MAX_OPSET}")
@@ -132,8 +133,8 @@ def export_onnx(model: LoadedModel, path: Path, *, opset: int | None = None, dyn
         remaining = [{**grid, "module": modules.get(grid["output"])} for grid in check_graph(conversion, proto)]
         if verification:
             logger.info("verifying the graph at %s", ", ".join(format_shape(s) for s in verification.shapes))
-            verifier = verify_export(reference, staged, verification, precision=precision, threads=threads,
-                                     modules=modules)
+            verifier = verify_export(reference, staged, verification, plugin_graph=has_plugin_nodes(proto),
+                                     precision=precision, threads=threads, modules=modules)
             props["deploykit.verified_shapes"] = ";".join(bare_text(s) for s in verification.shapes)
             props["deploykit.verified_with"] = verifier
             program.save(str(staged))

@@ -23,9 +23,6 @@ class ExportOptions:
     dysample_impl: str | None = None
     maxpool_impl: str | None = None
 
-    def replace(self, **changes) -> "ExportOptions":
-        return dataclasses.replace(self, **changes)
-
     def as_kwargs(self) -> dict[str, Any]:
         """``export_onnx(model, path, **options.as_kwargs())``; shallow, so a Case stays a Case."""
         return {f.name: getattr(self, f.name) for f in dataclasses.fields(self)}

@@ -113,16 +113,17 @@ def _rejection(model: LoadedModel, shape: Shape) -> str | None:
     return None
 
 
-def verify_export(model: LoadedModel, path: Path, verification: Verification, *, precision: str,
-                  threads: int | None, modules: dict[str, tuple[str, str]]) -> str:
+def verify_export(model: LoadedModel, path: Path, verification: Verification, *, plugin_graph: bool,
+                  precision: str, threads: int | None, modules: dict[str, tuple[str, str]]) -> str:
     """Run the file at every verification shape and compare with PyTorch; returns the backend
     that ran it (ort, or onnx-ref for a graph with plugin nodes). Raise
     ExportVerificationFailed naming the shape, the error, the first diverging node when it can
-    be found, and the fix. ``modules`` maps ONNX value names to the module that computed them."""
+    be found, and the fix. ``plugin_graph``: the file has deploykit::DySample nodes (export has
+    the graph in hand); ``modules`` maps ONNX value names to the module that computed them."""
     from deploykit.compare import tolerance_for
 
     tolerance = tolerance_for(precision)
-    verifier, failure = _first_failure(model, path, verification.shapes, tolerance, threads)
+    verifier, failure = _first_failure(model, path, plugin_graph, verification.shapes, tolerance, threads)
     if failure is None:
         return verifier
     shape, output, metrics = failure
@@ -149,31 +150,24 @@ def verify_export(model: LoadedModel, path: Path, verification: Verification, *,
     raise ExportVerificationFailed("\n".join(lines))
 
 
-def _first_failure(model: LoadedModel, path: Path, shapes: list[Shape], tolerance, threads: int | None):
+def _first_failure(model: LoadedModel, path: Path, plugin_graph: bool, shapes: list[Shape], tolerance,
+                   threads: int | None):
     """(the backend that ran the file, the first (shape, output, Metrics) that failed or None):
     ONNX Runtime's CPU provider, or onnx-ref for a graph with plugin nodes."""
     from deploykit.backends import RunnerOptions
-    from deploykit.backends.runners import open_runners, plan_backends, run_backend
-    from deploykit.compare import compare_outputs, failed
-    from deploykit.errors import BackendRunError
-    from deploykit.onnx_file import has_plugin_nodes, validate_onnx_file
+    from deploykit.backends.runners import open_runners, plan_backends, run_and_compare
     from deploykit.spec import reference_outputs
 
     shapes = model.shapes_or_default(shapes)  # an --inputs file's case too
     options = RunnerOptions(onnx_path=path, threads=threads, shapes=list(shapes))
-    plan = plan_backends(["ort"], options, has_plugin_nodes(validate_onnx_file(path)))
-    with open_runners(plan, options) as runners:
+    with open_runners(plan_backends(["ort"], options, plugin_graph), options) as runners:
         (verifier, runner), = runners.items()
         for shape in shapes:
             feed = model.feed(shape)
-            references = reference_outputs(model, feed)
-            try:
-                outputs = run_backend(runner, feed)
-            except BackendRunError as exc:
-                return verifier, (shape, next(iter(references)), failed(str(exc)))
-            for output, metrics in compare_outputs(verifier, references, outputs, tolerance).items():
-                if not metrics.passed:
-                    return verifier, (shape, output, metrics)
+            metrics, _ = run_and_compare(runner, feed, reference_outputs(model, feed), tolerance)
+            failure = next(((output, m) for output, m in metrics.items() if not m.passed), None)
+            if failure:
+                return verifier, (shape, *failure)
     return verifier, None
 
 
