@@ -181,10 +181,13 @@ def _load(spec, params, weights, seed, input_dtypes, val_ranges, inputs_file):
 def _inputs(spec=None, weights=None, onnx_path=None, engine_path=None, plugins=(), **more) -> dict:
     """The files a command reads, by option: none of them may be an output."""
     from deploykit.export.recipe import is_recipe
+    from deploykit.spec import source_file
 
     inputs = {"--weights": weights, "--onnx": onnx_path, "--engine": engine_path, **more}
     if spec and is_recipe(spec):
         inputs["recipe"] = Path(spec)
+    elif spec:
+        inputs["SPEC's module"] = source_file(spec)
     inputs.update({f"--plugin {plugin}": plugin for plugin in plugins})
     return inputs
 
@@ -252,9 +255,8 @@ def export_command(spec, params, weights, seed, input_dtypes, val_ranges, inputs
     """Export SPEC (zoo name, package.module:callable, or recipe .toml) to ONNX."""
     from deploykit.export import describe, export_onnx
     from deploykit.export.recipe import export_options
-    from deploykit.files import ensure_writable
 
-    ensure_writable(output, force)  # before minutes of work, not after
+    _check_outputs({"-o": output}, _inputs(spec, weights, **{"--inputs": inputs_file}), force)
     if no_verify and verify_shapes:
         raise UserError("--verify-shape and --no-verify contradict each other", "pass one of them")
     model, recipe = _load(spec, params, weights, seed, input_dtypes, val_ranges, inputs_file)

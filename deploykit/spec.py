@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import ast
 import importlib
+import importlib.util
 import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -140,6 +141,19 @@ def load_model(spec: str, params: dict[str, str] | None = None, weights: Path | 
                        shape_rule=rule, seed=seed)
 
 
+def source_file(spec: str) -> Path | None:
+    """The file that defines a package.module:callable SPEC, found the way import would find
+    it (None for a zoo name, or a module that cannot be found): a file the command reads, so
+    never one of its outputs."""
+    module_name = spec.partition(":")[0] if ":" in spec else ""
+    try:
+        found = importlib.util.find_spec(module_name) if module_name else None
+    except Exception:  # a parent package that fails to import: loading SPEC says so, with the fix
+        return None
+    origin = getattr(found, "origin", None)
+    return Path(origin) if origin and found.has_location else None
+
+
 def _build_callable(spec: str, kwargs: dict[str, Any]) -> Any:
     import torch
 
@@ -151,6 +165,10 @@ def _build_callable(spec: str, kwargs: dict[str, Any]) -> Any:
     except Exception as exc:  # ImportError, or whatever the module raises while importing
         raise UserError(f"cannot import {module_name!r} for SPEC {spec!r}: {type(exc).__name__}: {first_line(exc)}",
                         "check the module path and that it is importable (PYTHONPATH)") from None
+    if getattr(target, "__file__", None):  # the model's source is read too: no output may replace it
+        from deploykit.files import note_input
+
+        note_input(target.__file__)
     factory = target
     for part in attr.split("."):
         factory = getattr(factory, part, None)

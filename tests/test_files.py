@@ -140,3 +140,38 @@ def test_a_termination_a_library_swallowed_still_stops_the_commit(tmp_path):
         assert list(tmp_path.iterdir()) == []
     finally:
         TERMINATION_REQUESTED.clear()
+
+
+def test_the_spec_modules_own_file_is_never_an_output(tmp_path, monkeypatch):
+    from tests.cli_helpers import assert_user_error, run
+
+    source = tmp_path / "my_net.py"
+    source.write_text("import torch\n\ndef build():\n    return torch.nn.Conv2d(3, 4, 1)\n")
+    weights = tmp_path / "w.pt"
+    monkeypatch.syspath_prepend(str(tmp_path))
+    for output in (source, weights):
+        original = output.read_bytes() if output.exists() else None
+        result = run("export", "my_net:build", "--shape", "1x3x8x8", "-o", output, "--force",
+                     *(["--weights", weights] if output == weights else []))
+        if output == weights:
+            assert result.exit_code == 2 and "is the --weights file" in result.stderr
+        else:
+            assert_user_error(result, "is the SPEC's module file this command reads")
+            assert output.read_bytes() == original
+    assert run("export", "my_net:build", "--shape", "1x3x8x8", "-o", tmp_path / "ok.onnx").exit_code == 0
+
+
+def test_a_module_loaded_as_spec_is_noted_as_an_input(tmp_path, monkeypatch):
+    from deploykit.spec import load_model, source_file
+
+    source = tmp_path / "other_net.py"
+    source.write_text("import torch\n\ndef build():\n    return torch.nn.Conv2d(3, 4, 1)\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    assert source_file("other_net:build") == source and source_file("pool") is None
+    forget_inputs()
+    try:
+        load_model("other_net:build")
+        with pytest.raises(UserError, match="is an input"):
+            write_text_atomic(source, "not python", force=True)
+    finally:
+        forget_inputs()
