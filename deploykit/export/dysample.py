@@ -91,16 +91,18 @@ class Conversion:
         return [{**{k: v for k, v in e.items() if k != "strategies"}, "strategy": "+".join(e["strategies"])}
                 for e in seen.values()]
 
-    def keep_surviving(self, exported_program) -> None:
-        """Forget the traced calls whose result the exporter dropped as dead code (a sample whose
-        output is unused, or whose shape alone is read): the graph holds only the others."""
+    def keep_in_graph(self, exported_program, onnx_graph, module_names: set[str]) -> None:
+        """Forget the traced calls the ONNX graph does not hold: a sample whose result the exporter
+        dropped as dead code (or whose shape alone is read), and a call identical to another (one
+        layer applied twice to one input) that the optimizer merged into it."""
         kinds = ("dysample_export", "dysample_sample", "grid_sampler")
+        held = {value.name for node in onnx_graph for value in node.outputs}
+        returned = {id(node) for node in exported_program.graph.output_node().all_input_nodes}
         surviving: dict[str, int] = {}
         for node in exported_program.graph.nodes:
-            if node.op == "call_function" and any(kind in str(node.target) for kind in kinds):
-                stack = [entry for entry in (node.meta.get("nn_module_stack") or {}).values()
-                         if not str(entry[0]).startswith("_empty_nn_module_stack")]
-                path = str(stack[-1][0]) if stack else ""
+            if node.op == "call_function" and any(kind in str(node.target) for kind in kinds) and \
+                    (node.name in held or id(node) in returned):
+                path, _ = call_module(node, module_names)
                 surviving[path] = surviving.get(path, 0) + 1
         kept, seen = [], {}
         for path, strategy in self.calls:
@@ -115,6 +117,20 @@ class Conversion:
         for _, strategy in self.calls:
             counts[strategy] = counts.get(strategy, 0) + 1
         return counts
+
+
+def call_module(node, names: set[str]) -> tuple[str, str]:
+    """(the module's path as ``named_modules`` gives it, its class) of the call that made ``node``;
+    dynamo's strict trace writes paths through closures (``forward.__closure__[0]...__self__.up``)."""
+    stack = [entry for entry in (node.meta.get("nn_module_stack") or {}).values()
+             if not str(entry[0]).startswith("_empty_nn_module_stack")]
+    if not stack:
+        return "", "<top level>"
+    path, cls = str(stack[-1][0]), stack[-1][1]
+    cls = cls if isinstance(cls, str) else f"{cls.__module__}.{cls.__qualname__}"
+    parts = path.split(".")
+    suffixes = [".".join(parts[i:]) for i in range(len(parts))]
+    return next((suffix for suffix in suffixes if suffix in names), path), cls
 
 
 def find_layers(module) -> tuple[list[DySampleLayer], list[Lookalike]]:

@@ -94,14 +94,12 @@ def export_onnx(model: LoadedModel, path: Path, *, opset: int | None = None, dyn
     if verification:
         _require_verifier()
     layers, lookalikes = find_layers(model.module)  # on the fp32 module, before any half copy
-    if explicit and dysample_impl in NEEDS_A_LAYER and not layers:
-        raise UserError(_no_layer_problem(model, dysample_impl, lookalikes),
-                        "DySample layers are recognised by a sample(x, offset) method with integer scale and "
-                        "groups that computes DySample's step; drop --dysample-impl for this model")
     reference = model
+    probes = [example_inputs(model, s) for s in verification.shapes[1:]] if verification else []
     if precision == "fp16":  # a half copy: the caller's model stays fp32
         model = dataclasses.replace(model, module=copy.deepcopy(model.module).half())
         example = tuple(t.half() if t.is_floating_point() else t for t in example)
+        probes = [tuple(t.half() if t.is_floating_point() else t for t in probe) for probe in probes]
 
     logger.info("exporting %s traced at %s (opset %s, %s, DySample %s, max-pool indices %s, %s)", model.spec,
                 format_shape(shape), opset or f"{DEFAULT_OPSET} or the lowest an op needs",
@@ -109,14 +107,11 @@ def export_onnx(model: LoadedModel, path: Path, *, opset: int | None = None, dyn
     with staged_files(Path(path), force) as staged:
         program, conversion = export_program(model, example, dims=dims, opset=opset or DEFAULT_OPSET,
                                              output_names=output_names, dysample_impl=dysample_impl,
-                                             layers=layers, maxpool_impl=maxpool_impl)
-        conversion.lookalikes = lookalikes
+                                             layers=layers, maxpool_impl=maxpool_impl, probes=probes)
+        conversion.lookalikes = lookalikes + conversion.lookalikes
         if explicit and dysample_impl in NEEDS_A_LAYER and not conversion.calls:
-            raise UserError(f"no DySample layer of {model.spec} is in the exported graph, so --dysample-impl "
-                            f"{dysample_impl} changed nothing (verified: "
-                            f"{', '.join(l.path or '<top level>' for l in layers)}; a layer forward never "
-                            "calls, or whose result is unused, leaves nothing to convert)",
-                            "check that forward uses the layers' sample(), or drop --dysample-impl")
+            raise UserError(_no_layer_problem(model, dysample_impl, conversion),
+                            "drop --dysample-impl for this model, or check that forward uses its DySample layers")
         props = program.model.metadata_props
         props["deploykit.traced_shape"] = bare_text(shape)  # engine profile defaults
         props["deploykit.spec"] = model.spec
@@ -163,11 +158,18 @@ def _require_verifier() -> None:
                         "pip install onnxruntime, or pass --no-verify (the graph is then never run)") from None
 
 
-def _no_layer_problem(model: LoadedModel, strategy: str, lookalikes) -> str:
-    if lookalikes:
-        return (f"--dysample-impl {strategy}: no layer of {model.spec} computes DySample's sample step; "
-                + "; ".join(f"{l.path or '<top level>'} ({l.cls.rsplit('.', 1)[-1]}): {l.reason}" for l in lookalikes))
-    return f"--dysample-impl {strategy}: {model.spec} has no DySample layer (a module with sample(x, offset), scale, groups)"
+def _no_layer_problem(model: LoadedModel, strategy: str, conversion) -> str:
+    """Why an explicit strategy changed nothing: what was looked for, and what was found instead."""
+    looked_for = ("no call in the traced graph computes DySample's sample step (a bilinear, border-padded, "
+                  "align_corners=False grid sample of pixel centres plus an offset, pixel-shuffled by an "
+                  "integer scale, verified against the reference)")
+    if conversion.layers:
+        looked_for = (f"the DySample layers {', '.join(l.path or '<top level>' for l in conversion.layers)} are "
+                      "verified, but none is in the exported graph (a layer forward never calls, or whose "
+                      "result is unused, leaves nothing to convert)")
+    lookalikes = "".join(f"; {l.path or '<top level>'} ({l.cls.rsplit('.', 1)[-1]}) looks alike but {l.reason}"
+                         for l in conversion.lookalikes)
+    return f"--dysample-impl {strategy} changed nothing in {model.spec}: {looked_for}{lookalikes}"
 
 
 def _trace_shape(model: LoadedModel) -> Shape:

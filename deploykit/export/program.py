@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import contextlib
 import io
+import logging
 import os
 import re
 import tempfile
@@ -23,6 +24,8 @@ from deploykit.errors import UserError
 from deploykit.export.dysample import Conversion, converted_for_export, find_layers
 from deploykit.model_io import flatten_outputs
 from deploykit.spec import LoadedModel
+
+logger = logging.getLogger(__name__)
 
 METADATA_MAXPOOL_IMPL = "deploykit.maxpool_impl"
 
@@ -66,12 +69,14 @@ def dynamic_shapes(model: LoadedModel, case) -> tuple:
 
 
 def export_program(model: LoadedModel, example, *, dims, opset: int, output_names: list[str], dysample_impl: str,
-                   layers=None, maxpool_impl: str = "native"):
+                   layers=None, maxpool_impl: str = "native", probes: list[tuple] = ()):
     """(the in-memory ONNXProgram, the DySample Conversion): the program's ``exported_program``
     is the FX graph the ONNX values are named after; the model's verified DySample layers
-    (``layers``, found here when None) are exported as ``dysample_impl``, max-pool indices as
-    ``maxpool_impl``. No checks, no file."""
+    (``layers``, found here when None: the method-based ones; the inline ones are found in the
+    traced program, verified at ``example`` and each of ``probes``) are exported as
+    ``dysample_impl``, max-pool indices as ``maxpool_impl``. No checks, no file."""
     from deploykit.export.dysample import translation_table
+    from deploykit.export.dysample_graph import convert_inline, find_inline_layers
     from deploykit.export.maxpool_indices import translation_table as maxpool_table
 
     if layers is None:
@@ -79,10 +84,40 @@ def export_program(model: LoadedModel, example, *, dims, opset: int, output_name
     conversion = Conversion(dysample_impl, list(layers))
     table = {**(translation_table(dysample_impl) or {}), **maxpool_table(maxpool_impl)} or None
     with converted_for_export(model.module, conversion.layers, conversion), _flat_outputs(model.module):
-        program = _run_exporter(model, example, dims, opset, output_names, table)
+        captured = _capture(model, example, dims)
+        module_names = {name for name, _ in model.module.named_modules()}
+        if captured is not None:
+            inline, lookalikes = find_inline_layers(captured, [tuple(example), *probes], module_names)
+            convert_inline(captured, inline, conversion)
+            conversion.lookalikes.extend(lookalikes)
+        program = _run_exporter(model, captured, example, dims, opset, output_names, table)
     _unique_output_names(program.model.graph, model.spec)
-    conversion.keep_surviving(program.exported_program)
+    conversion.keep_in_graph(program.exported_program, program.model.graph, module_names)
     return program, conversion
+
+
+def _capture(model: LoadedModel, example, dims):
+    """The module traced by torch.export the way ``torch.onnx.export`` traces it (its own
+    strategies, in its order), so the program can be searched for inline DySample layers
+    before it becomes ONNX; None when none succeeds (the exporter then tries, and reports)."""
+    try:
+        from torch.onnx._internal.exporter import _capture_strategies, _dynamic_shapes
+    except ImportError:  # another PyTorch layout: export the module as it is
+        logger.info("cannot trace before exporting in this PyTorch: inline DySample layers are not searched")
+        return None
+    export_dims = _dynamic_shapes.convert_str_to_export_dim(dims)[0] if dims else None
+    from deploykit.logs import captured_exporter_logs
+
+    captured = io.StringIO()
+    with warnings.catch_warnings(), contextlib.redirect_stdout(captured), contextlib.redirect_stderr(captured), \
+            captured_exporter_logs(captured):
+        warnings.simplefilter("ignore")
+        for strategy in _capture_strategies.CAPTURE_STRATEGIES:
+            result = strategy(verbose=False)(model.module, tuple(example), None, dynamic_shapes=export_dims)
+            if result.success:
+                return result.exported_program
+    logger.info("torch.export could not trace %s: inline DySample layers are not searched", model.spec)
+    return None
 
 
 @contextlib.contextmanager
@@ -135,7 +170,7 @@ def pools_with_indices(exported_program) -> bool:
                for node in exported_program.graph.nodes)
 
 
-def _run_exporter(model: LoadedModel, example, dims, opset: int, output_names: list[str], table):
+def _run_exporter(model: LoadedModel, traced, example, dims, opset: int, output_names: list[str], table):
     import torch
 
     from deploykit.logs import captured_exporter_logs
@@ -146,7 +181,8 @@ def _run_exporter(model: LoadedModel, example, dims, opset: int, output_names: l
                 contextlib.redirect_stderr(captured), captured_exporter_logs(captured):
             warnings.simplefilter("ignore")
             return torch.onnx.export(
-                model.module, tuple(example), dynamo=True, opset_version=opset, dynamic_shapes=dims,
+                model.module if traced is None else traced, tuple(example), dynamo=True, opset_version=opset,
+                dynamic_shapes=dims,
                 input_names=model.input_names, output_names=output_names, verbose=False, optimize=True,
                 custom_translation_table=table,
             )
