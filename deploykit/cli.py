@@ -287,6 +287,33 @@ def _print_lint(path: Path, target: str, plugins, report_path: Path | None = Non
     return EXIT_PARITY if has_errors(findings) else EXIT_OK
 
 
+@main.command("convert")
+@click.argument("model", type=click.Path(path_type=Path))
+@click.option("-o", "--output", type=click.Path(path_type=Path), required=True, help="ONNX file to write.")
+@click.option("--dysample-impl", type=click.Choice(["plugin", "gather", "roialign", "standard", "auto"]),
+              required=True, help="What each DySample layer becomes: plugin (one deploykit::DySample node for "
+                                  "TensorRT), gather / roialign (standard ops without GridSample), auto (the faster "
+                                  "of those on ONNX Runtime's CPU), standard (one GridSample, grid from the shape).")
+@shape_option("Input shape (repeatable) at which each layer is verified; NAME=SHAPE,... for several inputs. "
+              "Default: the file's static dims, symbolic ones at batch 1 and 2, sizes 64x96 and 96x64.")
+@target_option("Lint the result for this runtime (trt: exit 1 if TensorRT would reject or misread it).")
+@force_option("output file")
+@click.option("--threads", type=click.IntRange(min=1), default=None, help="ONNX Runtime intra-op threads.")
+def convert_command(model, output, dysample_impl, shapes, target, force, threads):
+    """Replace the DySample layers of MODEL.onnx (exported elsewhere) by another form, each verified first."""
+    from deploykit.export.convert import convert_onnx, describe
+    from deploykit.model_io import parse_case
+    from deploykit.onnx_file import validate_onnx_file
+
+    _check_outputs({"-o": output}, _inputs(MODEL=model), force)
+    names = [value.name for value in validate_onnx_file(model, "MODEL").graph.input]
+    result = convert_onnx(model, output, dysample_impl, [parse_case(text, names) for text in shapes] or None,
+                          force=force, threads=threads)
+    click.echo(describe(result))
+    if target:
+        sys.exit(_print_lint(output, target, plugins=None, plugin_pending=dysample_impl == "plugin"))
+
+
 @main.command("lint")
 @click.argument("model", type=click.Path(path_type=Path))
 @target_option("The runtime the graph is for.", default="trt")

@@ -46,6 +46,7 @@ class ExportResult:
     unverifiable: list[str] = field(default_factory=list)  # derived shapes PyTorch itself rejected
     verified_with: str | None = None  # the backend that ran it: ort, or onnx-ref for plugin graphs
     maxpool_impl: str | None = None  # how max-pool indices were exported; None: the model computes none
+    opset_note: str | None = None  # why the opset is above DEFAULT_OPSET, when it was chosen
 
 
 def export_onnx(model: LoadedModel, path: Path, *, opset: int | None = None, dynamic: bool = True,
@@ -105,23 +106,32 @@ def export_onnx(model: LoadedModel, path: Path, *, opset: int | None = None, dyn
                 format_shape(shape), opset or f"{DEFAULT_OPSET} or the lowest an op needs",
                 "dynamic" if dynamic else "static", dysample_impl, maxpool_impl, precision)
     with staged_files(Path(path), force) as staged:
-        program, conversion = export_program(model, example, dims=dims, opset=opset or DEFAULT_OPSET,
-                                             output_names=output_names, dysample_impl=dysample_impl,
-                                             layers=layers, maxpool_impl=maxpool_impl, probes=probes)
-        conversion.lookalikes = lookalikes + conversion.lookalikes
-        if explicit and dysample_impl in NEEDS_A_LAYER and not conversion.calls:
-            raise UserError(_no_layer_problem(model, dysample_impl, conversion),
-                            "drop --dysample-impl for this model, or check that forward uses its DySample layers")
-        props = program.model.metadata_props
-        props["deploykit.traced_shape"] = bare_text(shape)  # engine profile defaults
-        props["deploykit.spec"] = model.spec
-        props.update(metadata(conversion))  # only what the graph contains
-        computes_indices = pools_with_indices(program.exported_program)
-        if computes_indices:
-            props[METADATA_MAXPOOL_IMPL] = maxpool_impl
-        program.save(str(staged))  # weights go to a .data file beside it past protobuf's 2 GB
-        proto = onnx.load(str(staged), load_external_data=False)
-        actual = _check_graph(staged, proto, opset, target, model.spec)
+        opset_note = None
+        for attempt in [opset] if opset else _auto_opsets():
+            program, conversion = export_program(model, example, dims=dims, opset=attempt,
+                                                 output_names=output_names, dysample_impl=dysample_impl,
+                                                 layers=layers, maxpool_impl=maxpool_impl, probes=probes)
+            conversion.lookalikes = lookalikes + conversion.lookalikes
+            if explicit and dysample_impl in NEEDS_A_LAYER and not conversion.calls:
+                raise UserError(_no_layer_problem(model, dysample_impl, conversion),
+                                "drop --dysample-impl for this model, or check that forward uses its DySample layers")
+            props = program.model.metadata_props
+            props["deploykit.traced_shape"] = bare_text(shape)  # engine profile defaults
+            props["deploykit.spec"] = model.spec
+            props.update(metadata(conversion))  # only what the graph contains
+            computes_indices = pools_with_indices(program.exported_program)
+            if computes_indices:
+                props[METADATA_MAXPOOL_IMPL] = maxpool_impl
+            program.save(str(staged))  # weights go to a .data file beside it past protobuf's 2 GB
+            proto = onnx.load(str(staged), load_external_data=False)
+            try:
+                actual = _check_graph(staged, proto, opset, target, model.spec)
+                break
+            except _OpsetTooLow as exc:
+                if attempt == _auto_opsets()[-1]:
+                    raise ExportError(exc.problem, exc.fix) from None
+                opset_note = f"opset {attempt} was too low: {exc.checker_says}"
+                logger.info("%s; exporting again at the next opset", opset_note)
         from deploykit.export.modules import value_modules
 
         modules = value_modules(program.exported_program)
@@ -143,6 +153,7 @@ def export_onnx(model: LoadedModel, path: Path, *, opset: int | None = None, dyn
             unverifiable=verification.skipped if verification else [],
             verified_with=verifier if verification else None,
             maxpool_impl=maxpool_impl if computes_indices else None,
+            opset_note=opset_note,
         )
     return result
 
@@ -184,6 +195,25 @@ def preferred_trace_shape(shapes: list[Shape]) -> Shape:
     return max(seeded, key=lambda s: (batch_of(s) > 1, batch_of(s) == 2))
 
 
+class _OpsetTooLow(ExportError):
+    """The graph at an automatically chosen opset fails the checker: try the next one."""
+
+    def __init__(self, problem: str, fix: str, checker_says: str):
+        super().__init__(problem, fix)
+        self.checker_says = checker_says
+
+
+def _auto_opsets() -> list[int]:
+    """Opsets tried when none is asked for: DEFAULT_OPSET, then each one up to the exporter's own
+    (torch.onnx writes its ops at that opset and converts down, which some ops do not survive:
+    ``torch.chunk``'s Split(num_outputs) needs 18)."""
+    try:
+        from torch.onnx._internal.exporter._constants import TORCHLIB_OPSET
+    except ImportError:
+        TORCHLIB_OPSET = 18
+    return list(range(DEFAULT_OPSET, max(DEFAULT_OPSET, min(TORCHLIB_OPSET, MAX_OPSET)) + 1))
+
+
 def _check_graph(path: Path, proto, opset: int | None, target: str, spec: str) -> int:
     """Validate the exported graph (by path, so models past 2 GB work); returns its opset."""
     import onnx
@@ -198,8 +228,12 @@ def _check_graph(path: Path, proto, opset: int | None, target: str, spec: str) -
     try:
         onnx.checker.check_model(str(path), full_check=True)
     except (onnx.checker.ValidationError, onnx.shape_inference.InferenceError) as exc:
-        raise ExportError(f"exported graph of {spec} fails onnx.checker: {first_line(exc, 300)}",
-                          "try another --opset, or report the op to deploykit") from None
+        problem = f"exported graph of {spec} fails onnx.checker at opset {actual}: {first_line(exc, 300)}"
+        if opset is None:  # an op the exporter wrote needs a newer opset (Split's num_outputs: 18)
+            raise _OpsetTooLow(problem, "try another --opset, or report the op to deploykit",
+                               checker_says=first_line(exc, 200)) from None
+        raise ExportError(problem, "try another --opset (the lowest the graph's ops need), or report the op "
+                                   "to deploykit") from None
     if target == "trt" and actual > TRT_GRIDSAMPLE_MAX_OPSET:
         grid = [n.name for n in proto.graph.node if n.op_type == "GridSample"]
         if grid:
@@ -225,6 +259,8 @@ def describe(result: ExportResult) -> str:
     kind = "dynamic" if result.dynamic else "static"
     lines = [f"wrote {result.path} (opset {result.opset}, {kind} shapes, traced at "
              f"{format_shape(result.traced_shape)}): {ins} -> {outs}"]
+    if result.opset_note:
+        lines.append(f"opset {result.opset} because {result.opset_note}")
     if result.dysample:
         lines += summary_lines(result.dysample, result.remaining_grid_samples)
     if result.maxpool_impl:
