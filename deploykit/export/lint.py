@@ -106,8 +106,9 @@ def _trt_node(node, name: str, attrs: dict, opset: int, used: set[str]) -> list[
         if mode not in _TRT_GRID_MODES:
             return [Finding("error", name, op,
                             f"mode {mode!r} (opset {opset}) is not one TensorRT's parser knows: it silently "
-                            "samples with NEAREST instead", "re-export at --opset 17 (16..19), or use "
-                            "--dysample-impl plugin for DySample")]
+                            "samples with NEAREST instead", "re-export at --opset 17 (16..19); if it is "
+                            "DySample's sample step, 'deploykit convert MODEL.onnx -o OUT.onnx --dysample-impl "
+                            "plugin' (or gather) replaces it without re-exporting")]
     if op == "MaxUnpool":
         return [Finding("error", name, op, "TensorRT has no MaxUnpool",
                         "export the model from PyTorch with 'deploykit export --target trt': max_unpool2d "

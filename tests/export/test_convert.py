@@ -14,6 +14,7 @@ import torch
 from deploykit.errors import UserError
 from deploykit.export.convert import convert_onnx
 from deploykit.export.dysample import recorded_layers
+from deploykit.export.lint import has_errors, lint_file
 from tests.cli_helpers import run
 from tests.inline_models import InlineDySample, TinySR
 
@@ -99,6 +100,10 @@ def test_torchscript_files_at_other_opsets_and_static_shapes(sr, tmp_path, opset
     path = _torchscript_export(sr, tmp_path / "s.onnx", opset=opset, dynamic=opset == 20)
     result = convert_onnx(path, tmp_path / "c.onnx", "gather")
     assert result.opset == opset and "GridSample" not in _ops(result.path)
+    if opset == 20:  # TensorRT reads 'linear' as nearest: lint says so and names convert as the fix
+        [finding] = [f for f in lint_file(path, "trt") if f.op_type == "GridSample"]
+        assert finding.severity == "error" and "deploykit convert" in finding.fix
+        assert not has_errors(lint_file(result.path, "trt"))
 
 
 def test_a_dynamo_file_is_right_at_every_size_already_and_converted(sr, tmp_path):
