@@ -25,8 +25,8 @@ from deploykit.cli_options import (DEFAULT_BACKENDS, DEFAULT_BENCH_SECONDS, MAX_
                                    MAX_WARMUP, dysample_impl_option, finite_tolerance, force_option,
                                    maxpool_impl_option, model_options, plugin_option, precision_option,
                                    report_option, run_options, shape_option, target_option)
-from deploykit.errors import (EXIT_OK, EXIT_SIGNAL_BASE, EXIT_USAGE, TERMINATION_REQUESTED, Terminated, UserError,
-                              exit_code_for)
+from deploykit.errors import (EXIT_OK, EXIT_SIGNAL_BASE, EXIT_USAGE, TERMINATION_REQUESTED, ForeignExit, Terminated,
+                              UserError, exit_code_for)
 
 HTML_LATENCY_ITERS = 10  # check --html times each backend too, for the report's latency chart
 _CONTEXT = {"help_option_names": ["-h", "--help"], "max_content_width": 100}
@@ -70,8 +70,8 @@ def run_with_exit_codes(call) -> int:
     with _signals_raise():
         try:
             result = call()
-        except SystemExit as exc:
-            return _system_exit_code(exc.code)
+        except SystemExit as exc:  # commands return their code: this one came from the user's code
+            return _report(ForeignExit(exc.code))
         except click.exceptions.NoArgsIsHelpError as exc:
             click.echo(exc.ctx.get_help() if exc.ctx else str(exc))
             return EXIT_OK
@@ -96,15 +96,6 @@ def _report(exc: BaseException) -> int:
         sys.stderr.write(decision.traceback)
     _stderr_line(decision.line)
     return decision.code
-
-
-def _system_exit_code(code) -> int:
-    if code is None:
-        return EXIT_OK
-    if isinstance(code, int):
-        return code
-    _stderr_line(f"error: {code}")
-    return EXIT_USAGE
 
 
 def _stderr_line(text: str) -> None:
@@ -270,7 +261,7 @@ def export_command(spec, params, weights, seed, input_dtypes, val_ranges, inputs
                          verify_shapes=_shapes(verify_shapes, model), **options.as_kwargs())
     click.echo(describe(result))
     if options.target == "trt":  # the file is written either way; the exit code says if TensorRT will take it
-        sys.exit(_print_lint(output, "trt", plugins=None, plugin_pending=options.dysample_impl == "plugin"))
+        return _print_lint(output, "trt", plugins=None, plugin_pending=options.dysample_impl == "plugin")
 
 
 def _print_lint(path: Path, target: str, plugins, report_path: Path | None = None, force: bool = False,
@@ -311,7 +302,7 @@ def convert_command(model, output, dysample_impl, shapes, target, force, threads
                           force=force, threads=threads)
     click.echo(describe(result))
     if target:
-        sys.exit(_print_lint(output, target, plugins=None, plugin_pending=dysample_impl == "plugin"))
+        return _print_lint(output, target, plugins=None, plugin_pending=dysample_impl == "plugin")
 
 
 @main.command("lint")
@@ -323,7 +314,7 @@ def convert_command(model, output, dysample_impl, shapes, target, force, threads
 def lint_command(model, target, plugins, report_path, force):
     """Flag what the target rejects or silently computes differently. Exit 1 on errors."""
     _check_outputs({"--report": report_path}, _inputs(plugins=plugins, MODEL=model), force)
-    sys.exit(_print_lint(model, target, list(plugins), report_path, force))
+    return _print_lint(model, target, list(plugins), report_path, force)
 
 
 @main.command("build")
@@ -443,7 +434,7 @@ def check_command(atol, rtol, localize, html_path, zoo, **common):
     from deploykit.report import print_check, print_localizations
 
     if zoo:
-        sys.exit(_check_zoo(common["backends"], common["threads"], common["report_path"], common["force"],
+        return (_check_zoo(common["backends"], common["threads"], common["report_path"], common["force"],
                             common["quiet"]))
     if common["spec"] is None:
         raise click.UsageError("missing argument 'SPEC' (or pass --zoo)")
@@ -462,7 +453,7 @@ def check_command(atol, rtol, localize, html_path, zoo, **common):
 
         written = write_html_report(html_path, report, report.pictures, report.latency, force=common["force"])
         _stdout_line(f"wrote {written[0]} and {len(written) - 1} figures in {figures_folder(written[0])}")
-    sys.exit(_verdict_code(report.passed))
+    return _verdict_code(report.passed)
 
 
 @main.command("bench")

@@ -24,6 +24,12 @@ PRESETS = {
 }
 
 
+# When atol exceeds this fraction of an output's largest |value|, the elementwise rule would pass
+# almost anything, so the error is judged relative to the output's own norm instead, at
+# SCALE_AWARE_FACTOR * rtol (fp32: 1e-3; a faithful graph is at 1e-6 to 1e-5 there).
+VACUOUS_ATOL_FRACTION = 0.01
+SCALE_AWARE_FACTOR = 10.0
+
 # |ref| below this counts as this in max_rel, so exact zeros in the reference do not turn a
 # 1e-7 difference into a relative error of 1e31.
 REL_FLOOR = 1e-6
@@ -73,6 +79,8 @@ def not_comparable(reference: np.ndarray, actual) -> str | None:
     expected, got = kinds.get(reference.dtype.kind), kinds.get(actual.dtype.kind)
     if got is None or expected is None or got != expected:
         return f"output dtype {actual.dtype} is not {expected or reference.dtype} like the reference's {reference.dtype}"
+    if expected != "floating point" and actual.dtype != reference.dtype:  # ids past int32 and indices need the width
+        return f"output dtype {actual.dtype} is not the reference's {reference.dtype}"
     return None
 
 
@@ -96,6 +104,8 @@ def compare(reference: np.ndarray, actual: np.ndarray, tolerance: Tolerance) -> 
         return failed(problem)
     if reference.shape != actual.shape:
         return failed(f"shape {tuple(actual.shape)} != reference {tuple(reference.shape)}")
+    if reference.dtype.kind != "f":
+        return _compare_exactly(reference, actual)
     ref = reference.astype(np.float64)
     out = actual.astype(np.float64)
     if not np.all(np.isfinite(ref)):
@@ -111,11 +121,43 @@ def compare(reference: np.ndarray, actual: np.ndarray, tolerance: Tolerance) -> 
     max_rel = float((diff / np.maximum(np.abs(ref), REL_FLOOR)).max())
     cosine = _cosine(ref.ravel(), out.ravel())
     psnr = _psnr(ref, diff)
+    scale = float(np.abs(ref).max())
+    if tolerance.atol > VACUOUS_ATOL_FRACTION * scale:
+        return Metrics(max_abs, mean_abs, max_rel, cosine, psnr, *_scale_aware(ref, diff, cosine, scale, tolerance))
     within = diff <= tolerance.atol + tolerance.rtol * np.abs(ref)
     passed = bool(within.all())
     reason = "" if passed else (f"{int(within.size - np.count_nonzero(within))} of {within.size} values "
                                 f"outside atol={tolerance.atol:g} rtol={tolerance.rtol:g}")
     return Metrics(max_abs, mean_abs, max_rel, cosine, psnr, passed, reason)
+
+
+def _scale_aware(ref: np.ndarray, diff: np.ndarray, cosine: float, scale: float, tolerance: Tolerance
+                 ) -> tuple[bool, str]:
+    """(passed, reason) for outputs too small for atol to mean anything (random-init heads give
+    1e-8; an all-zero graph would pass against 1e-5): the error's norm relative to the
+    reference's, which no scale hides; the reason is given on a pass too, so the table says it."""
+    norm = float(np.linalg.norm(ref))
+    relative = float(np.linalg.norm(diff)) / norm if norm else (0.0 if not diff.any() else math.inf)
+    limit = SCALE_AWARE_FACTOR * tolerance.rtol
+    passed = relative <= limit
+    rule = (f"outputs up to {scale:.3g} are below atol={tolerance.atol:g}'s reach: compared by relative L2 error "
+            f"{relative:.3g} (limit {limit:g}), cosine {cosine:.4f}")
+    return passed, rule
+
+
+def _compare_exactly(reference: np.ndarray, actual: np.ndarray) -> Metrics:
+    """Integers and booleans (ids, indices, masks) are right or wrong: no tolerance."""
+    ref, out = reference.astype(np.float64), actual.astype(np.float64)
+    unequal = reference != actual
+    diff = np.abs(out - ref)
+    count = int(np.count_nonzero(unequal))
+    max_abs = float(diff.max()) if diff.size else 0.0
+    metrics = (max_abs, float(diff.mean()) if diff.size else 0.0,
+               float((diff / np.maximum(np.abs(ref), 1.0)).max()) if diff.size else 0.0,
+               _cosine(ref.ravel(), out.ravel()), math.inf if not count else _psnr(ref, diff))
+    if count:
+        return Metrics(*metrics, False, f"{count} of {unequal.size} {reference.dtype} values differ (compared exactly)")
+    return Metrics(*metrics, True)
 
 
 def _cosine(a: np.ndarray, b: np.ndarray) -> float:

@@ -40,6 +40,15 @@ class UserError(Exception):
         super().__init__(f"{problem}; {fix}" if fix else problem)
 
 
+class ForeignExit(UserError):
+    """Code deploykit ran (a model's forward or builder, a library) called sys.exit: deploykit's
+    commands return their exit code and never raise SystemExit, so this is never a result."""
+
+    def __init__(self, code):
+        super().__init__(f"the model's code (or a library it calls) called sys.exit({code!r}) while deploykit ran it, "
+                         "so nothing was checked", "remove the exit from the model's code path")
+
+
 class BackendUnavailable(UserError):
     """A backend the user asked for is not installed or cannot run on this machine."""
 

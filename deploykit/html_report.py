@@ -289,7 +289,8 @@ def _results_html(report: CheckReport) -> str:
                         + f'<td class="text"><span class="skip">skipped</span> {_esc(r.skipped)}</td></tr>')
             continue
         m = r.metrics
-        verdict = '<span class="pass">pass</span>' if m.passed else f'<span class="fail">FAIL</span> {_esc(m.reason)}'
+        verdict = (f'<span class="pass">pass</span> {_esc(m.reason)}' if m.passed
+                   else f'<span class="fail">FAIL</span> {_esc(m.reason)}')
         cells = (_esc(r.output), format_number(m.max_abs), format_number(m.mean_abs), format_number(m.max_rel),
                  format_number(m.cosine, ".6f"), format_number(m.psnr, ".1f"))
         rows.append(f"<tr>{head}" + "".join(f"<td>{c}</td>" for c in cells) + f'<td class="text">{verdict}</td></tr>')

@@ -37,12 +37,15 @@ def opened_runners(model: LoadedModel, backends: list[str], shapes: list[Shape],
     (deploykit.backends.runners).
     """
     from deploykit.onnx_file import has_plugin_nodes, validate_onnx_file
+    from deploykit.spec import check_same_model
 
     export_options = export_options or ExportOptions()
     options = dataclasses.replace(options, model=model, onnx_path=onnx_path, shapes=list(shapes))
     reads_onnx = any(_reads_onnx(name, options) for name in backends)
     if onnx_path is not None and reads_onnx:
-        plugin_graph = has_plugin_nodes(validate_onnx_file(onnx_path))
+        proto = validate_onnx_file(onnx_path)
+        check_same_model(model, {p.key: p.value for p in proto.metadata_props}, onnx_path)
+        plugin_graph = has_plugin_nodes(proto)
     else:
         plugin_graph = reads_onnx and export_options.dysample_impl == "plugin" and _contains_dysample(model)
     plan = plan_backends(backends, options, plugin_graph, allow_substitutes)

@@ -66,7 +66,7 @@ def print_check(report, console: Console) -> None:
             table.add_row(plain(r.backend), format_shape(r.shape), "-", *["-"] * 5, _skipped(r.skipped))
             continue
         m = r.metrics
-        verdict = _verdict(m.passed, "" if m.passed else m.reason)
+        verdict = _verdict(m.passed, m.reason)
         table.add_row(plain(r.backend), format_shape(r.shape), plain(r.output), format_number(m.max_abs), format_number(m.mean_abs),
                       format_number(m.max_rel), format_number(m.cosine, ".6f"), format_number(m.psnr, ".1f"), verdict)
     console.print(table)

@@ -114,6 +114,43 @@ def reference_outputs(model: LoadedModel, feed: dict[str, Any]) -> dict[str, Any
     return tensors_to_numpy(outputs, model.spec)
 
 
+METADATA_WEIGHTS = "deploykit.weights_sha256"
+
+
+def weights_fingerprint(module) -> str:
+    """SHA-256 over every parameter and buffer (names, dtypes, shapes, values) in the module's
+    order: the same SPEC, parameters, seed and --weights give the same fingerprint, any other
+    model another, so a file is never checked against a model it was not exported from."""
+    import hashlib
+
+    import numpy as np
+    import torch
+
+    digest = hashlib.sha256()
+    with torch.no_grad():
+        for name, tensor in module.state_dict().items():
+            if not isinstance(tensor, torch.Tensor):
+                continue
+            digest.update(f"{name}:{tensor.dtype}:{tuple(tensor.shape)};".encode())
+            digest.update(np.ascontiguousarray(tensor.detach().cpu().reshape(-1).view(torch.uint8).numpy()).tobytes()
+                          if tensor.numel() else b"")
+    return digest.hexdigest()
+
+
+def check_same_model(model: LoadedModel, meta: dict[str, str], path) -> None:
+    """Refuse to compare ``path`` with ``model`` when the file records other weights."""
+    recorded = meta.get(METADATA_WEIGHTS)
+    if not recorded:
+        return
+    mine = weights_fingerprint(model.module)
+    if mine != recorded:
+        origin = ", ".join(f"{key} {meta[f'deploykit.{key}']}" for key in ("spec", "params", "seed")
+                           if meta.get(f"deploykit.{key}"))
+        raise UserError(f"{path} was exported from other weights than {model.spec} has now (the file: {origin}; "
+                        f"weights {recorded[:12]}, here {mine[:12]}): the comparison would only measure that",
+                        "check the file against the SPEC, -p parameters, --seed and --weights it was exported with")
+
+
 def load_model(spec: str, params: dict[str, str] | None = None, weights: Path | None = None,
                seed: int = 0) -> LoadedModel:
     """Build the module for SPEC with deterministic weights, then load --weights if given."""

@@ -276,3 +276,64 @@ class KeyedOutputs(nn.Module):
 
 def keyed_outputs(first="relu"):
     return KeyedOutputs((first, "add"))
+
+
+class InPlaceNormalize(nn.Module):
+    """Normalises its input in place (x -= mean; x /= std), as many preprocessing heads do."""
+
+    def __init__(self):
+        super().__init__()
+        self.conv = nn.Conv2d(3, 4, 3, padding=1)
+
+    def forward(self, x):
+        x -= 0.5
+        x /= 2.0
+        return self.conv(x)
+
+
+def in_place():
+    return InPlaceNormalize()
+
+
+class TinyOutputs(nn.Module):
+    """Outputs around 1e-8, as a random-init head gives: below any atol."""
+
+    def __init__(self):
+        super().__init__()
+        self.conv = nn.Conv2d(3, 2, 1)
+
+    def forward(self, x):
+        return self.conv(x) * 1e-8
+
+
+def tiny_outputs():
+    return TinyOutputs()
+
+
+class ExitsInForward(nn.Module):
+    """Calls sys.exit(0) in forward (a leftover debug exit)."""
+
+    def forward(self, x):
+        import sys
+
+        sys.exit(0)
+
+
+def exits_in_forward():
+    return ExitsInForward()
+
+
+class ArgmaxIds(nn.Module):
+    """Integer outputs: class ids per pixel, and large ids past 10^4."""
+
+    def __init__(self):
+        super().__init__()
+        self.conv = nn.Conv2d(3, 5, 1)
+
+    def forward(self, x):
+        ids = self.conv(x).argmax(1)
+        return {"ids": ids, "big": ids + 20000}
+
+
+def argmax_ids():
+    return ArgmaxIds()

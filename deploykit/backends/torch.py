@@ -46,7 +46,7 @@ class TorchRunner(Runner):
         """Tensors in forward's order; floats in the runner's precision, integers as they are."""
         import torch
 
-        tensors = [torch.from_numpy(np.ascontiguousarray(feed[name])).to(self.device)
+        tensors = [torch.from_numpy(np.array(feed[name], copy=True)).to(self.device)  # forward may write into it
                    for name in self.options.model.input_names]
         return [t.to(self.dtype) if t.is_floating_point() else t for t in tensors]
 

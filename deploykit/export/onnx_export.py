@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import collections
 import copy
+import json
 import dataclasses
 import logging
 from dataclasses import dataclass, field
@@ -21,7 +22,7 @@ from deploykit.export.program import (METADATA_MAXPOOL_IMPL, ExportError, dynami
                                       export_program, pools_with_indices)
 from deploykit.files import staged_files
 from deploykit.model_io import Shape, bare_text, flatten_outputs, format_shape, shape_text
-from deploykit.spec import LoadedModel
+from deploykit.spec import METADATA_WEIGHTS, LoadedModel, weights_fingerprint
 
 logger = logging.getLogger(__name__)
 
@@ -95,6 +96,7 @@ def export_onnx(model: LoadedModel, path: Path, *, opset: int | None = None, dyn
     if verification:
         _require_verifier()
     layers, lookalikes = find_layers(model.module)  # on the fp32 module, before any half copy
+    fingerprint = weights_fingerprint(model.module)
     reference = model
     probes = [example_inputs(model, s) for s in verification.shapes[1:]] if verification else []
     if precision == "fp16":  # a half copy: the caller's model stays fp32
@@ -118,6 +120,9 @@ def export_onnx(model: LoadedModel, path: Path, *, opset: int | None = None, dyn
             props = program.model.metadata_props
             props["deploykit.traced_shape"] = bare_text(shape)  # engine profile defaults
             props["deploykit.spec"] = model.spec
+            props["deploykit.seed"] = str(reference.seed)
+            props["deploykit.params"] = json.dumps(reference.params, sort_keys=True, default=str)
+            props[METADATA_WEIGHTS] = fingerprint
             props.update(metadata(conversion))  # only what the graph contains
             computes_indices = pools_with_indices(program.exported_program)
             if computes_indices:

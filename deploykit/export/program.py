@@ -50,7 +50,7 @@ def example_inputs(model: LoadedModel, case) -> tuple:
 
     if len(model.inputs) == 1 and next(iter(model.inputs.values())) == InputSpec(model.input_names[0]):
         return (torch.randn(*case, generator=torch.Generator().manual_seed(model.seed)),)
-    return tuple(torch.from_numpy(array) for array in model.feed(case).values())
+    return tuple(torch.from_numpy(array.copy()) for array in model.feed(case).values())  # forward may write into it
 
 
 def dynamic_shapes(model: LoadedModel, case) -> tuple:

@@ -107,7 +107,7 @@ def _rejection(model: LoadedModel, shape: Shape) -> str | None:
     if model.shape_rule and not isinstance(shape, Case) and (problem := model.shape_rule(shape)):
         return problem
     try:
-        model.forward(*[torch.from_numpy(array) for array in model.feed(shape).values()])
+        model.forward(*[torch.from_numpy(array.copy()) for array in model.feed(shape).values()])
     except UserError as exc:
         return exc.problem.rsplit(": ", 1)[-1]
     return None

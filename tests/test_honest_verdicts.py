@@ -1,0 +1,60 @@
+"""Verdicts that cannot be false: models that write into their input, integer outputs compared
+exactly, outputs too small for atol, a file checked against other weights, a model that exits."""
+
+import numpy as np
+import pytest
+
+from deploykit.compare import PRESETS, compare
+from tests.cli_helpers import assert_user_error, run
+
+SHAPE = ("--shape", "2x3x10x14")
+
+
+def test_a_model_that_writes_into_its_input_passes_in_either_backend_order(tmp_path):
+    out = tmp_path / "n.onnx"
+    assert run("export", "tests.user_models:in_place", *SHAPE, "-o", out).exit_code == 0
+    for order in ("torch,ort", "ort,torch"):
+        result = run("check", "tests.user_models:in_place", "--onnx", out, *SHAPE, "--backends", order)
+        assert result.exit_code == 0, result.output
+
+
+def test_integer_outputs_compare_exactly_and_by_width():
+    ids = np.arange(20000, 20012, dtype=np.int64).reshape(3, 4)
+    assert compare(ids, ids.copy(), PRESETS["fp32"]).passed
+    off = compare(ids, ids + 2, PRESETS["fp32"])  # the float rule passes 2 at 2e4 (rtol 1e-4)
+    assert not off.passed and "12 of 12 int64 values differ" in off.reason
+    narrow = compare(ids, ids.astype(np.int32), PRESETS["fp32"])
+    assert not narrow.passed and "int32 is not the reference's int64" in narrow.reason
+    mask = np.array([True, False])
+    assert not compare(mask, ~mask, PRESETS["fp32"]).passed
+
+
+def test_an_argmax_model_checks_exactly_through_the_cli():
+    result = run("check", "tests.user_models:argmax_ids", *SHAPE)
+    assert result.exit_code == 0, result.output
+
+
+def test_outputs_below_atol_are_judged_by_their_own_scale():
+    rng = np.random.default_rng(0)
+    ref = rng.standard_normal((2, 3, 8, 8)).astype(np.float32) * 1e-8
+    same = compare(ref, ref * (1 + 1e-6), PRESETS["fp32"])
+    assert same.passed and "compared by relative L2 error" in same.reason  # said on a pass too
+    other = compare(ref, rng.standard_normal(ref.shape).astype(np.float32) * 1e-8, PRESETS["fp32"])
+    assert not other.passed
+    zeros = compare(ref * 1e3, np.zeros_like(ref), PRESETS["fp32"])  # an all-zero graph vs outputs ~1e-5
+    assert not zeros.passed
+
+
+def test_a_file_checked_against_other_weights_is_refused(tmp_path):
+    out = tmp_path / "t.onnx"
+    assert run("export", "tests.user_models:tiny_outputs", *SHAPE, "-o", out).exit_code == 0
+    assert run("check", "tests.user_models:tiny_outputs", "--onnx", out, *SHAPE).exit_code == 0
+    other = run("check", "tests.user_models:tiny_outputs", "--onnx", out, *SHAPE, "--seed", "1")
+    assert_user_error(other, "exported from other weights", "seed 0")
+
+
+def test_a_model_that_calls_sys_exit_is_an_error_never_a_pass(tmp_path):
+    result = run("check", "tests.user_models:exits_in_forward", *SHAPE)
+    assert_user_error(result, "called sys.exit(0)", "nothing was checked")
+    exported = run("export", "tests.user_models:exits_in_forward", *SHAPE, "-o", tmp_path / "e.onnx")
+    assert exported.exit_code == 2 and not (tmp_path / "e.onnx").exists()
