@@ -133,7 +133,10 @@ def _localize(model, runner, inputs, tolerance, runner_options: RunnerOptions):
     try:
         if path is None:
             raise UserError(f"{runner.name} ran an engine without an ONNX file", "pass --onnx to localize")
-        return localize(model, Path(path), runner.name, inputs, tolerance, runner_options=runner_options)
+        # PyTorch's values from an export traced at the failing shape: a graph specialised to its
+        # traced shape is only wrong away from it, where a reference traced there would be too
+        return localize(model, Path(path), runner.name, inputs, tolerance, runner_options=runner_options,
+                        reference_at_input_shape=True)
     except UserError as exc:
         return Localization(runner.name, str(path), list(np.shape(next(iter(inputs.values())))), None,
                             error=str(exc))

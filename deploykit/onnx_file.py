@@ -7,6 +7,8 @@ rather than loading the file again.
 
 from __future__ import annotations
 
+import json
+from dataclasses import dataclass
 from pathlib import Path
 
 from deploykit.errors import UserError, first_line, out_of_memory
@@ -96,3 +98,38 @@ def has_plugin_nodes(proto) -> bool:
     from deploykit.ops.onnx_translation import plugin_nodes
 
     return bool(plugin_nodes(proto))
+
+
+METADATA_DIM_RANGES = "deploykit.dim_ranges"
+# torch.export's own lower bound for a dynamic dim (0/1 are specialised, 2 is where it starts).
+FREE_LOW = 2
+
+
+@dataclass(frozen=True)
+class DimRange:
+    """A dynamic dim the trace holds within [low, high] (high None: unbounded)."""
+
+    input: str
+    axis: int
+    dim: str  # the ONNX dim's name (batch, height, width, or the exporter's)
+    low: int
+    high: int | None
+    where: str  # the user's line that imposed the bound, when torch recorded it
+
+    def text(self) -> str:
+        bound = (f"{self.low} <= {self.dim} <= {self.high}" if self.high is not None and self.low > FREE_LOW
+                 else f"{self.dim} <= {self.high}" if self.high is not None else f"{self.dim} >= {self.low}")
+        return f"{bound} (input {self.input}, axis {self.axis}{'; ' + self.where if self.where else ''})"
+
+    def outside(self) -> list[int]:
+        """Sizes just past each bound."""
+        sizes = [self.high + 1] if self.high is not None else []
+        return sizes + ([self.low - 1] if self.low > FREE_LOW else [])
+
+
+def recorded_ranges(meta: dict[str, str]) -> list[DimRange]:
+    """The bounds a file's metadata records ([] for none or unreadable metadata)."""
+    try:
+        return [DimRange(**entry) for entry in json.loads(meta.get(METADATA_DIM_RANGES, "[]"))]
+    except (ValueError, TypeError):
+        return []

@@ -337,3 +337,48 @@ class ArgmaxIds(nn.Module):
 
 def argmax_ids():
     return ArgmaxIds()
+
+
+class GuardedWidth(nn.Module):
+    """A branch on a size (`if x.shape[-1] > 64`): the traced graph is one branch, right only
+    on its side of the bound."""
+
+    def __init__(self):
+        super().__init__()
+        self.conv = nn.Conv2d(3, 4, 3, padding=1)
+
+    def forward(self, x):
+        if x.shape[-1] > 64:
+            return self.conv(x)
+        return self.conv(x) * 2
+
+
+def guarded_width():
+    return GuardedWidth()
+
+
+class AssertedWidth(nn.Module):
+    """A size limit the model enforces itself: PyTorch cannot run past it either."""
+
+    def __init__(self):
+        super().__init__()
+        self.conv = nn.Conv2d(3, 4, 3, padding=1)
+
+    def forward(self, x):
+        torch._check(x.shape[-1] <= 64)
+        return self.conv(x)
+
+
+def asserted_width():
+    return AssertedWidth()
+
+
+class FixedSizeHead(nn.Module):
+    """A dense head that answers 4x6 whatever the input's size (a resize to a fixed size)."""
+
+    def forward(self, x):
+        return F.interpolate(x, size=(4, 6), mode="bilinear")
+
+
+def fixed_size_head():
+    return FixedSizeHead()

@@ -217,8 +217,11 @@ def _parser_errors(parser) -> str:
 
 
 def _profiles_from_graph(network, onnx_path: Path) -> dict[str, Profile]:
-    """Defaults from the export: deploykit records the traced shape in the ONNX metadata."""
+    """Defaults from the export: deploykit records the traced shape in the ONNX metadata, and
+    the bounds the trace holds dims to."""
     import onnx
+
+    from deploykit.onnx_file import recorded_ranges
 
     metadata = {p.key: p.value for p in onnx.load(str(onnx_path), load_external_data=False).metadata_props}
     traced = traced_case_by_input(metadata.get("deploykit.traced_shape") or "",
@@ -230,8 +233,23 @@ def _profiles_from_graph(network, onnx_path: Path) -> dict[str, Profile]:
         if all(d > 0 for d in dims):
             profiles[tensor.name] = Profile(dims, dims, dims)
         elif tensor.name in traced:
-            profiles[tensor.name] = default_profile(traced[tensor.name])
+            profiles[tensor.name] = within_bounds(default_profile(traced[tensor.name]), tensor.name,
+                                                  recorded_ranges(metadata))
     return profiles
+
+
+def within_bounds(profile: Profile, name: str, ranges) -> Profile:
+    """The profile clamped to the bounds the export's trace holds the input's dims to
+    (deploykit.export.guards): an engine must not promise shapes the graph is wrong at."""
+    low, opt, high = list(profile.min), list(profile.opt), list(profile.max)
+    for bound in ranges:
+        if bound.input != name or bound.axis >= len(low):
+            continue
+        top = bound.high if bound.high is not None else high[bound.axis]
+        low[bound.axis] = min(max(low[bound.axis], bound.low), top)
+        high[bound.axis] = max(min(high[bound.axis], top), low[bound.axis])
+        opt[bound.axis] = min(max(opt[bound.axis], low[bound.axis]), high[bound.axis])
+    return Profile(tuple(low), tuple(opt), tuple(high))
 
 
 def traced_case_by_input(text: str, names: list[str]) -> dict[str, tuple[int, ...]]:

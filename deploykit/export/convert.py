@@ -179,7 +179,7 @@ def _probe_shapes(model, shapes: list[Shape] | None) -> list[Shape]:
                 else:
                     raise UserError(f"input {value.name} has a symbolic channel dim", "pass --shape")
             case[value.name] = tuple(concrete)
-        shape = next(iter(case.values())) if len(case) == 1 else Case(tuple(case.items()))
+        shape = next(iter(case.values())) if len(case) == 1 else Case(case)
         if shape not in derived:
             derived.append(shape)
     return derived
@@ -396,7 +396,7 @@ def _probe_at(model, probe, x_shape, encoded) -> Shape | None:
     size = (height // x_shape[2], width // x_shape[3])
     scaled = {name: (*dims[:2], *size) if len(dims) == 4 and dims[2:] == first[2:] else dims
               for name, dims in shapes.items()}
-    return scaled[names[0]] if len(names) == 1 else Case(tuple(scaled.items()))
+    return scaled[names[0]] if len(names) == 1 else Case(scaled)
 
 
 def _between(model, sources: set, target) -> list:

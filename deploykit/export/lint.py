@@ -12,7 +12,9 @@ differently (facts from TensorRT's ONNX parser and operator support matrix):
 - ScatterElements with a reduction runs through TensorRT's ScatterElements plugin;
 - Resize coordinate modes beyond half_pixel, pytorch_half_pixel, align_corners,
   asymmetric and tf_half_pixel_for_nn are unsupported;
-- nodes of a custom domain need a plugin library.
+- nodes of a custom domain need a plugin library that names them (ONNX Runtime's own domains
+  need none on ``ort``, and have no importer in TensorRT);
+- If/Loop/Scan bodies and model-local functions are linted like the main graph.
 """
 
 from __future__ import annotations
@@ -25,6 +27,9 @@ from deploykit.export.maxpool_indices import DEFAULT_MAXPOOL_IMPL
 from deploykit.export.options import TARGETS
 
 _STANDARD_DOMAINS = {"", "ai.onnx"}
+# Domains whose operators ONNX Runtime implements itself (contrib, ML, layout-transformed ops).
+_ORT_DOMAINS = {"com.microsoft", "ai.onnx.ml", "com.microsoft.nchwc", "com.ms.internal.nhwc",
+                "ai.onnx.preview.training", "com.microsoft.experimental"}
 _TRT_GRID_MODES = {"nearest", "bilinear", "bicubic"}
 _TRT_RESIZE_COORDINATES = {"half_pixel", "pytorch_half_pixel", "align_corners", "asymmetric",
                            "tf_half_pixel_for_nn"}
@@ -71,31 +76,72 @@ def has_errors(findings: list[Finding]) -> bool:
 
 
 def lint(proto, target: str = "trt", plugins: list[Path] | None = None, plugin_pending: bool = False) -> list[Finding]:
+    """Every node of the graph, its If/Loop/Scan bodies and the model's local functions (named
+    ``outer/attribute/inner``): a finding hidden in a subgraph runs all the same."""
     opset = next((o.version for o in proto.opset_import if o.domain in _STANDARD_DOMAINS), 0)
-    used = {name for node in proto.graph.node for name in node.input if name}
-    used |= {o.name for o in proto.graph.output}
+    functions = {(f.domain, f.name): f for f in proto.functions}
+    provided = {Path(plugin): Path(plugin).read_bytes() for plugin in plugins or []}
     findings: list[Finding] = []
-    for index, node in enumerate(proto.graph.node):
-        name = node.name or f"#{index}"
+    for name, node, used in _nodes(proto.graph, functions, ""):
+        if (node.domain, node.op_type) in functions:
+            continue  # a model-local function: its body is walked instead
         attrs = {a.name: _attribute(a) for a in node.attribute}
         if node.domain not in _STANDARD_DOMAINS:
-            findings.extend(_custom_node(node, name, target, plugins or [], plugin_pending))
+            findings.extend(_custom_node(node, name, target, plugin_pending, provided))
         elif target == "trt":
             findings.extend(_trt_node(node, name, attrs, opset, used))
     return findings
 
 
-def _custom_node(node, name: str, target: str, plugins: list[Path], plugin_pending: bool) -> list[Finding]:
+def _nodes(graph, functions: dict, prefix: str, seen: frozenset = frozenset()):
+    """(qualified name, node, the value names its graph uses) for every node, depth first."""
+    used = {name for node in graph.node for name in node.input if name} | {o.name for o in graph.output}
+    for index, node in enumerate(graph.node):
+        name = f"{prefix}{node.name or f'#{index}'}"
+        yield name, node, used
+        for attribute in node.attribute:
+            for body in ([attribute.g] if attribute.HasField("g") else []) + list(attribute.graphs):
+                yield from _nodes(body, functions, f"{name}/{attribute.name}/", seen)
+        key = (node.domain, node.op_type)
+        if key in functions and key not in seen:  # a recursive function is walked once
+            yield from _nodes(_FunctionBody(functions[key]), functions, f"{name}/{node.op_type}/", seen | {key})
+
+
+class _FunctionBody:
+    """A FunctionProto read as a GraphProto is: its nodes, and its outputs with a name."""
+
+    def __init__(self, function):
+        self.node = function.node
+        self.output = [type("Output", (), {"name": name})() for name in function.output]
+
+
+def _names_op(library: bytes, op_type: str) -> bool:
+    """Whether the plugin library holds ``op_type`` as a NUL-terminated string: a TensorRT plugin
+    registers each creator by name, a string literal in the library (the linker may share its
+    bytes with a longer literal ending the same way)."""
+    return op_type.encode() + b"\0" in library
+
+
+def _custom_node(node, name: str, target: str, plugin_pending: bool, provided: dict[Path, bytes]) -> list[Finding]:
     op = f"{node.domain}::{node.op_type}"
     if target == "ort":
+        if node.domain in _ORT_DOMAINS:
+            return []  # ONNX Runtime's own contrib and ML operators
         return [Finding("error", name, op, "ONNX Runtime has no kernel for this custom node",
                         "check it with the onnx-ref backend, or re-export without the plugin (--dysample-impl auto)")]
-    if not plugins and plugin_pending and node.domain == "deploykit":
+    if not provided and plugin_pending and node.domain == "deploykit":
         return [Finding("warning", name, op, "runs as deploykit's TensorRT plugin",
                         "build with: deploykit build MODEL.onnx --plugin path/to/libdeploykit_trt_plugins.so")]
-    if not plugins:
+    if not provided and node.domain in _ORT_DOMAINS:
+        return [Finding("error", name, op, f"an ONNX Runtime operator ({node.domain}): TensorRT's parser has no "
+                        "importer for it", "export without ONNX Runtime's contrib ops (not an ORT-optimised graph), "
+                        "or pass a plugin library that implements it")]
+    if not provided:
         return [Finding("error", name, op, "a custom node needs a TensorRT plugin, and no plugin library was given",
                         "pass --plugin path/to/libdeploykit_trt_plugins.so (build: cmake -S plugins -B build)")]
+    if not any(_names_op(library, node.op_type) for library in provided.values()):
+        return [Finding("error", name, op, f"no plugin library given ({', '.join(p.name for p in provided)}) "
+                        f"provides {node.op_type!r}", "pass the library that implements it with --plugin")]
     return []
 
 

@@ -48,6 +48,7 @@ class ExportResult:
     verified_with: str | None = None  # the backend that ran it: ort, or onnx-ref for plugin graphs
     maxpool_impl: str | None = None  # how max-pool indices were exported; None: the model computes none
     opset_note: str | None = None  # why the opset is above DEFAULT_OPSET, when it was chosen
+    dim_ranges: list = field(default_factory=list)  # the bounds the trace holds dynamic dims to (export.guards)
 
 
 def export_onnx(model: LoadedModel, path: Path, *, opset: int | None = None, dynamic: bool = True,
@@ -68,7 +69,9 @@ def export_onnx(model: LoadedModel, path: Path, *, opset: int | None = None, dyn
     import onnx
 
     from deploykit.export.dysample import check_graph, metadata
-    from deploykit.export.verify import verification_shapes, verify_export
+    from deploykit.export.guards import dim_ranges, violated
+    from deploykit.export.guards import metadata as guard_metadata
+    from deploykit.export.verify import verification_shapes, verify_export, verify_outside_guards
     from deploykit.onnx_file import has_plugin_nodes
 
     if opset is not None and not MIN_OPSET <= opset <= MAX_OPSET:
@@ -141,12 +144,21 @@ def export_onnx(model: LoadedModel, path: Path, *, opset: int | None = None, dyn
 
         modules = value_modules(program.exported_program)
         remaining = [{**grid, "module": modules.get(grid["output"])} for grid in check_graph(conversion, proto)]
+        ranges = dim_ranges(program.exported_program, model.input_names,
+                            {v.name: _dims(v) for v in proto.graph.input}) if dynamic else []
+        props.update(guard_metadata(ranges))
         if verification:
+            past = [s for s in verification.shapes if violated(s, ranges, model.input_names)]
+            verification.shapes = [s for s in verification.shapes if s not in past]
             logger.info("verifying the graph at %s", ", ".join(format_shape(s) for s in verification.shapes))
             verifier = verify_export(reference, staged, verification, plugin_graph=has_plugin_nodes(proto),
                                      precision=precision, threads=threads, modules=modules)
+            verification.shapes += verify_outside_guards(reference, staged, shape, ranges, also=past,
+                                                         plugin_graph=has_plugin_nodes(proto),
+                                                         precision=precision, threads=threads)
             props["deploykit.verified_shapes"] = ";".join(bare_text(s) for s in verification.shapes)
             props["deploykit.verified_with"] = verifier
+        if verification or ranges:
             program.save(str(staged))
         result = ExportResult(
             path=Path(path), opset=actual, traced_shape=shape, dynamic=dynamic,
@@ -158,7 +170,7 @@ def export_onnx(model: LoadedModel, path: Path, *, opset: int | None = None, dyn
             unverifiable=verification.skipped if verification else [],
             verified_with=verifier if verification else None,
             maxpool_impl=maxpool_impl if computes_indices else None,
-            opset_note=opset_note,
+            opset_note=opset_note, dim_ranges=ranges,
         )
     return result
 
@@ -253,6 +265,19 @@ def _dims(value_info) -> list:
     return [d.dim_param or d.dim_value for d in value_info.type.tensor_type.shape.dim]
 
 
+def _fixed_outputs_warning(result: ExportResult) -> list[str]:
+    """A dynamic input whose sizes reach no output: every output's dims past the batch are fixed.
+    Right for a classifier; for a dense head it means the graph ignores the input's size (a
+    depth head that answers 56x84 whatever it is given)."""
+    sized = [name for name, dims in result.inputs if any(isinstance(d, str) for d in dims[1:])]
+    if not result.dynamic or not sized or any(isinstance(d, str) for _, dims in result.outputs for d in dims[1:]):
+        return []
+    outs = ", ".join(f"{n}[{shape_text(d)}]" for n, d in result.outputs)
+    return [f"warning: {', '.join(sized)} has dynamic sizes but every output's are fixed ({outs}): right for a "
+            "classifier; a dense output that should follow the input's size means the graph is specialised "
+            "(verify at the sizes you deploy with --verify-shape)"]
+
+
 def describe(result: ExportResult) -> str:
     """What export prints: the file and its signature, what became of DySample layers, and
     at which shapes the graph was run against PyTorch."""
@@ -270,6 +295,9 @@ def describe(result: ExportResult) -> str:
         lines += summary_lines(result.dysample, result.remaining_grid_samples)
     if result.maxpool_impl:
         lines.append(f"max-pool indices exported as: {result.maxpool_impl}")
+    lines += [f"bounded: the trace holds {bound.text()}; recorded in the file (build's profiles keep to it)"
+              for bound in result.dim_ranges]
+    lines += _fixed_outputs_warning(result)
     if result.verified_shapes:
         lines.append(f"verified at {', '.join(format_shape(s) for s in result.verified_shapes)}: "
                      f"{VERIFIERS.get(result.verified_with, result.verified_with)} matches PyTorch")

@@ -21,6 +21,8 @@ from deploykit.spec import LoadedModel
 # The largest power of two added to a spatial size in the second derived shape: it keeps the
 # divisibility by every power of two up to 32 that divides the size (models that need multiples of 32).
 _MAX_STEP = 32
+# The third shape's step: past the patch or stride of any common backbone (ViT 14/16, 32).
+_FAR_STEP = 64
 
 
 class ExportVerificationFailed(UserError):
@@ -46,7 +48,8 @@ def verification_shapes(model: LoadedModel, traced: Shape, dynamic: bool,
     that PyTorch accepts, each with batch + 1: every spatial size + 1 (a size that divides
     nothing the traced one did shows the most specialisations: a pooling window baked in from
     ``h // k`` is right at every multiple of k), else + its largest power-of-two divisor up to 32
-    (for models that need multiples of 32), else doubled (which keeps every divisor)."""
+    (for models that need multiples of 32), else doubled (which keeps every divisor); then a
+    third, far from both (``_far``)."""
     if not dynamic:
         if requested:
             raise UserError("--verify-shape was given for a --static export, which only runs at its traced shape",
@@ -63,11 +66,32 @@ def verification_shapes(model: LoadedModel, traced: Shape, dynamic: bool,
     for candidate in _derived(traced):
         problem = _rejection(model, candidate)
         if problem is None:
-            return Verification([traced, candidate], skipped)
+            return Verification([traced, candidate, *_far(model, traced, candidate, skipped)], skipped)
         skipped.append(f"{format_shape(candidate)}: {problem}")
     raise UserError(f"cannot verify the dynamic export at a second shape: PyTorch rejects "
                     f"{'; '.join(skipped)}",
                     "name one the model takes with --verify-shape, or export with --static")
+
+
+def _far(model: LoadedModel, traced, second, skipped: list[str]) -> list:
+    """A third shape, every spatial size + 64 (else doubled): the second moves each size by 1 or
+    a small power of two, which stays in the traced size's bucket for patch and stride models
+    (a ViT's patch 14, ``h // 2`` before a resize); past the largest stride, no bucket is shared."""
+    from deploykit.model_io import Case
+
+    steps = (lambda d: d + _FAR_STEP, lambda d: 2 * d)
+    for step in steps:
+        if isinstance(traced, Case):
+            candidate = Case({name: _step(shape, step, keep_ones=True) for name, shape in traced})
+        else:
+            candidate = _step(traced, step)
+        if candidate == second:
+            continue
+        problem = _rejection(model, candidate)
+        if problem is None:
+            return [candidate]
+        skipped.append(f"{format_shape(candidate)}: {problem}")
+    return []
 
 
 def _fits(shape, traced, names: list[str]) -> bool:
@@ -148,6 +172,34 @@ def verify_export(model: LoadedModel, path: Path, verification: Verification, *,
     lines.append(f"  nothing was written to {path.name}; --no-verify writes the graph unverified, "
                  "for 'deploykit check --localize'")
     raise ExportVerificationFailed("\n".join(lines))
+
+
+def verify_outside_guards(model: LoadedModel, path: Path, traced: Shape, ranges, *, plugin_graph: bool,
+                          precision: str, threads: int | None, also: list[Shape] = ()) -> list[Shape]:
+    """Run the file just past every bound the trace recorded (deploykit.export.guards), and at
+    the verification shapes ``also`` that lie past one, where PyTorch runs; returns the shapes
+    verified there. A graph that differs there is one branch of several:
+    ExportVerificationFailed naming the guard and the user's line."""
+    from deploykit.compare import tolerance_for
+    from deploykit.export.guards import outside_shapes, violated
+
+    past = [*outside_shapes(traced, ranges, model.input_names),
+            *[(shape, violated(shape, ranges, model.input_names)) for shape in also]]
+    verified = []
+    for shape, bound in past:
+        if _rejection(model, shape) is not None:
+            continue  # PyTorch cannot run there either: the bound is the model's own limit
+        _, failure = _first_failure(model, path, plugin_graph, [shape], tolerance_for(precision), threads)
+        if failure is not None:
+            _, output, metrics = failure
+            raise ExportVerificationFailed(
+                f"the exported graph of {model.spec} is one branch of several: the trace holds "
+                f"{bound.text()}, and at {format_shape(shape)}, past that bound, PyTorch computes something else "
+                f"(output {output}: {metrics.reason})",
+                "export with --static, or make the branch not depend on the input's size; "
+                f"nothing was written to {path.name}")
+        verified.append(shape)
+    return verified
 
 
 def _first_failure(model: LoadedModel, path: Path, plugin_graph: bool, shapes: list[Shape], tolerance,

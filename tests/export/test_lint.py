@@ -55,8 +55,12 @@ def test_plugin_export_needs_the_plugin_library(graphs, tmp_path):
     (finding,) = lint_file(graphs["plugin"])
     assert finding.severity == "error" and finding.op_type == "deploykit::DySample" and "--plugin" in finding.fix
     library = tmp_path / "libdeploykit_trt_plugins.so"
-    library.write_bytes(b"")
+    library.write_bytes(b"\x7fELF...\0DySample\0deploykit\0")  # the creator's name, as a built library holds it
     assert lint_file(graphs["plugin"], plugins=[library]) == []
+    other = tmp_path / "libother_plugins.so"
+    other.write_bytes(b"\x7fELF...\0ScatterPlugin\0")  # a library for something else silences nothing
+    (finding,) = lint_file(graphs["plugin"], plugins=[other])
+    assert finding.severity == "error" and "no plugin library given (libother_plugins.so) provides 'DySample'" in finding.why
 
 
 def test_antialias_resize_is_flagged(graphs):
@@ -136,3 +140,65 @@ def test_export_for_trt_lints_automatically(tmp_path):
     assert window.exit_code == 0, window.output
     plugin = run("export", "dysample", "--target", "trt", "--dysample-impl", "plugin", "-o", tmp_path / "p.onnx")
     assert plugin.exit_code == 0 and "0 error(s), 1 warning(s)" in plugin.output
+
+
+def _model(nodes, opset=20, functions=(), domains=()):
+    """A small graph x -> y around ``nodes`` (tests build the odd graphs other tools write)."""
+    from onnx import TensorProto, helper
+
+    x = helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 1, 4, 4])
+    g = helper.make_tensor_value_info("g", TensorProto.FLOAT, [1, 4, 4, 2])
+    y = helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 1, 4, 4])
+    graph = helper.make_graph(nodes, "graph", [x, g], [y])
+    imports = [helper.make_opsetid("", opset), *[helper.make_opsetid(d, 1) for d in domains]]
+    return helper.make_model(graph, opset_imports=imports, functions=list(functions))
+
+
+def _linear_grid_sample(name="grid"):
+    from onnx import helper
+
+    return helper.make_node("GridSample", ["x", "g"], ["y"], name=name, mode="linear")
+
+
+def test_a_grid_sample_inside_an_if_is_linted(tmp_path):
+    import onnx
+    from onnx import TensorProto, helper
+
+    out = helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 1, 4, 4])
+    branch = helper.make_graph([_linear_grid_sample("inner")], "then", [], [out])
+    other = helper.make_graph([helper.make_node("Identity", ["x"], ["y"], name="id")], "else", [], [out])
+    cond = helper.make_node("Constant", [], ["c"], value=helper.make_tensor("c", TensorProto.BOOL, [], [True]))
+    model = _model([cond, helper.make_node("If", ["c"], ["y"], name="branch", then_branch=branch, else_branch=other)])
+    path = tmp_path / "if.onnx"
+    onnx.save(model, str(path))
+    findings = lint_file(path, "trt")
+    assert [(f.node, f.severity) for f in findings] == [("branch/then_branch/inner", "error")]
+    result = CliRunner().invoke(main, ["lint", str(path)])
+    assert result.exit_code == 1 and "branch/then_branch/inner" in result.stdout
+
+
+def test_a_model_local_function_is_linted_and_not_taken_for_a_plugin(tmp_path):
+    import onnx
+    from onnx import helper
+
+    function = helper.make_function("local", "Warp", ["x", "g"], ["y"], [_linear_grid_sample("body")],
+                                    [helper.make_opsetid("", 20)])
+    model = _model([helper.make_node("Warp", ["x", "g"], ["y"], name="call", domain="local")],
+                   functions=[function], domains=["local"])
+    path = tmp_path / "f.onnx"
+    onnx.save(model, str(path))
+    assert [(f.node, f.op_type) for f in lint_file(path, "trt")] == [("call/Warp/body", "GridSample")]
+    assert lint_file(path, "ort") == []
+
+
+def test_onnx_runtime_domains_are_its_own_and_not_tensorrts(tmp_path):
+    import onnx
+    from onnx import helper
+
+    model = _model([helper.make_node("FusedGemm", ["x", "x"], ["y"], name="gemm", domain="com.microsoft")],
+                   opset=17, domains=["com.microsoft"])
+    path = tmp_path / "ms.onnx"
+    onnx.save(model, str(path))
+    assert lint_file(path, "ort") == []
+    (finding,) = lint_file(path, "trt")
+    assert finding.severity == "error" and "TensorRT's parser has no importer" in finding.why

@@ -75,3 +75,19 @@ def test_plugin_library_links_against_tensorrt_nvinfer(cmake, trt_headers, trt_v
     dynamic = subprocess.run(["readelf", "-d", str(build / "libdeploykit_trt_plugins.so")],
                              capture_output=True, text=True)
     assert dynamic.returncode == 0 and "Shared library: [libnvinfer.so.10]" in dynamic.stdout, dynamic.stdout
+    # lint --plugin accepts the nodes a library names: the built one names DySample
+    from deploykit.export.lint import lint
+
+    assert lint(_plugin_graph(), "trt", [build / "libdeploykit_trt_plugins.so"]) == []
+
+
+def _plugin_graph():
+    """One deploykit::DySample node, as export writes it."""
+    import onnx
+    from onnx import TensorProto, helper
+
+    node = helper.make_node("DySample", ["x", "offset"], ["y"], domain="deploykit", scale=2, groups=4,
+                            plugin_version="1", plugin_namespace="deploykit")
+    values = [helper.make_tensor_value_info(name, TensorProto.FLOAT, None) for name in ("x", "offset", "y")]
+    graph = helper.make_graph([node], "g", values[:2], values[2:])
+    return helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17), helper.make_opsetid("deploykit", 1)])
