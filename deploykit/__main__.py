@@ -4,7 +4,13 @@ in a child process; run directly, it supervises like the console script."""
 import os
 import sys
 
-from deploykit.supervisor import CHILD_ENV, child_setup
+# ``python -m`` puts the working folder first on sys.path, where a user's random.py or
+# tensorrt.py would shadow what deploykit imports: only the SPEC's module is imported from it
+# (deploykit.spec.user_import_folders).
+if sys.path and sys.path[0] in ("", os.getcwd()):
+    sys.path.pop(0)
+
+from deploykit.supervisor import CHILD_ENV, child_setup  # noqa: E402
 
 if __name__ == "__main__":
     from deploykit.cli import main

@@ -361,7 +361,7 @@ def _run_and_report(run, printer, spec, params, weights, seed, input_dtypes, val
 
     _check_outputs({"--report": report_path, "--html": html_path},
                    _inputs(spec, weights, onnx_path, engine_path, plugins, **{"--inputs": inputs_file}), force)
-    chosen = parse_backends(backends or DEFAULT_BACKENDS)
+    chosen = parse_backends(DEFAULT_BACKENDS if backends is None else backends)
     model, recipe = _load(spec, params, weights, seed, input_dtypes, val_ranges, inputs_file)
     runner_options = RunnerOptions(engine_path=engine_path, plugins=list(plugins), cuda_graph=cuda_graph)
     with progress_bar(run.__name__.removeprefix("run_"), quiet) as progress:
@@ -388,7 +388,7 @@ def _check_zoo(backends, threads, report_path, force, quiet) -> int:
                         "drop those options, or check one SPEC without --zoo")
     _check_outputs({"--report": report_path}, {}, force)
     with progress_bar("zoo", quiet) as progress:
-        report = zoo_matrix(parse_backends(backends) if backends else None, threads, progress=progress)
+        report = zoo_matrix(parse_backends(backends) if backends is not None else None, threads, progress=progress)
     print_matrix(report, _console())
     if report_path:
         write_json(report_path, report.as_json(), force=force)
@@ -464,7 +464,7 @@ def check_command(atol, rtol, localize, html_path, zoo, **common):
 @click.option("--iters", type=click.IntRange(min=1, max=MAX_ITERS), default=50, show_default=True,
               help="Timed runs.")
 @click.option("--max-seconds", type=click.FloatRange(min=0.001, max=MAX_BENCH_SECONDS), default=DEFAULT_BENCH_SECONDS,
-              show_default=True,
+              show_default=True, callback=finite_tolerance,
               help="Time budget per backend and shape (warm-up and timed runs): timing stops there with the "
                    "runs made so far, and says so.")
 @click.option("--cuda-graph", is_flag=True, help="Replay TensorRT execution as a CUDA graph.")

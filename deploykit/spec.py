@@ -7,8 +7,11 @@ always give the same weights, so ``export`` and a later ``check --onnx`` compare
 from __future__ import annotations
 
 import ast
+import contextlib
 import importlib
 import importlib.util
+import os
+import sys
 import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -191,17 +194,39 @@ def source_file(spec: str) -> Path | None:
     return Path(origin) if origin and found.has_location else None
 
 
+# Folders the SPEC's module may be imported from besides sys.path: the working folder, and a
+# recipe's folder (deploykit.export.recipe). They are on sys.path only while the SPEC's module is
+# imported and its callable builds the model, never for the rest of the run.
+IMPORT_FOLDERS: list[str] = []
+
+
+@contextlib.contextmanager
+def user_import_folders():
+    """Within the block the working folder and recipe folders come first on sys.path."""
+    folders = [os.getcwd(), *IMPORT_FOLDERS]
+    added = [folder for folder in dict.fromkeys(folders) if folder not in sys.path]
+    sys.path[:0] = added
+    try:
+        yield
+    finally:
+        for folder in added:
+            if folder in sys.path:
+                sys.path.remove(folder)
+
+
 def _build_callable(spec: str, kwargs: dict[str, Any]) -> Any:
     import torch
 
     module_name, _, attr = spec.partition(":")
     if not module_name or not attr:
         raise UserError(f"malformed SPEC {spec!r}", "give a zoo name or package.module:callable")
-    try:
-        target = importlib.import_module(module_name)
-    except Exception as exc:  # ImportError, or whatever the module raises while importing
-        raise UserError(f"cannot import {module_name!r} for SPEC {spec!r}: {type(exc).__name__}: {first_line(exc)}",
-                        "check the module path and that it is importable (PYTHONPATH)") from None
+    with user_import_folders():
+        try:
+            target = importlib.import_module(module_name)
+        except Exception as exc:  # ImportError, or whatever the module raises while importing
+            raise UserError(f"cannot import {module_name!r} for SPEC {spec!r}: {type(exc).__name__}: "
+                            f"{first_line(exc)}", "check the module path and that it is importable (PYTHONPATH)"
+                            ) from None
     if getattr(target, "__file__", None):  # the model's source is read too: no output may replace it
         from deploykit.files import note_input
 
@@ -212,7 +237,8 @@ def _build_callable(spec: str, kwargs: dict[str, Any]) -> Any:
         if factory is None:
             raise UserError(f"{module_name} has no attribute {attr!r}", "give package.module:callable")
     try:
-        module = factory(**kwargs)
+        with user_import_folders():
+            module = factory(**kwargs)
     except Exception as exc:  # the user's factory rejecting its arguments
         raise UserError(f"{spec}({', '.join(f'{k}={v!r}' for k, v in kwargs.items())}) raised "
                         f"{type(exc).__name__}: {first_line(exc)}", "check the -p names and values") from None

@@ -58,3 +58,24 @@ def test_a_model_that_calls_sys_exit_is_an_error_never_a_pass(tmp_path):
     assert_user_error(result, "called sys.exit(0)", "nothing was checked")
     exported = run("export", "tests.user_models:exits_in_forward", *SHAPE, "-o", tmp_path / "e.onnx")
     assert exported.exit_code == 2 and not (tmp_path / "e.onnx").exists()
+
+
+def test_a_broken_onnxruntime_is_an_environment_error(tmp_path):
+    import os
+    import subprocess
+    import sys
+
+    broken = tmp_path / "site" / "onnxruntime"
+    broken.mkdir(parents=True)
+    (broken / "__init__.py").write_text("raise ImportError('libcudart.so.12: cannot open shared object file')\n")
+    env = {**os.environ, "PYTHONPATH": f"{tmp_path / 'site'}{os.pathsep}{os.environ.get('PYTHONPATH', '')}"}
+    result = subprocess.run([sys.executable, "-m", "deploykit", "check", "pixel_shuffle", "--backends", "torch,ort"],
+                            capture_output=True, text=True, env=env, timeout=600)
+    assert result.returncode == 2, result.stderr
+    assert "onnxruntime is installed but cannot be imported" in result.stderr and "Traceback" not in result.stderr
+
+
+def test_empty_backends_and_a_nan_budget_are_usage_errors():
+    assert_user_error(run("check", "pixel_shuffle", "--backends", ""), "no backend given")
+    nan = run("bench", "pixel_shuffle", "--max-seconds", "nan")
+    assert nan.exit_code == 2 and "not a finite number" in nan.stderr

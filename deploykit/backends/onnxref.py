@@ -11,7 +11,7 @@ from typing import Any
 import numpy as np
 
 from deploykit.backends.base import Runner, check_feed
-from deploykit.errors import UserError
+from deploykit.errors import UserError, first_line
 
 
 class OnnxReferenceRunner(Runner):
@@ -26,7 +26,11 @@ class OnnxReferenceRunner(Runner):
 
         if self.options.onnx_path is None:
             raise UserError(f"backend {self.name} needs an ONNX file", "pass --onnx model.onnx")
-        self.evaluator = ReferenceEvaluator(str(self.options.onnx_path), new_ops=[DySample, GridSample])
+        try:
+            self.evaluator = ReferenceEvaluator(str(self.options.onnx_path), new_ops=[DySample, GridSample])
+        except Exception as exc:  # an op or a type onnx.reference does not implement
+            raise UserError(f"onnx.reference cannot run {self.options.onnx_path}: {type(exc).__name__}: "
+                            f"{first_line(exc, 200)}", "check this graph on ort (or trt) instead") from None
         graph_inputs = self.evaluator.proto_.graph.input
         self.input_names = [v.name for v in graph_inputs]
         self.output_names = list(self.evaluator.output_names)

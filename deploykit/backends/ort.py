@@ -49,7 +49,14 @@ class OrtCpuRunner(Runner):
         if importlib.util.find_spec("onnxruntime") is None:
             raise BackendUnavailable(f"backend {cls.name} needs ONNX Runtime, which is not installed",
                                      "pip install onnxruntime (or onnxruntime-gpu, not both)")
-        import onnxruntime as ort
+        try:
+            import onnxruntime as ort
+        except Exception as exc:  # onnxruntime-gpu without its CUDA libraries, a wheel built for numpy 1
+            raise BackendUnavailable(f"backend {cls.name}: onnxruntime is installed but cannot be imported "
+                                     f"({type(exc).__name__}: {first_line(exc, 160)})",
+                                     "reinstall one ONNX Runtime package that fits this environment: pip install "
+                                     "--force-reinstall onnxruntime (CPU), or give onnxruntime-gpu its CUDA "
+                                     "libraries; never both") from None
 
         if cls.provider not in ort.get_available_providers():
             raise BackendUnavailable(

@@ -1,12 +1,11 @@
 """Export recipes (exports/*.toml): a model family's SPEC, parameters and export settings in one file.
 
-A recipe's folder is importable while it loads, so a recipe can name a module beside it
+A recipe's folder is importable while its SPEC's module loads, so a recipe can name a module beside it
 (``spec = "sr_head:build"``). Command-line options override what the recipe sets.
 """
 
 from __future__ import annotations
 
-import sys
 import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -15,7 +14,7 @@ from deploykit.errors import UserError, first_line
 from deploykit.export.dysample import DYSAMPLE_IMPLS
 from deploykit.export.maxpool_indices import MAXPOOL_IMPLS
 from deploykit.export.options import DEFAULT_TARGET, TARGETS, ExportOptions
-from deploykit.spec import LoadedModel, load_model
+from deploykit.spec import IMPORT_FOLDERS, LoadedModel, load_model
 
 MAX_RECIPE_BYTES = 1 << 20
 _TOP_KEYS = {"description", "spec", "params", "export"}
@@ -76,8 +75,8 @@ def load_recipe(path: Path | str) -> Recipe:
         raise UserError(f"recipe {path} has no 'spec'", "add spec = \"zoo_name\" or \"module:callable\"")
     _check_types(path, data, export)
     folder = str(path.parent.resolve())
-    if folder not in sys.path:
-        sys.path.append(folder)  # appended: a recipe's modules never shadow installed packages
+    if folder not in IMPORT_FOLDERS:
+        IMPORT_FOLDERS.append(folder)  # only while the SPEC's module is imported and built
     return Recipe(
         path=path,
         spec=data["spec"],
