@@ -10,6 +10,7 @@ import ast
 import contextlib
 import importlib
 import importlib.util
+import logging
 import os
 import sys
 import warnings
@@ -19,6 +20,8 @@ from typing import Any
 
 from deploykit.errors import UserError, first_line, is_out_of_memory, out_of_memory
 from deploykit.model_io import Shape, format_shape
+
+logger = logging.getLogger(__name__)
 
 
 def parse_assignments(pairs: tuple[str, ...] | list[str]) -> dict[str, str]:
@@ -176,6 +179,8 @@ def load_model(spec: str, params: dict[str, str] | None = None, weights: Path | 
             rule = lambda shape, e=entry, p=typed: e.shape_problem(shape, p)  # noqa: E731
     if weights is not None:
         load_weights(module, Path(weights))
+    if module.training:
+        logger.info("%s is put in eval mode (dropout off, batch norm on its running statistics), as deployed", spec)
     module.eval()
     return LoadedModel(spec=spec, module=module, params=typed, default_shapes=default_shapes,
                        shape_rule=rule, seed=seed)
