@@ -316,6 +316,28 @@ def temporary_directory(prefix: str = "deploykit-") -> Iterator[Path]:
         yield Path(work)
 
 
+def private_folder(name: str) -> Path:
+    """``TMPDIR/name``, this user's only: created with mode 0700, and used as found only when it
+    is a real folder (never a symlink) owned by this user and closed to others; otherwise a
+    fresh ``TMPDIR/name-XXXX`` (a file or someone else's link there never masks the real error)."""
+    folder = Path(tempfile.gettempdir()) / name
+    try:
+        folder.mkdir(mode=0o700)
+    except FileExistsError:
+        pass
+    except OSError:
+        return Path(tempfile.mkdtemp(prefix=f"{name}-"))
+    try:
+        info = os.lstat(folder)
+    except OSError:
+        return Path(tempfile.mkdtemp(prefix=f"{name}-"))
+    import stat
+
+    if not stat.S_ISDIR(info.st_mode) or info.st_uid != os.getuid() or info.st_mode & 0o077:
+        return Path(tempfile.mkdtemp(prefix=f"{name}-"))
+    return folder
+
+
 def note_scratch(path: Path | str) -> None:
     from deploykit.supervisor import note_scratch as note
 

@@ -175,3 +175,45 @@ def test_a_module_loaded_as_spec_is_noted_as_an_input(tmp_path, monkeypatch):
             write_text_atomic(source, "not python", force=True)
     finally:
         forget_inputs()
+
+
+@pytest.mark.parametrize("squatter", ["symlink", "file", "open_folder"])
+def test_private_folders_are_never_used_as_found_when_someone_else_could_have_made_them(tmp_path, monkeypatch,
+                                                                                         squatter):
+    import tempfile
+
+    from deploykit.files import private_folder
+
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))
+    spot, elsewhere = tmp_path / "deploykit-reports", tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    if squatter == "symlink":
+        spot.symlink_to(elsewhere)
+    elif squatter == "file":
+        spot.write_text("not a folder")
+    else:
+        spot.mkdir(mode=0o777)
+        spot.chmod(0o777)
+    folder = private_folder("deploykit-reports")
+    assert folder != spot and folder.is_dir() and not folder.is_symlink()
+    assert folder.stat().st_mode & 0o077 == 0
+
+
+def test_a_private_folder_is_made_closed_and_then_reused(tmp_path, monkeypatch):
+    import tempfile
+
+    from deploykit.files import private_folder
+
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))
+    first = private_folder("deploykit-reports")
+    assert first == tmp_path / "deploykit-reports" and first.stat().st_mode & 0o777 == 0o700
+    assert private_folder("deploykit-reports") == first
+
+
+def test_an_empty_home_is_an_environment_error(monkeypatch):
+    from deploykit.ops.fused import cache_dir
+
+    monkeypatch.delenv("DEPLOYKIT_CACHE", raising=False)
+    monkeypatch.setenv("HOME", "")
+    with pytest.raises(EnvironmentProblem, match="HOME is set but empty"):
+        cache_dir()

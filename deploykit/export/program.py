@@ -225,8 +225,9 @@ def exporter_reason(exc: BaseException, limit: int = 300) -> str:
 
 def _save_exporter_report(spec: str, exc: BaseException, output: str) -> Path:
     """Everything the exporter said and raised, for the user to read or attach to a bug report."""
-    folder = Path(tempfile.gettempdir()) / "deploykit-reports"
-    folder.mkdir(mode=0o700, exist_ok=True)
+    from deploykit.files import private_folder
+
+    folder = private_folder("deploykit-reports")
     fd, name = tempfile.mkstemp(prefix=f"export-{time.strftime('%Y%m%d-%H%M%S')}-", suffix=".txt", dir=folder)
     with os.fdopen(fd, "w", encoding="utf-8", errors="replace") as report:
         report.write(f"deploykit export of {spec}: the exporter failed\n\n## What the exporter printed\n\n")

@@ -34,6 +34,9 @@ def cache_dir() -> Path:
     the current folder."""
     value = os.environ.get("DEPLOYKIT_CACHE")
     if value is None:
+        if not os.environ.get("HOME", "x").strip():  # Path.home() would give /, and the cache /.cache
+            raise EnvironmentProblem("HOME is set but empty, so the deploykit cache has no home",
+                                     "set HOME, or DEPLOYKIT_CACHE to a folder")
         return Path.home() / ".cache" / "deploykit"
     if not value.strip():
         raise EnvironmentProblem("DEPLOYKIT_CACHE is set but empty",
