@@ -72,9 +72,21 @@ def refuse_outputs_that_are_inputs(outputs: dict[str, Path | None], inputs: dict
             if same_file(path, source):
                 raise UserError(f"{name} {path} is the {other} file this command reads",
                                 f"write {name} to another path")
+            if inside(source, path):  # a folder output (--html's figures) is replaced whole
+                raise UserError(f"{name} {path} would replace the folder holding the {other} file {source}",
+                                f"write {name} elsewhere")
         for other, earlier in given_outputs[:index]:
             if same_file(path, earlier):
                 raise UserError(f"{name} and {other} name the same file {path}", "give each output its own path")
+            if inside(path, earlier) or inside(earlier, path):
+                raise UserError(f"{name} {path} and {other} {earlier} are one inside the other, and a folder output "
+                                "is replaced whole", "give each output its own place")
+
+
+def inside(path: Path | str, folder: Path | str) -> bool:
+    """Whether ``path`` lies within ``folder`` (resolved; a path is not inside itself)."""
+    path, folder = os.path.realpath(path), os.path.realpath(folder)
+    return path != folder and path.startswith(folder.rstrip(os.sep) + os.sep)
 
 
 def _check_target(path: Path, force: bool, what: str = "file") -> None:

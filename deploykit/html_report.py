@@ -42,6 +42,18 @@ class _Figure:
     description: str  # alt text
 
 
+def _unique_names(figures) -> dict[str, bytes]:
+    """File name -> PNG, a name made file-safe twice ('edge map', 'edge_map') numbered, never lost."""
+    files: dict[str, bytes] = {}
+    for figure in figures:
+        name, n = figure.name, 1
+        while name in files:
+            n += 1
+            name = figure.name.replace(".png", f"_{n}.png")
+        files[name] = figure.png
+    return files
+
+
 def figures_folder(path: Path) -> Path:
     """Where the PNG copies go: REPORT_files/ beside REPORT.html, as browsers save pages."""
     path = Path(path)
@@ -85,7 +97,7 @@ def write_html_report(path: Path, report: CheckReport, pictures: dict[tuple[str,
             sections.append(section)
             figures += section_figures
     page = _page(report, sections, folder.name, has_latency=bool(latency))
-    written = write_folder_atomic(folder, {figure.name: figure.png for figure in figures}, force=force)
+    written = write_folder_atomic(folder, _unique_names(figures), force=force)
     write_text_atomic(path, page, force=force)
     return [path, *written]
 

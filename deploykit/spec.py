@@ -203,6 +203,8 @@ def source_file(spec: str) -> Path | None:
 # recipe's folder (deploykit.export.recipe). They are on sys.path only while the SPEC's module is
 # imported and its callable builds the model, never for the rest of the run.
 IMPORT_FOLDERS: list[str] = []
+# SPEC module -> the modules its import brought in (kept for later loads in the same process).
+_BROUGHT: dict[str, set[str]] = {}
 
 
 @contextlib.contextmanager
@@ -225,6 +227,7 @@ def _build_callable(spec: str, kwargs: dict[str, Any]) -> Any:
     module_name, _, attr = spec.partition(":")
     if not module_name or not attr:
         raise UserError(f"malformed SPEC {spec!r}", "give a zoo name or package.module:callable")
+    before = set(sys.modules)
     with user_import_folders():
         try:
             target = importlib.import_module(module_name)
@@ -232,10 +235,10 @@ def _build_callable(spec: str, kwargs: dict[str, Any]) -> Any:
             raise UserError(f"cannot import {module_name!r} for SPEC {spec!r}: {type(exc).__name__}: "
                             f"{first_line(exc)}", "check the module path and that it is importable (PYTHONPATH)"
                             ) from None
-    if getattr(target, "__file__", None):  # the model's source is read too: no output may replace it
-        from deploykit.files import note_input
-
-        note_input(target.__file__)
+    parts = module_name.split(".")  # its packages too: finding the SPEC's file may have imported them already
+    brought = _BROUGHT.setdefault(module_name, set())  # a second load in one process imports nothing new
+    brought |= (set(sys.modules) - before) | {".".join(parts[:n]) for n in range(1, len(parts) + 1)}
+    _note_user_modules(brought)
     factory = target
     for part in attr.split("."):
         factory = getattr(factory, part, None)
@@ -251,6 +254,21 @@ def _build_callable(spec: str, kwargs: dict[str, Any]) -> Any:
         raise UserError(f"{spec} returned {type(module).__name__}, not a torch.nn.Module",
                         "point SPEC at a callable that returns an nn.Module")
     return module
+
+
+def _note_user_modules(names: set[str]) -> None:
+    """The source of every module the SPEC's import brought in from outside the installed
+    packages (its package's __init__.py, its helpers) is read too: no output may replace it."""
+    import sysconfig
+
+    from deploykit.files import note_input
+
+    installed = {os.path.realpath(p) for p in {sysconfig.get_paths()[k] for k in ("stdlib", "platstdlib", "purelib",
+                                                                              "platlib")}}
+    for name in names:
+        path = getattr(sys.modules.get(name), "__file__", None)
+        if path and not any(os.path.realpath(path).startswith(root + os.sep) for root in installed):
+            note_input(path)
 
 
 def _literal(text: str) -> Any:

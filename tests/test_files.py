@@ -217,3 +217,34 @@ def test_an_empty_home_is_an_environment_error(monkeypatch):
     monkeypatch.setenv("HOME", "")
     with pytest.raises(EnvironmentProblem, match="HOME is set but empty"):
         cache_dir()
+
+
+def test_every_file_the_spec_imports_is_an_input(tmp_path, monkeypatch):
+    """The package's __init__.py and a helper module the SPEC's module imports are read too."""
+    from tests.cli_helpers import run
+
+    package = tmp_path / "my_pkg"
+    package.mkdir()
+    (package / "__init__.py").write_text("SCALE = 2\n")
+    (package / "layers.py").write_text("import torch\n\ndef conv():\n    return torch.nn.Conv2d(3, 4, 1)\n")
+    (package / "net.py").write_text("from my_pkg.layers import conv\n\ndef build():\n    return conv()\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    for victim in (package / "__init__.py", package / "layers.py"):
+        original = victim.read_bytes()
+        result = run("export", "my_pkg.net:build", "--shape", "1x3x8x8", "-o", victim, "--force", "--no-verify")
+        assert result.exit_code == 2 and "is an input" in result.stderr, result.output
+        assert victim.read_bytes() == original
+
+
+def test_an_output_inside_another_outputs_folder_or_around_an_input_is_refused(tmp_path):
+    from tests.cli_helpers import assert_user_error, run
+
+    figures = tmp_path / "rep_files"
+    figures.mkdir()
+    nested = run("check", "pixel_shuffle", "--html", tmp_path / "rep.html", "--report", figures / "r.json")
+    assert_user_error(nested, "one inside the other")
+    model = figures / "m.onnx"
+    assert run("export", "pixel_shuffle", "-o", model).exit_code == 0
+    around = run("check", "pixel_shuffle", "--onnx", model, "--html", tmp_path / "rep.html", "--force")
+    assert_user_error(around, "would replace the folder holding the --onnx file")
+    assert model.exists()

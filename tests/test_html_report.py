@@ -264,3 +264,14 @@ def test_browser_screenshot_shows_the_figures(real_report, tmp_path):
     # at least three heatmaps with their colour bars lie in the first 3000 pixels of the page
     # (about 380,000 such pixels when this was written); broken images give none
     assert with_images > 150_000 and baseline < 1_000, (with_images, baseline)
+
+
+def test_outputs_whose_figure_names_collide_each_keep_their_figures(tmp_path):
+    from tests.cli_helpers import run
+
+    report = tmp_path / "keys.html"
+    result = run("check", "tests.user_models:colliding_keys", "--shape", "1x3x8x8", "--html", report)
+    assert result.exit_code == 0, result.output
+    figures = sorted(p.name for p in (tmp_path / "keys_files").glob("*.png"))
+    heatmaps = [name for name in figures if "heatmap" in name]
+    assert len(heatmaps) == 4 and len(set(heatmaps)) == 4, figures  # torch and ort, two outputs each

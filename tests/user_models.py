@@ -382,3 +382,14 @@ class FixedSizeHead(nn.Module):
 
 def fixed_size_head():
     return FixedSizeHead()
+
+
+class CollidingKeys(nn.Module):
+    """Output keys that are one file name once made file-safe ('edge map', 'edge_map')."""
+
+    def forward(self, x):
+        return {"edge map": x * 2, "edge_map": x + 1}
+
+
+def colliding_keys():
+    return CollidingKeys()
