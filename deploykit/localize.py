@@ -108,7 +108,9 @@ def _summary(m: Metrics) -> str:
     if math.isnan(m.max_abs):  # no comparison could be made, only its reason
         return m.reason
     text = f"max abs {m.max_abs:.3g}, mean abs {m.mean_abs:.3g}, max rel {m.max_rel:.3g}, cosine {m.cosine:.6f}"
-    return f"{text}; {m.reason or 'within tolerance'}"
+    if m.passed:  # a pass may still say how it was judged (outputs below atol)
+        return f"{text}; within tolerance" + (f" ({m.reason})" if m.reason else "")
+    return f"{text}; {m.reason}"
 
 
 def localize(model: LoadedModel, onnx_path: Path, backend: str, inputs: dict[str, np.ndarray], tolerance: Tolerance,

@@ -228,9 +228,8 @@ def test_tampered_metadata_is_an_input_error_in_localize(conv_transpose_onnx, tm
     proto = onnx.load(str(conv_transpose_onnx))
     weight = next(i for i in proto.graph.initializer if len(i.dims) == 4)
     weight.CopyFrom(numpy_helper.from_array(numpy_helper.to_array(weight) * 3, weight.name))
-    for key, value, fragment in [("deploykit.dysample_impl", "bogus", "not a DySample export strategy"),
-                                 ("deploykit.traced_shape", "1x32x11000x11000", "not a shape deploykit traces"),
-                                 ("deploykit.traced_shape", "[bold]x", "not a shape")]:
+    # (check --localize re-exports at the failing shape itself, so a tampered traced shape is not read)
+    for key, value, fragment in [("deploykit.dysample_impl", "bogus", "not a DySample export strategy")]:
         tampered = onnx.ModelProto()
         tampered.CopyFrom(proto)
         onnx.helper.set_model_props(tampered, {**{p.key: p.value for p in proto.metadata_props}, key: value})

@@ -126,7 +126,7 @@ def test_a_perturbed_mul_is_the_first_diverging_node(dysample, tmp_path):
     assert loc.compared[PYTORCH] > 20
     lines = loc.lines()
     assert lines[1] == f"first diverging node: {node.name} (Mul) from module <top level> (DySample)"
-    assert any(line.startswith(f"  input {scoped}: max abs") and "within tolerance" in line for line in lines)
+    assert any(line.startswith(f"  input {scoped}: max abs") and "within tolerance" in line for line in lines), lines
     json.dumps(loc.as_json(), allow_nan=False)
 
 

@@ -48,13 +48,14 @@ def test_no_verify_writes_the_graph_and_records_no_verified_shapes(tmp_path):
     assert result.verified_shapes == [] and "deploykit.verified_shapes" not in _meta(result.path)
 
 
-def test_verified_dynamic_exports_record_two_shapes(tmp_path):
+def test_verified_dynamic_exports_record_three_shapes(tmp_path):
     result = export_onnx(load_model("pixel_shuffle"), tmp_path / "p.onnx")
     traced = result.traced_shape
     second = (traced[0] + 1, traced[1], traced[2] + 1, traced[3] + 1)
-    assert result.verified_shapes == [traced, second] and result.verified_with == "ort"
+    far = (traced[0] + 1, traced[1], traced[2] + 64, traced[3] + 64)
+    assert result.verified_shapes == [traced, second, far] and result.verified_with == "ort"
     assert _meta(result.path)["deploykit.verified_shapes"] == ";".join(
-        "x".join(map(str, s)) for s in (traced, second))
+        "x".join(map(str, s)) for s in (traced, second, far))
 
 
 def test_derived_shapes_skip_what_pytorch_itself_rejects():
@@ -62,7 +63,7 @@ def test_derived_shapes_skip_what_pytorch_itself_rejects():
     model = load_model("tests.custom_models:tiny_decoder")
     model.shape_rule = lambda s: None if all(d % 8 == 0 for d in s[2:]) else "needs multiples of 8"
     found = verification_shapes(model, (2, 8, 24, 40), dynamic=True)
-    assert found.shapes == [(2, 8, 24, 40), (3, 8, 32, 48)]
+    assert found.shapes == [(2, 8, 24, 40), (3, 8, 32, 48), (3, 8, 88, 104)]  # the third: + 64, far
     assert found.skipped == ["3x8x25x41: needs multiples of 8"]
 
 
