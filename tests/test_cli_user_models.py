@@ -64,3 +64,14 @@ def test_the_export_error_line_names_the_cause(tmp_path):
     lines = [l for l in result.stderr.splitlines() if l.strip()]
     assert len(lines) == 1 and "static shape of 40 for dimension inputs['x'].shape[2]" in lines[0]
     assert "full report: " in lines[0] and "Traceback" not in result.output
+
+
+def test_several_inputs_traced_at_batch_one_keep_a_dynamic_batch(tmp_path):
+    out = tmp_path / "g1.onnx"
+    exported = run("export", "tests.user_models:guided", "--shape", "image=1x3x10x14,mask=1x1x10x14",
+                   "--input-dtype", "mask=int64", "-o", out)
+    assert exported.exit_code == 0, exported.output
+    assert "image[image_batchx3x" in exported.stdout and "image=2x3x11x15,mask=2x1x11x15" in exported.stdout
+    checked = run("check", "tests.user_models:guided", "--onnx", out, "--input-dtype", "mask=int64",
+                  "--shape", "image=3x3x10x14,mask=3x1x10x14")
+    assert checked.exit_code == 0, checked.output

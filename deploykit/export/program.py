@@ -63,8 +63,11 @@ def dynamic_shapes(model: LoadedModel, case) -> tuple:
         dims = dynamic_dims(len(next(iter(shapes.values()))))
         # forward(*inputs): torch.export matches dynamic_shapes to the signature, one tuple for *inputs
         return ((dims,),) if forward_takes_var_positional(model.module) else (dims,)
-    # a dim traced at 1 stays 1: it broadcasts (a per-channel gain of 1xCx1x1), it does not vary
-    return tuple({axis: f"{name}_{label}" for axis, label in dynamic_dims(len(shape)).items() if shape[axis] != 1}
+    # a dim traced at 1 stays 1 where another input's is larger: it broadcasts (a per-channel
+    # gain of 1xCx1x1), it does not vary; a batch of 1 shared by every input is still a batch
+    one_batch = all(shape[0] == 1 for shape in shapes.values())
+    return tuple({axis: f"{name}_{label}" for axis, label in dynamic_dims(len(shape)).items()
+                  if shape[axis] != 1 or (axis == 0 and one_batch)}
                  for name, shape in shapes.items())
 
 

@@ -82,7 +82,7 @@ def _far(model: LoadedModel, traced, second, skipped: list[str]) -> list:
     steps = (lambda d: d + _FAR_STEP, lambda d: 2 * d)
     for step in steps:
         if isinstance(traced, Case):
-            candidate = Case({name: _step(shape, step, keep_ones=True) for name, shape in traced})
+            candidate = _step_case(traced, step)
         else:
             candidate = _step(traced, step)
         if candidate == second:
@@ -109,17 +109,27 @@ def _derived(traced) -> list:
 
     steps = (lambda d: d + 1, lambda d: d + min(d & -d, _MAX_STEP), lambda d: 2 * d)
     if isinstance(traced, Case):
-        return [Case({name: _step(shape, step, keep_ones=True) for name, shape in traced}) for step in steps]
+        return [_step_case(traced, step) for step in steps]
     return [_step(traced, step) for step in steps]
 
 
-def _step(shape: Shape, step, keep_ones: bool = False) -> Shape:
+def _step(shape: Shape, step, keep_ones: bool = False, one_batch: bool = False) -> Shape:
     """Batch + 1 and each spatial size stepped; with ``keep_ones`` (several inputs) a dim of 1
-    stays 1: it broadcasts (a 1xCx1x1 gain), and export keeps it static."""
+    stays 1: it broadcasts (a 1xCx1x1 gain), and export keeps it static; unless it is a batch of
+    1 that every input shares (``one_batch``), which export keeps dynamic."""
     batch, channels, *spatial = shape
     if keep_ones:
-        return (batch if batch == 1 else batch + 1, channels, *[d if d == 1 else step(d) for d in spatial])
+        return (batch if batch == 1 and not one_batch else batch + 1, channels,
+                *[d if d == 1 else step(d) for d in spatial])
     return (batch + 1, channels, *[step(d) for d in spatial])
+
+
+def _step_case(case, step):
+    """Every input of a case stepped alike (see _step)."""
+    from deploykit.model_io import Case
+
+    one_batch = all(shape[0] == 1 for _, shape in case)
+    return Case({name: _step(shape, step, keep_ones=True, one_batch=one_batch) for name, shape in case})
 
 
 def _rejection(model: LoadedModel, shape: Shape) -> str | None:
