@@ -17,10 +17,16 @@ from hypothesis import strategies as st
 
 from deploykit.cli import main
 
-SPEC = "pool"
-_VALID_SHAPES = st.builds(lambda b, h, w: f"{b}x16x{h}x{w}", st.integers(1, 2), st.integers(1, 9), st.integers(1, 9))
-SHAPES = st.one_of(
-    _VALID_SHAPES, _VALID_SHAPES, _VALID_SHAPES,
+# SPEC -> its input channels: the zoo's pool, a model that writes into its input, integer outputs
+SPECS = {"pool": 16, "tests.user_models:in_place": 3, "tests.user_models:argmax_ids": 3}
+
+
+def _valid_shapes(channels: int):
+    return st.builds(lambda b, h, w: f"{b}x{channels}x{h}x{w}", st.integers(1, 2), st.integers(1, 9),
+                     st.integers(1, 9))
+
+
+_ODD_SHAPES = st.one_of(
     st.sampled_from(["1x16x8", "1x16x4x4x4", "0x16x4x4", "1x16x4x4x", "1x16x99999x99999", "[bold]", "1x16x4x4 ",
                      "x", "1X16X5X5", "1,16,6,6"]),
     st.text(alphabet="0123456789x[]/:,-", max_size=12),
@@ -30,25 +36,43 @@ PARAMS = st.one_of(st.sampled_from(["kind=max", "kind=avg", "kernel_size=3", "st
                    st.text(alphabet="ak=[]/:_1", max_size=10))
 BACKENDS = st.lists(st.sampled_from(["torch", "ort", "onnx-ref", "trt", "torch-cuda", "nope", "[red]"]),
                     min_size=0, max_size=3).map(",".join)
-FILE_KINDS = ["good"] * 6 + ["empty", "garbage", "truncated", "directory", "fifo", "missing", "loop",
+FILE_KINDS = ["good"] * 6 + ["nested", "empty", "garbage", "truncated", "directory", "fifo", "missing", "loop",
               "markup", "not-utf8"]
 OUTPUT_KINDS = ["new"] * 4 + ["existing", "same-as-input", "fifo", "no-folder", "proc", "markup", "not-utf8"]
 
 
 @pytest.fixture(scope="module")
 def good_onnx(tmp_path_factory):
+    """SPEC -> its exported file, and "nested" -> a graph with an opset-20 GridSample inside an If."""
+    import onnx
+    from onnx import TensorProto, helper
+
     from deploykit.export import export_onnx
     from deploykit.spec import load_model
 
-    path = tmp_path_factory.mktemp("fuzz") / "pool.onnx"
-    export_onnx(load_model(SPEC), path)
-    return path
+    folder = tmp_path_factory.mktemp("fuzz")
+    files = {}
+    for index, (spec, channels) in enumerate(SPECS.items()):
+        files[spec] = folder / f"model{index}.onnx"
+        export_onnx(load_model(spec), files[spec], trace_shape=(2, channels, 6, 7))
+    x = helper.make_tensor_value_info("input", TensorProto.FLOAT, ["b", 16, "h", "w"])
+    y = helper.make_tensor_value_info("output", TensorProto.FLOAT, None)
+    grid = helper.make_tensor("g", TensorProto.FLOAT, [1, 2, 2, 2], [0.0] * 8)
+    branch = helper.make_graph([helper.make_node("GridSample", ["input", "g"], ["output"], name="inner",
+                                                 mode="linear")], "then", [], [y], [grid])
+    other = helper.make_graph([helper.make_node("Identity", ["input"], ["output"])], "else", [], [y])
+    cond = helper.make_node("Constant", [], ["c"], value=helper.make_tensor("c", TensorProto.BOOL, [], [True]))
+    graph = helper.make_graph([cond, helper.make_node("If", ["c"], ["output"], name="branch", then_branch=branch,
+                                                      else_branch=other)], "nested", [x], [y])
+    files["nested"] = folder / "nested.onnx"
+    onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 20)]), str(files["nested"]))
+    return files
 
 
 def _make_input(work: Path, kind: str, good: Path, suffix: str) -> Path:
     names = {"markup": f"[bold]in[red] :x:{suffix}", "not-utf8": os.fsdecode(b"in\xff") + suffix}
     path = work / names.get(kind, f"in-{kind}{suffix}")
-    if kind in ("good", "markup", "not-utf8"):
+    if kind in ("good", "markup", "not-utf8", "nested"):
         shutil.copy(good, path)
     elif kind == "empty":
         path.write_bytes(b"")
@@ -97,9 +121,11 @@ def _snapshot(work: Path) -> dict[str, tuple]:
 @st.composite
 def invocations(draw):
     command = draw(st.sampled_from(["check", "check", "check", "lint", "lint", "bench", "export"]))
-    plan = {"command": command, "input": draw(st.sampled_from(FILE_KINDS)),
+    spec = draw(st.sampled_from(list(SPECS)))
+    valid = _valid_shapes(SPECS[spec])
+    plan = {"command": command, "spec": spec, "input": draw(st.sampled_from(FILE_KINDS)),
             "output": draw(st.sampled_from(OUTPUT_KINDS)), "force": draw(st.booleans()),
-            "shapes": draw(st.lists(SHAPES, max_size=2)), 
+            "shapes": draw(st.lists(st.one_of(valid, valid, valid, _ODD_SHAPES), max_size=2)),
             "params": draw(st.one_of(st.just([]), st.just([]), st.lists(PARAMS, min_size=1, max_size=1))),
             "backends": draw(st.one_of(st.none(), BACKENDS)), "seed": draw(st.sampled_from([0, 0, 1, -1, 2**32])),
             "weights": draw(st.sampled_from([None, None, "garbage", "empty", "directory"])),
@@ -110,7 +136,8 @@ def invocations(draw):
 def _args(plan: dict, work: Path, good: Path) -> tuple[list[str], list[str], bool]:
     """(argv, output paths, whether an output may replace an existing file)."""
     command = plan["command"]
-    model = _make_input(work, plan["input"], good, ".onnx")
+    spec = plan["spec"]
+    model = _make_input(work, plan["input"], good["nested" if plan["input"] == "nested" else spec], ".onnx")
     output_suffix = ".html" if plan["output_option"] == "--html" and command == "check" else ".json"
     if command == "export":
         output_suffix = ".onnx"
@@ -121,13 +148,13 @@ def _args(plan: dict, work: Path, good: Path) -> tuple[list[str], list[str], boo
     if command == "lint":
         args = ["lint", str(model), "--report", output]
     else:
-        args = [command, SPEC, "--seed", str(plan["seed"])]
+        args = [command, spec, "--seed", str(plan["seed"])]
         for shape in plan["shapes"]:
             args += ["--shape", shape]
         for param in plan["params"]:
             args += ["-p", param]
         if plan["weights"]:
-            args += ["--weights", str(_make_input(work, plan["weights"], good, ".pt"))]
+            args += ["--weights", str(_make_input(work, plan["weights"], good[spec], ".pt"))]
         if command == "export":
             args += ["-o", output]
         else:
