@@ -351,7 +351,8 @@ def input_specs(names: list[str], dtypes: list[str], ranges: list[str]) -> dict[
 
 
 def _check_range(text: str, dtype: str, low: float, high: float) -> None:
-    """A range the dtype can hold: whole numbers within an integer dtype's limits, none for bool."""
+    """A range the dtype can hold: whole numbers within an integer dtype's limits, floats within
+    the float dtype's largest value, none for bool."""
     import numpy as np
 
     from deploykit.errors import UserError
@@ -359,6 +360,9 @@ def _check_range(text: str, dtype: str, low: float, high: float) -> None:
     kind = np.dtype(dtype)
     if kind.kind == "b":
         raise UserError(f"--val-range {text!r} is given for a bool input", "drop it: booleans are drawn 50/50")
+    if kind.kind == "f" and max(abs(low), abs(high)) > float(np.finfo(kind).max):
+        raise UserError(f"--val-range {text!r} does not fit {dtype} (at most {float(np.finfo(kind).max):g} in size)",
+                        "give a range the dtype holds, or another --input-dtype")
     if kind.kind in "iu":
         limits = np.iinfo(kind)
         if low != int(low) or high != int(high) or low < limits.min or high > limits.max:

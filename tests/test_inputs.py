@@ -79,6 +79,9 @@ def test_one_input_keeps_its_plain_shape_and_its_onnx_name(tmp_path):
     (("--shape", "image=1x3x8x8,mask=1x1x8x8", "--val-range", "image=1,0"), ("LOW <= HIGH",)),
     (("--shape", "image=1x3x8x8,mask=1x1x8x8", "--val-range", "image=a,b"), ("is not LOW,HIGH",)),
     (("--shape", "image=1x3x8x8,mask=1x1x8x8", "--val-range", "image=0,inf"), ("finite",)),
+    (("--shape", "image=1x3x8x8,mask=1x1x8x8", "--val-range", "image=0,1e39"), ("does not fit float32",)),
+    (("--shape", "image=1x3x8x8,mask=1x1x8x8", "--input-dtype", "image=float16", "--val-range", "image=0,70000"),
+     ("does not fit float16",)),
 ])
 def test_bad_input_options_are_one_line_and_exit_2(guided_onnx, args, fragments):
     assert_user_error(run("check", GUIDED, "--onnx", guided_onnx, *args), *fragments)
