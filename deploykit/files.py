@@ -189,9 +189,11 @@ def staged_files(path: Path, force: bool = False) -> Iterator[Path]:
     path = Path(path)
     ensure_writable(path, force)
     require_utf8_path(path)
-    stage = Path(tempfile.mkdtemp(prefix=f".{path.name}.", dir=path.parent))
-    note_scratch(stage)
+    stage = None
     try:
+        with _signals_deferred():  # a signal between making the folder and recording it would leak it
+            stage = Path(tempfile.mkdtemp(prefix=f".{path.name}.", dir=path.parent))
+            note_scratch(stage)
         yield stage / path.name
         raise_if_terminated()  # a signal a library swallowed still stops the commit
         produced = sorted(stage.iterdir(), key=lambda item: item.name == path.name)  # main file last
@@ -214,7 +216,25 @@ def staged_files(path: Path, force: bool = False) -> Iterator[Path]:
                             target.unlink()
             raise
     finally:
-        shutil.rmtree(stage, ignore_errors=True)
+        if stage is not None:
+            shutil.rmtree(stage, ignore_errors=True)
+
+
+@contextlib.contextmanager
+def _signals_deferred():
+    """SIGINT, SIGTERM and SIGHUP held back (by the OS) within the block, delivered after it."""
+    import signal
+
+    held = {signal.SIGINT, signal.SIGTERM, signal.SIGHUP}
+    try:
+        previous = signal.pthread_sigmask(signal.SIG_BLOCK, held)
+    except (AttributeError, ValueError, OSError):  # not a POSIX main thread: nothing to hold
+        yield
+        return
+    try:
+        yield
+    finally:
+        signal.pthread_sigmask(signal.SIG_SETMASK, previous)
 
 
 def require_utf8_path(path: Path) -> None:
@@ -343,8 +363,6 @@ def private_folder(name: str) -> Path:
         info = os.lstat(folder)
     except OSError:
         return Path(tempfile.mkdtemp(prefix=f"{name}-"))
-    import stat
-
     if not stat.S_ISDIR(info.st_mode) or info.st_uid != os.getuid() or info.st_mode & 0o077:
         return Path(tempfile.mkdtemp(prefix=f"{name}-"))
     return folder

@@ -24,7 +24,6 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import math
-import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -34,6 +33,7 @@ from deploykit.backends import RunnerOptions
 from deploykit.compare import Metrics, Tolerance, compare
 from deploykit.errors import BackendRunError, BackendUnavailable, UserError, first_line
 from deploykit.export.modules import fx_module, node_module
+from deploykit.files import temporary_directory
 from deploykit.model_io import shape_text
 from deploykit.spec import LoadedModel
 
@@ -145,7 +145,7 @@ def localize(model: LoadedModel, onnx_path: Path, backend: str, inputs: dict[str
         raise UserError(f"{onnx_path} has deploykit::DySample plugin nodes, which ONNX Runtime cannot run",
                         "localize on the backend that ran the graph: onnx-ref (or trt)")
     shape = list(np.shape(next(iter(inputs.values()))))
-    with tempfile.TemporaryDirectory(prefix="deploykit-localize-") as work:
+    with temporary_directory(prefix="deploykit-localize-") as work:  # removed by the supervisor after a kill
         exposed = _expose(proto, Path(onnx_path), Path(work) / "exposed.onnx")  # (path, output names)
         try:
             actual = _run(backend, *exposed, inputs, runner_options)

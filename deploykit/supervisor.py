@@ -188,11 +188,23 @@ def culprit(stack: str) -> tuple[str | None, str | None]:
 
 
 def child_setup() -> None:
-    """In the child: faulthandler writes a fatal signal's stack to the supervisor's file."""
+    """In the child: faulthandler writes a fatal signal's stack to the supervisor's file; if the
+    supervisor itself is killed (kill -9), the child, told by SIGTERM, removes that file and its
+    scratch list on the way out, since nobody else will."""
+    import atexit
+
     path = os.environ.pop(CHILD_ENV, None)
     scratch = os.environ.pop(SCRATCH_ENV, None)
     if scratch:
         _scratch_log.append(scratch)
+    supervisor = os.getppid()
+
+    def orphaned_cleanup():
+        if os.getppid() != supervisor:
+            _remove_scratch(scratch or "")
+            _remove(path or "")
+
+    atexit.register(orphaned_cleanup)
     if not path:
         return
     import faulthandler

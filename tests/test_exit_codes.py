@@ -215,3 +215,23 @@ def test_a_signal_mid_export_removes_every_staging_folder(tmp_path, signum):
     assert process.returncode == 128 + signum, err
     assert "interrupted" in err and "Traceback" not in err
     assert list(out_dir.iterdir()) == [] and [p.name for p in tmp.iterdir() if _ours(p)] == []
+
+
+def test_a_killed_supervisor_leaves_no_crash_file_behind(tmp_path):
+    """kill -9 of the supervisor: its child gets SIGTERM, stops, and removes the crash file and
+    scratch list the supervisor would have removed."""
+    process = subprocess.Popen([sys.executable, "-m", "deploykit", "bench", "pixel_shuffle", "--backends", "torch",
+                                "--iters", "1000000", "--max-seconds", "120"], cwd=ROOT,
+                               env={**os.environ, "TMPDIR": str(tmp_path), "PYTHONPATH": str(ROOT)},
+                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.monotonic() + 60
+    while not list(tmp_path.glob("deploykit-crash-*")):
+        assert process.poll() is None and time.monotonic() < deadline, "the supervisor never started its child"
+        time.sleep(0.05)
+    time.sleep(3)  # the child is running the command
+    process.kill()
+    process.wait()
+    deadline = time.monotonic() + 120
+    while [p for p in tmp_path.iterdir() if _ours(p)] and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert [p.name for p in tmp_path.iterdir() if _ours(p)] == []

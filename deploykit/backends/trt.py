@@ -20,6 +20,7 @@ from deploykit.backends.trt_engine import (TrtLogger, build_engine, load_plugins
                                            tensorrt_module)
 from deploykit.clocks import CudaEventStopwatch
 from deploykit.errors import UserError
+from deploykit.files import note_scratch
 from deploykit.model_io import shape_text
 
 
@@ -56,6 +57,7 @@ class TrtRunner(Runner):
                             "export an fp16 graph (deploykit export --precision fp16) and pass it with --onnx")
         if engine_path is None:
             self._work = tempfile.TemporaryDirectory(prefix="deploykit-trt-")
+            note_scratch(self._work.name)  # removed by the supervisor if the run is killed
             engine_path = Path(self._work.name) / "model.engine"
             profiles = None
             if self.options.shapes and self.options.onnx_path is not None:

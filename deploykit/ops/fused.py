@@ -70,22 +70,47 @@ def usable_cache_dir() -> Path:
     return folder
 
 
+# How long a run waits for another process's kernel build before giving up (a real build takes
+# a minute or two on 2 cores; a holder that is stopped or stuck holds the lock forever).
+LOCK_WAIT_SECONDS = float(os.environ.get("DEPLOYKIT_LOCK_WAIT", "600"))
+
+
 @contextlib.contextmanager
-def build_lock(build_dir: Path):
+def build_lock(build_dir: Path, wait_seconds: float | None = None):
     """One build at a time per build folder, with a lock the OS releases when its holder dies
     (flock), unlike PyTorch's own ``lock`` file, which a killed build leaves behind and every
-    later build then waits on forever. Holding ours, any PyTorch ``lock`` in the folder is stale
-    (no deploykit process is building there), so it is removed."""
+    later build then waits on forever. The holder writes its PID in the lock file, so a waiting
+    run names it, and gives up after ``wait_seconds`` (LOCK_WAIT_SECONDS). Holding ours, any
+    PyTorch ``lock`` in the folder is stale (no deploykit process is building there), so it is
+    removed."""
     import fcntl
+    import time
 
+    wait_seconds = LOCK_WAIT_SECONDS if wait_seconds is None else wait_seconds
     lock_path = build_dir.with_name(build_dir.name + ".lock")
     with open(lock_path, "a+") as handle:
         try:
             fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
-            logger.warning("another deploykit process is building the fused DySample kernel; waiting for it "
-                           "(lock %s)", lock_path)
-            fcntl.flock(handle, fcntl.LOCK_EX)
+            holder = _lock_holder(lock_path)
+            logger.warning("another deploykit process (%s) is building the fused DySample kernel; waiting up to "
+                           "%.0f s for it (lock %s)", holder, wait_seconds, lock_path)
+            deadline = time.monotonic() + wait_seconds
+            while True:
+                try:
+                    fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                    break
+                except BlockingIOError:
+                    if time.monotonic() >= deadline:
+                        raise EnvironmentProblem(
+                            f"another deploykit process ({holder}) has held the kernel build lock {lock_path} for "
+                            f"more than {wait_seconds:.0f} s (stopped or stuck?)",
+                            "let it finish, or end it (kill PID), then run again") from None
+                    time.sleep(0.2)
+        handle.seek(0)
+        handle.truncate()
+        handle.write(f"{os.getpid()}\n")
+        handle.flush()
         stale = build_dir / "lock"
         if stale.exists():
             logger.warning("removing %s, left by a build that was killed", stale)
@@ -93,7 +118,51 @@ def build_lock(build_dir: Path):
         try:
             yield
         finally:
+            handle.seek(0)
+            handle.truncate()
             fcntl.flock(handle, fcntl.LOCK_UN)
+
+
+def _lock_holder(lock_path: Path) -> str:
+    try:
+        pid = Path(lock_path).read_text().strip()
+    except OSError:
+        pid = ""
+    return f"PID {pid}" if pid.isdigit() else "PID unknown"
+
+
+@contextlib.contextmanager
+def _compilers_end_with_us():
+    """An interrupted build (Ctrl-C, SIGTERM) ends the ninja and compiler processes it started,
+    which would otherwise go on writing into the cache after deploykit has exited."""
+    try:
+        yield
+    except BaseException:
+        _end_descendants()
+        raise
+
+
+def _end_descendants() -> None:
+    """SIGTERM every process below this one (read from /proc; elsewhere nothing to do)."""
+    import signal
+
+    children: dict[int, list[int]] = {}
+    for entry in Path("/proc").glob("[0-9]*"):
+        try:
+            fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
+            children.setdefault(int(fields[1]), []).append(int(entry.name))
+        except (OSError, IndexError, ValueError):
+            continue
+    stack, found = list(children.get(os.getpid(), [])), []
+    while stack:
+        pid = stack.pop()
+        found.append(pid)
+        stack.extend(children.get(pid, []))
+    for pid in found:
+        try:
+            os.kill(pid, signal.SIGTERM)
+        except OSError:
+            pass
 
 
 def load() -> None:
@@ -118,7 +187,7 @@ def load() -> None:
                                  "set DEPLOYKIT_CACHE to a folder you can write") from None
     _put_venv_on_path()  # pip's ninja lives beside the interpreter
     try:
-        with build_lock(build_dir):
+        with build_lock(build_dir), _compilers_end_with_us():
             if not (build_dir / f"{_NAME}.so").exists():
                 where = "CPU and CUDA" if with_cuda else "CPU"
                 logger.warning("building the fused DySample kernel (%s) into %s; first use only (tens of seconds; longer with CUDA)...",

@@ -55,4 +55,30 @@ def test_a_live_build_is_waited_for(tmp_path):
         except subprocess.TimeoutExpired:
             pass
     out, err = process.communicate(timeout=240)  # the holder is gone: the OS released its lock
-    assert process.returncode == 0 and "loaded" in out and "waiting for it" in err
+    assert process.returncode == 0 and "loaded" in out and "waiting up to" in err
+
+
+def test_a_stopped_holder_of_the_lock_is_named_and_not_waited_on_forever(tmp_path):
+    import signal
+
+    import pytest
+
+    from deploykit.errors import EnvironmentProblem
+
+    build = tmp_path / "build"
+    build.mkdir()
+    holder = subprocess.Popen([sys.executable, "-c", (
+        "import sys, time; sys.path.insert(0, sys.argv[2]); from pathlib import Path; "
+        "from deploykit.ops.fused import build_lock\n"
+        "with build_lock(Path(sys.argv[1])):\n    print('held', flush=True); time.sleep(60)"),
+        str(build), str(ROOT)], stdout=subprocess.PIPE, text=True)
+    try:
+        assert holder.stdout.readline().strip() == "held"
+        holder.send_signal(signal.SIGSTOP)  # a holder that will never let go
+        with pytest.raises(EnvironmentProblem, match=f"PID {holder.pid}.*more than 1 s"):
+            with fused.build_lock(build, wait_seconds=1.0):
+                pass
+    finally:
+        holder.send_signal(signal.SIGCONT)
+        holder.kill()
+        holder.wait()
