@@ -362,6 +362,10 @@ def _run_and_report(run, printer, spec, params, weights, seed, input_dtypes, val
     _check_outputs({"--report": report_path, "--html": html_path},
                    _inputs(spec, weights, onnx_path, engine_path, plugins, **{"--inputs": inputs_file}), force)
     chosen = parse_backends(DEFAULT_BACKENDS if backends is None else backends)
+    if onnx_path is not None:
+        from deploykit.onnx_file import require_file
+
+        require_file(onnx_path)  # before the model loads: a typo costs no seconds
     model, recipe = _load(spec, params, weights, seed, input_dtypes, val_ranges, inputs_file)
     runner_options = RunnerOptions(engine_path=engine_path, plugins=list(plugins), cuda_graph=cuda_graph)
     with progress_bar(run.__name__.removeprefix("run_"), quiet) as progress:

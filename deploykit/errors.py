@@ -135,6 +135,8 @@ def environment_error(exc: BaseException) -> EnvironmentProblem | None:
     where = f": {exc.filename}" if exc.filename is not None else ""
     if exc.filename2 is not None:
         where += f" -> {exc.filename2}"
+    if exc.errno in (errno.ENOSPC, errno.EDQUOT) and exc.filename is None:
+        where = ": the disk of the output or of TMPDIR"
     return EnvironmentProblem(f"{exc.strerror or type(exc).__name__}{where}",
                               "check the path, its permissions and the free space")
 

@@ -25,6 +25,9 @@ from deploykit.errors import EnvironmentProblem, UserError, raise_if_terminated
 _inputs: dict[str, tuple[int, int] | None] = {}
 # What write_folder_atomic lists in a folder it fills, so --force removes only what deploykit wrote.
 MANIFEST = ".deploykit-files"
+# A file name's limit on Linux filesystems, and what staging adds to it ('.' NAME '.' 8 random).
+_NAME_MAX = 255
+_STAGING_EXTRA = 16
 
 
 def note_input(path: Path | str, label: str = "") -> None:
@@ -119,6 +122,10 @@ def ensure_writable(path: Path, force: bool) -> None:
     path = Path(path)
     if not path.name or path.name in (".", ".."):
         raise UserError(f"output path {str(path)!r} names no file", "give a file name")
+    if len(os.fsencode(path.name)) > _NAME_MAX - _STAGING_EXTRA:  # '.NAME.XXXXXXXX' must fit too
+        raise UserError(f"output file name {path.name[:40]!r}... is {len(os.fsencode(path.name))} bytes, too long for "
+                        f"the staging name written beside it (at most {_NAME_MAX - _STAGING_EXTRA})",
+                        "choose a shorter file name")
     _check_target(path, force)
     parent = path.parent
     if not parent.is_dir():

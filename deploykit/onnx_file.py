@@ -23,11 +23,7 @@ def validate_onnx_file(path: Path, option: str = "--onnx"):
     from deploykit.files import note_input, require_utf8_path
 
     path = Path(path)
-    if path.is_dir():
-        raise UserError(f"{option} {path} is a directory", "give the path of an .onnx file")
-    if not path.is_file():
-        what = "is not a regular file" if path.exists() else "not found"
-        raise UserError(f"ONNX file {path} {what}", f"check the {option} path or create it with 'deploykit export'")
+    require_file(path, option)
     note_input(path)
     require_utf8_path(path)
     if path.stat().st_size == 0:
@@ -51,6 +47,17 @@ def validate_onnx_file(path: Path, option: str = "--onnx"):
         raise UserError(f"{path} has no graph inputs", "re-export it with 'deploykit export'")
     _check_text(path, proto)
     return proto
+
+
+def require_file(path: Path, option: str = "--onnx") -> None:
+    """An ONNX file given on the command line exists and is a regular file: checked before any
+    other work (loading a model takes seconds; a typo should not)."""
+    path = Path(path)
+    if path.is_dir():
+        raise UserError(f"{option} {path} is a directory", "give the path of an .onnx file")
+    if not path.is_file():
+        what = "is not a regular file" if path.exists() else "not found"
+        raise UserError(f"ONNX file {path} {what}", f"check the {option} path or create it with 'deploykit export'")
 
 
 def _check_text(path: Path, proto) -> None:

@@ -94,8 +94,8 @@ class LoadedModel:
         except Exception as exc:  # whatever the user's module raises on an input it cannot take
             if is_out_of_memory(exc):  # the machine's limit, not the shape's fault
                 raise out_of_memory(f"running {self.spec} at {shown}") from None
-            raise UserError(f"{self.spec} cannot take input {shown}: "
-                            f"{type(exc).__name__}: {first_line(exc)}", "pass a --shape the module accepts") from None
+            raise UserError(f"{self.spec} cannot take input {shown}: {type(exc).__name__}: {first_line(exc)}",
+                            _forward_fix(exc)) from None
 
     def validate_shape(self, shape: Shape) -> None:
         from deploykit.model_io import Case
@@ -104,6 +104,22 @@ class LoadedModel:
         if problem:
             raise UserError(f"shape {format_shape(shape)} does not fit {self.spec}: {problem}",
                             "pass a --shape the module can take")
+
+
+def _forward_fix(exc: BaseException) -> str:
+    """What to change when forward raised on deploykit's inputs: blame the shape only when the
+    error is about sizes; name dtypes, devices and arguments when it is about them."""
+    text = f"{type(exc).__name__}: {exc}".lower()
+    if any(word in text for word in ("cuda", "pin_memory", "pinned memory", "accelerator", "mps")):
+        return ("the model asks for a GPU or pinned memory this machine lacks: run on a CUDA machine, or make "
+                "forward device-agnostic")
+    if any(word in text for word in ("dtype", "scalar type", "expected object of", "long", "int64", "float16",
+                                     "half", "bool")):
+        return "check the inputs' dtypes and values: --input-dtype NAME=DTYPE, --val-range NAME=LOW,HIGH"
+    if isinstance(exc, (TypeError, KeyError, AttributeError)) and "size" not in text and "shape" not in text:
+        return ("forward takes something deploykit does not feed (one tensor per required parameter): wrap the "
+                "model in a module whose forward takes tensors")
+    return "pass a --shape the module accepts"
 
 
 def reference_outputs(model: LoadedModel, feed: dict[str, Any]) -> dict[str, Any]:

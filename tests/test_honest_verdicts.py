@@ -79,3 +79,14 @@ def test_empty_backends_and_a_nan_budget_are_usage_errors():
     assert_user_error(run("check", "pixel_shuffle", "--backends", ""), "no backend given")
     nan = run("bench", "pixel_shuffle", "--max-seconds", "nan")
     assert nan.exit_code == 2 and "not a finite number" in nan.stderr
+
+
+def test_messages_point_at_the_real_cause(tmp_path):
+    random = run("export", "tests.user_models:random_forward", *SHAPE, "-o", tmp_path / "r.onnx")
+    assert_user_error(random, "different outputs for the same input", "make forward deterministic")
+    half = run("export", "tests.user_models:half_weights", *SHAPE, "-o", tmp_path / "h.onnx")
+    assert half.exit_code in (1, 2) and "--precision fp16" in half.stderr, half.stderr
+    ids = run("check", "tests.user_models:wants_long", *SHAPE, "--backends", "torch")
+    assert_user_error(ids, "cannot take input", "--input-dtype")
+    long_name = run("check", "pixel_shuffle", "--report", tmp_path / ("r" * 245 + ".json"))
+    assert_user_error(long_name, "too long for the staging name")

@@ -393,3 +393,44 @@ class CollidingKeys(nn.Module):
 
 def colliding_keys():
     return CollidingKeys()
+
+
+class RandomForward(nn.Module):
+    """Draws random numbers in forward: no export can match it."""
+
+    def forward(self, x):
+        return x + torch.rand_like(x)
+
+
+def random_forward():
+    return RandomForward()
+
+
+class HalfWeights(nn.Module):
+    """Weights kept in float16 (a checkpoint saved .half()), fed float32 and cast inside."""
+
+    def __init__(self):
+        super().__init__()
+        self.conv = nn.Conv2d(3, 4, 3, padding=1).half()
+
+    def forward(self, x):
+        return self.conv(x.half()).float()
+
+
+def half_weights():
+    return HalfWeights()
+
+
+class WantsLong(nn.Module):
+    """An embedding lookup: forward needs integer ids."""
+
+    def __init__(self):
+        super().__init__()
+        self.table = nn.Embedding(10, 4)
+
+    def forward(self, ids):
+        return self.table(ids)
+
+
+def wants_long():
+    return WantsLong()

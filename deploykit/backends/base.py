@@ -137,4 +137,5 @@ def check_feed(source, names: list[str], dims: list[list], feed: dict[str, np.nd
         if len(fixed) != array.ndim or any(f is not None and f != s for f, s in zip(fixed, array.shape)):
             text = shape_text(f if f is not None else "?" for f in fixed)
             raise UserError(f"{source} input {name!r} takes {text}, not {shape_text(array.shape)}",
-                            "re-export without --static, or pass a --shape that fits the graph")
+                            "pass a --shape that fits the graph's fixed dims, or re-export with dynamic shapes "
+                            "(drop --static, or static = false in the recipe)")

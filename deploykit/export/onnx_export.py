@@ -7,6 +7,7 @@ The exporter call itself is deploykit.export.program.
 from __future__ import annotations
 
 import collections
+import contextlib
 import copy
 import json
 import dataclasses
@@ -91,7 +92,8 @@ def export_onnx(model: LoadedModel, path: Path, *, opset: int | None = None, dyn
     shape = trace_shape or _trace_shape(model)
     model.validate_shape(shape)
     example = example_inputs(model, shape)
-    output_names = list(flatten_outputs(model.forward(*example)))
+    with _counting_grid_samples() as samples:
+        output_names = list(flatten_outputs(model.forward(*[t.clone() for t in example])))
     if not output_names:
         raise UserError(f"{model.spec} returns no tensor", "export a module whose forward returns tensors")
     dims = dynamic_shapes(model, shape) if dynamic else None
@@ -99,6 +101,10 @@ def export_onnx(model: LoadedModel, path: Path, *, opset: int | None = None, dyn
     if verification:
         _require_verifier()
     layers, lookalikes = find_layers(model.module)  # on the fp32 module, before any half copy
+    if explicit and dysample_impl in NEEDS_A_LAYER and not layers and not samples:  # before the export's seconds
+        raise UserError(f"--dysample-impl {dysample_impl} changed nothing in {model.spec}: it has no DySample layer "
+                        "(no sample(x, offset) method computes DySample's step, and forward samples no grid)",
+                        "drop --dysample-impl for this model")
     fingerprint = weights_fingerprint(model.module)
     reference = model
     probes = [example_inputs(model, s) for s in verification.shapes[1:]] if verification else []
@@ -173,6 +179,26 @@ def export_onnx(model: LoadedModel, path: Path, *, opset: int | None = None, dyn
             opset_note=opset_note, dim_ranges=ranges,
         )
     return result
+
+
+@contextlib.contextmanager
+def _counting_grid_samples():
+    """Within the block, calls of grid_sample (any spelling) are counted in the yielded list: a
+    model that samples no grid has no DySample layer to convert."""
+    import torch
+    from torch.overrides import TorchFunctionMode
+
+    calls: list = []
+    sampling = {torch.nn.functional.grid_sample, torch.grid_sampler, torch.grid_sampler_2d}
+
+    class Counter(TorchFunctionMode):
+        def __torch_function__(self, func, types, args=(), kwargs=None):
+            if func in sampling:
+                calls.append(func)
+            return func(*args, **(kwargs or {}))
+
+    with Counter():
+        yield calls
 
 
 def _require_verifier() -> None:

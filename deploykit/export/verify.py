@@ -166,6 +166,10 @@ def verify_export(model: LoadedModel, path: Path, verification: Verification, *,
         raise UserError(f"PyTorch's own output {output} of {model.spec} has NaN/Inf at {format_shape(shape)}, "
                         "so the export cannot be compared there",
                         "feed inputs the model takes (--val-range, --input-dtype, or --inputs with real data)")
+    if not _deterministic(model, shape):  # no graph can match a model that draws random numbers
+        raise UserError(f"{model.spec} returns different outputs for the same input at {format_shape(shape)} "
+                        "(torch.rand or dropout in forward?), so no export can be compared with it",
+                        "make forward deterministic for export (no random ops; eval-mode dropout)")
     where = (f"at the traced shape {format_shape(traced)}" if shape == traced else
              f"at {format_shape(shape)} (it was traced at {format_shape(traced)})")
     lines = [f"the exported graph of {model.spec} does not compute what PyTorch computes {where}: "
@@ -177,11 +181,31 @@ def verify_export(model: LoadedModel, path: Path, verification: Verification, *,
         lines.append(f"  the graph is specialised to the traced shape: export with --static (fixed to "
                      f"{format_shape(traced)}), or change the layer that derives sizes from the input "
                      "(adaptive pooling to computed sizes, Python ints from x.shape) so it stays symbolic")
+    elif precision == "fp32" and _computes_in_half(model):
+        lines.append("  the model computes in float16 (its weights are half), so an fp32 export cannot match it: "
+                     "export with --precision fp16")
     else:
         lines.append("  the exporter mistranslated the model: try another --opset, or report the op to deploykit")
     lines.append(f"  nothing was written to {path.name}; --no-verify writes the graph unverified, "
                  "for 'deploykit check --localize'")
     raise ExportVerificationFailed("\n".join(lines))
+
+
+def _deterministic(model: LoadedModel, shape: Shape) -> bool:
+    """Whether two PyTorch runs on one input agree exactly."""
+    import numpy as np
+
+    from deploykit.spec import reference_outputs
+
+    feed = model.feed(shape)
+    first, second = reference_outputs(model, feed), reference_outputs(model, feed)
+    return all(np.array_equal(first[name], second.get(name), equal_nan=True) for name in first)
+
+
+def _computes_in_half(model: LoadedModel) -> bool:
+    import torch
+
+    return any(p.dtype in (torch.float16, torch.bfloat16) for p in model.module.parameters())
 
 
 def verify_outside_guards(model: LoadedModel, path: Path, traced: Shape, ranges, *, plugin_graph: bool,

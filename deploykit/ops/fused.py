@@ -197,10 +197,28 @@ def load() -> None:
                 **flags, with_cuda=with_cuda, is_python_module=False, verbose=False,
             )
     except (RuntimeError, OSError, ImportError) as exc:
+        if _disk_full(exc, build_dir):
+            raise EnvironmentProblem(f"no space left on the device of the deploykit cache {build_dir} while building "
+                                     "the fused DySample kernel", "free some space there, or set DEPLOYKIT_CACHE to "
+                                     "a folder on another disk") from None
         raise UserError(f"building the fused DySample kernel failed: {first_line(exc)}",
                         f"check that g++ and ninja are installed; the build log is in {build_dir}") from None
     _register_fake()
     _loaded = True
+
+
+def _disk_full(exc: BaseException, build_dir: Path) -> bool:
+    """A build that failed for want of space (the compiler says so in its output, not an errno)."""
+    import errno
+
+    if isinstance(exc, OSError) and exc.errno in (errno.ENOSPC, errno.EDQUOT):
+        return True
+    if "no space left on device" in str(exc).lower():
+        return True
+    try:
+        return os.statvfs(build_dir).f_bavail * os.statvfs(build_dir).f_frsize < 64 * 2**20
+    except OSError:
+        return False
 
 
 def extension_flags() -> dict:
