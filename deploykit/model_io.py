@@ -132,6 +132,8 @@ def tensors_to_numpy(outputs, spec: str) -> dict[str, Any]:
     """A module's outputs (a tensor, tuples, lists, dicts, dataclasses, nested) as NumPy arrays
     by name: floating point as float32, integers and booleans as they are (so a dtype change is
     caught)."""
+    import torch
+
     from deploykit.errors import UserError
 
     flat = flatten_outputs(outputs)
@@ -141,6 +143,10 @@ def tensors_to_numpy(outputs, spec: str) -> dict[str, Any]:
     arrays = {}
     for name, output in flat.items():
         output = output.detach().cpu()
+        if output.is_quantized or output.layout != torch.strided:
+            raise UserError(f"{spec} returns a {'quantized' if output.is_quantized else str(output.layout)} tensor "
+                            f"as output {name}, which ONNX Runtime and TensorRT do not return alike",
+                            "return a dense float or integer tensor (dequantize() or to_dense() it)")
         if output.is_floating_point():
             output = output.float()
         elif output.is_complex():

@@ -90,3 +90,8 @@ def test_messages_point_at_the_real_cause(tmp_path):
     assert_user_error(ids, "cannot take input", "--input-dtype")
     long_name = run("check", "pixel_shuffle", "--report", tmp_path / ("r" * 245 + ".json"))
     assert_user_error(long_name, "too long for the staging name")
+
+
+def test_a_quantized_output_is_an_input_error():
+    assert_user_error(run("check", "tests.user_models:quantized_output", *SHAPE, "--backends", "torch"),
+                      "returns a quantized tensor")
