@@ -298,7 +298,7 @@ def _recorded_trace_shape(text: str, input_shape: tuple[int, ...]) -> tuple[int,
         shape = parse_shape(text)
     except UserError:
         shape = None
-    if shape is None or len(shape) != len(input_shape) or shape[1] != input_shape[1] \
+    if shape is None or len(shape) != len(input_shape) or shape[1:2] != input_shape[1:2] \
             or math.prod(shape) > max(MAX_RECORDED_TRACE_ELEMENTS, math.prod(input_shape)):
         raise UserError(f"the file's deploykit.traced_shape metadata {text[:60]!r} is not a shape deploykit "
                         f"traces for input {shape_text(input_shape)}",

@@ -23,7 +23,7 @@ from typing import Any
 
 SINGLE_OUTPUT = "output"
 Shape = tuple[int, ...]
-_SHAPE = re.compile(r"^[0-9]{1,9}(x[0-9]{1,9}){2,4}$")
+_SHAPE = re.compile(r"^[0-9]{1,9}(x[0-9]{1,9}){0,4}$")
 # 2^31 elements is 8 GiB of float32 per tensor: beyond what a parity check or benchmark needs.
 MAX_ELEMENTS = 2**31
 
@@ -34,13 +34,15 @@ def shape_text(dims) -> str:
 
 
 def parse_shape(text: str) -> Shape:
-    """'2x64x37x45' -> (2, 64, 37, 45): batch, channels and 1 to 3 spatial dims."""
+    """'2x64x37x45' -> (2, 64, 37, 45): batch, channels and 1 to 3 spatial dims; or a batch alone
+    ('2', class ids) or a batch of vectors ('2x16', embeddings)."""
     from deploykit.errors import UserError
 
     cleaned = text.strip().lower().replace(",", "x")
     if not _SHAPE.match(cleaned):
         raise UserError(f"malformed shape {text!r}",
-                        "write N x C and 1-3 spatial sizes, e.g. 1x64x32x32 (3-D to 5-D input)")
+                        "write N x C and 1-3 spatial sizes, e.g. 1x64x32x32 (3-D to 5-D input), or N (a vector "
+                        "of ids) or N x K (a batch of vectors)")
     shape = tuple(int(d) for d in cleaned.split("x"))
     if any(d < 1 for d in shape):
         raise UserError(f"malformed shape {text!r}: every size must be at least 1", "e.g. 1x64x32x32")
@@ -408,9 +410,9 @@ def load_npz(path, specs: dict[str, InputSpec]) -> tuple[Any, dict[str, Any]]:
         if array.dtype != want and not (want.kind == "f" and array.dtype.kind == "f"):
             raise UserError(f"--inputs {path}: array {name!r} is {array.dtype}, the input is {want}",
                             f"save it as {want}, or pass --input-dtype {name}={array.dtype}")
-        if not 3 <= array.ndim <= 5 or array.size > MAX_ELEMENTS or 0 in array.shape:
+        if not 1 <= array.ndim <= 5 or array.size > MAX_ELEMENTS or 0 in array.shape:
             raise UserError(f"--inputs {path}: array {name!r} has shape {array.shape}",
-                            "give N x C and 1-3 spatial sizes (3-D to 5-D), at most 2^31 elements")
+                            "give N, N x K, or N x C and 1-3 spatial sizes (1-D to 5-D), at most 2^31 elements")
         arrays[name] = np.ascontiguousarray(array, dtype=want)
     shapes = {name: tuple(arrays[name].shape) for name in names}
     case = Case(shapes, source=path.name) if len(names) > 1 else _SourcedShape(shapes[names[0]], path.name)

@@ -155,3 +155,21 @@ def test_a_nan_reference_at_export_is_an_input_problem(tmp_path):
     assert_user_error(result, "has NaN/Inf", "--val-range")
     assert run("export", "tests.user_models:log_intensity", "--shape", "2x3x6x7", "--val-range", "0.1,2",
                "-o", tmp_path / "l.onnx").exit_code == 0
+
+
+def test_inputs_of_rank_one_and_two_are_declared_and_checked(tmp_path):
+    import numpy as np
+
+    out = tmp_path / "cc.onnx"
+    common = ("--input-dtype", "class_id=int64", "--val-range", "class_id=0,9")
+    exported = run("export", "tests.user_models:class_conditioned", "--shape", "image=2x3x10x14,class_id=2",
+                   *common, "-o", out)
+    assert exported.exit_code == 0, exported.output
+    assert "class_id[image_batch]" in exported.stdout
+    data = tmp_path / "data.npz"
+    np.savez(data, image=np.zeros((3, 3, 7, 9), np.float32), class_id=np.array([1, 5, 9], np.int64))
+    checked = run("check", "tests.user_models:class_conditioned", "--onnx", out, *common,
+                  "--shape", "image=1x3x8x8,class_id=1", "--inputs", data)
+    assert checked.exit_code == 0, checked.output
+    vectors = run("check", "tests.user_models:mlp", "--shape", "4x16", "--shape", "1x16")
+    assert vectors.exit_code == 0, vectors.output

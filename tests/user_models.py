@@ -445,3 +445,24 @@ class QuantizedOutput(nn.Module):
 
 def quantized_output():
     return QuantizedOutput()
+
+
+class ClassConditioned(nn.Module):
+    """An image and a class-id vector [B] (an embedding added per image)."""
+
+    def __init__(self):
+        super().__init__()
+        self.conv = nn.Conv2d(3, 4, 3, padding=1)
+        self.embed = nn.Embedding(10, 4)
+
+    def forward(self, image, class_id):
+        return self.conv(image) + self.embed(class_id)[:, :, None, None]
+
+
+def class_conditioned():
+    return ClassConditioned()
+
+
+def mlp():
+    """A batch of vectors [B, K] in, [B, 3] out."""
+    return nn.Sequential(nn.Linear(16, 8), nn.ReLU(), nn.Linear(8, 3))

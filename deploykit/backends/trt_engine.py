@@ -132,9 +132,9 @@ def profile_from_shapes(shapes: list[tuple[int, ...]], opt: tuple[int, ...] | No
 
 def default_profile(traced: tuple[int, ...]) -> Profile:
     """From the export's traced shape: batch 1..max(4, 2B), spatial sizes from a quarter to 4x."""
-    batch, channels, *spatial = traced
-    return Profile(min=(1, channels, *(max(1, s // 4) for s in spatial)), opt=tuple(traced),
-                   max=(max(4, 2 * batch), channels, *(4 * s for s in spatial)))
+    batch, channels, spatial = traced[0], tuple(traced[1:2]), tuple(traced[2:])  # ids and vectors too
+    return Profile(min=(1, *channels, *(max(1, s // 4) for s in spatial)), opt=tuple(traced),
+                   max=(max(4, 2 * batch), *channels, *(4 * s for s in spatial)))
 
 
 @dataclass

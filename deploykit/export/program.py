@@ -29,7 +29,8 @@ logger = logging.getLogger(__name__)
 
 METADATA_MAXPOOL_IMPL = "deploykit.maxpool_impl"
 
-_DIM_NAMES = {3: ("length",), 4: ("height", "width"), 5: ("depth", "height", "width")}
+# Past batch (and channels): 1-D ids and 2-D vectors have no spatial dims.
+_DIM_NAMES = {1: (), 2: (), 3: ("length",), 4: ("height", "width"), 5: ("depth", "height", "width")}
 
 
 class ExportError(UserError):

@@ -99,7 +99,7 @@ def _fits(shape, traced, names: list[str]) -> bool:
     from deploykit.model_io import case_shapes
 
     mine, theirs = case_shapes(shape, names), case_shapes(traced, names)
-    return list(mine) == list(theirs) and all(len(mine[n]) == len(theirs[n]) and mine[n][1] == theirs[n][1]
+    return list(mine) == list(theirs) and all(len(mine[n]) == len(theirs[n]) and mine[n][1:2] == theirs[n][1:2]
                                               for n in mine)
 
 
@@ -117,11 +117,11 @@ def _step(shape: Shape, step, keep_ones: bool = False, one_batch: bool = False) 
     """Batch + 1 and each spatial size stepped; with ``keep_ones`` (several inputs) a dim of 1
     stays 1: it broadcasts (a 1xCx1x1 gain), and export keeps it static; unless it is a batch of
     1 that every input shares (``one_batch``), which export keeps dynamic."""
-    batch, channels, *spatial = shape
+    batch, channels, spatial = shape[0], tuple(shape[1:2]), tuple(shape[2:])  # ids: no channels; vectors: K
     if keep_ones:
-        return (batch if batch == 1 and not one_batch else batch + 1, channels,
+        return (batch if batch == 1 and not one_batch else batch + 1, *channels,
                 *[d if d == 1 else step(d) for d in spatial])
-    return (batch + 1, channels, *[step(d) for d in spatial])
+    return (batch + 1, *channels, *[step(d) for d in spatial])
 
 
 def _step_case(case, step):
