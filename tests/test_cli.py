@@ -186,7 +186,7 @@ def garbage_file(tmp_path):
     (["check", "pool", "--rtol", "nan"], ["not a finite number >= 0"]),
     (["check", "pool", "--nonsense"], ["No such option"]),
     (["check", "dysample", "--shape", "1x64x100000x100000"], ["elements, more than"]),
-    (["check", "dysample", "--shape", "2x64"], ["malformed shape '2x64'"]),
+    (["check", "dysample", "--shape", "2x64"], ["shape 2x64 does not fit dysample", "takes 4-D input"]),
     (["check", "dysample", "--shape", "1x64x\u0663\u0662x32".encode().decode("unicode_escape")], ["malformed shape"]),
     (["check", "dysample", "-p", "scale=\u0663".encode().decode("unicode_escape")], ["bad value"]),
     (["check", "dysample", "-p", "scale=2", "-p", "scale=3"], ["'scale' given twice"]),
