@@ -192,11 +192,13 @@ def _run_exporter(model: LoadedModel, traced, example, dims, opset: int, output_
             )
     except Exception as exc:  # the exporter raises many types; all mean "could not export"
         saved = _save_exporter_report(model.spec, exc, captured.getvalue())
+        reason = exporter_reason(exc)
         fix = "try --static, a different --opset, or report the op to deploykit"
-        if "static shape" in exporter_reason(exc) or "specializ" in exporter_reason(exc):
+        if "static shape" in reason or "specializ" in reason:
             fix = "export with --static, or make the layer that fixes this size keep it symbolic"
-        raise ExportError(f"export of {model.spec} failed: {exporter_reason(exc)} (full report: {saved})",
-                          fix) from None
+        node = _failing_node_line(exc, captured.getvalue())
+        where = f"; {node}" if node and node not in reason else ""
+        raise ExportError(f"export of {model.spec} failed: {reason}{where} (full report: {saved})", fix) from None
 
 
 # Lines of the exporter's own wrapping that say nothing about the model.
@@ -225,6 +227,25 @@ def exporter_reason(exc: BaseException, limit: int = 300) -> str:
             text = f"{text} {line.lstrip('- ')}"
         return f"{type(error).__name__}: {text}"[:limit]
     return type(exc).__name__
+
+
+_NODE_LINE = re.compile(r"[^\n]*\b(failed|error)\b[^\n]*\bnode\b[^\n]*", re.IGNORECASE)
+
+
+def _failing_node_line(exc: BaseException, output: str) -> str:
+    """The line, anywhere in the exception chain or the exporter's output, that names the node the
+    exporter failed at ("constant folding failed for node 'node_split' (SplitToSequence)"): the
+    innermost cause alone often does not."""
+    texts = []
+    error: BaseException | None = exc
+    while error is not None and len(texts) < 16:
+        texts.append(str(error))
+        error = error.__cause__ or error.__context__
+    for text in [*texts, output]:
+        match = _NODE_LINE.search(_ANSI.sub("", text))
+        if match:
+            return match.group(0).strip()[:200]
+    return ""
 
 
 def _save_exporter_report(spec: str, exc: BaseException, output: str) -> Path:

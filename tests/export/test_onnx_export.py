@@ -94,3 +94,22 @@ def test_fp16_export_and_traced_shape_metadata(tmp_path):
     assert proto.graph.input[0].type.tensor_type.elem_type == onnx.TensorProto.FLOAT16
     assert {p.key: p.value for p in proto.metadata_props}["deploykit.traced_shape"] == "2x64x37x45"
     assert next(model.module.parameters()).dtype == torch.float32, "the caller's model stays fp32"
+
+
+def test_an_exporter_failure_names_the_node_it_failed_at(tmp_path, monkeypatch):
+    """The useful line is often not the innermost cause's: it is found wherever it is."""
+    import torch
+
+    from deploykit.export import export_onnx
+    from deploykit.export.program import ExportError
+    from deploykit.spec import load_model
+
+    def failing(*args, **kwargs):
+        try:
+            raise ValueError("constant folding failed for node 'node_split' (SplitToSequence)")
+        except ValueError as cause:
+            raise RuntimeError("Failed to convert the exported program to an ONNX model") from cause
+
+    monkeypatch.setattr(torch.onnx, "export", failing)
+    with pytest.raises(ExportError, match="failed for node 'node_split' \\(SplitToSequence\\)"):
+        export_onnx(load_model("pixel_shuffle"), tmp_path / "p.onnx")
