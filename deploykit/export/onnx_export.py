@@ -157,8 +157,9 @@ def export_onnx(model: LoadedModel, path: Path, *, opset: int | None = None, dyn
             past = [s for s in verification.shapes if violated(s, ranges, model.input_names)]
             verification.shapes = [s for s in verification.shapes if s not in past]
             logger.info("verifying the graph at %s", ", ".join(format_shape(s) for s in verification.shapes))
-            verifier = verify_export(reference, staged, verification, plugin_graph=has_plugin_nodes(proto),
-                                     precision=precision, threads=threads, modules=modules)
+            with _named_as_written(staged, Path(path)):
+                verifier = verify_export(reference, staged, verification, plugin_graph=has_plugin_nodes(proto),
+                                         precision=precision, threads=threads, modules=modules)
             verification.shapes += verify_outside_guards(reference, staged, shape, ranges, also=past,
                                                          plugin_graph=has_plugin_nodes(proto),
                                                          precision=precision, threads=threads)
@@ -179,6 +180,19 @@ def export_onnx(model: LoadedModel, path: Path, *, opset: int | None = None, dyn
             opset_note=opset_note, dim_ranges=ranges,
         )
     return result
+
+
+@contextlib.contextmanager
+def _named_as_written(staged: Path, path: Path):
+    """Errors raised within name the file being written, not its staging copy (which is gone by
+    the time the user reads them)."""
+    try:
+        yield
+    except UserError as exc:
+        text = str(exc).replace(str(staged), f"{path} (being written)")
+        exc.args = (text,)
+        exc.problem = exc.problem.replace(str(staged), f"{path} (being written)")
+        raise
 
 
 @contextlib.contextmanager

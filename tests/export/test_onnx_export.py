@@ -113,3 +113,20 @@ def test_an_exporter_failure_names_the_node_it_failed_at(tmp_path, monkeypatch):
     monkeypatch.setattr(torch.onnx, "export", failing)
     with pytest.raises(ExportError, match="failed for node 'node_split' \\(SplitToSequence\\)"):
         export_onnx(load_model("pixel_shuffle"), tmp_path / "p.onnx")
+
+
+def test_a_runtime_error_during_verification_names_the_file_not_its_staging_copy(tmp_path, monkeypatch):
+    import onnxruntime
+
+    from deploykit.errors import UserError
+    from deploykit.export import export_onnx
+    from deploykit.spec import load_model
+
+    def refusing(path, *args, **kwargs):
+        raise RuntimeError(f"Load model from {path} failed: protobuf parsing failed")
+
+    monkeypatch.setattr(onnxruntime, "InferenceSession", refusing)
+    with pytest.raises(UserError) as caught:
+        export_onnx(load_model("pixel_shuffle"), tmp_path / "p.onnx")
+    message = str(caught.value)
+    assert f"{tmp_path / 'p.onnx'} (being written)" in message and "/.p.onnx." not in message
