@@ -81,7 +81,7 @@ def lint(proto, target: str = "trt", plugins: list[Path] | None = None, plugin_p
     opset = next((o.version for o in proto.opset_import if o.domain in _STANDARD_DOMAINS), 0)
     functions = {(f.domain, f.name): f for f in proto.functions}
     provided = {Path(plugin): Path(plugin).read_bytes() for plugin in plugins or []}
-    findings: list[Finding] = []
+    findings: list[Finding] = _fixed_outputs(proto.graph)
     for name, node, used in _nodes(proto.graph, functions, ""):
         if (node.domain, node.op_type) in functions:
             continue  # a model-local function: its body is walked instead
@@ -91,6 +91,21 @@ def lint(proto, target: str = "trt", plugins: list[Path] | None = None, plugin_p
         elif target == "trt":
             findings.extend(_trt_node(node, name, attrs, opset, used))
     return findings
+
+
+def _fixed_outputs(graph) -> list[Finding]:
+    """An input with dynamic sizes that reach no output (every output's dims past the batch fixed):
+    right for a classifier, a specialised graph for a dense head (a depth head answering 56x84
+    whatever it is given)."""
+    def symbolic(value) -> list[bool]:
+        return [bool(d.dim_param) for d in value.type.tensor_type.shape.dim]
+
+    sized = [v.name for v in graph.input if any(symbolic(v)[1:])]
+    if not sized or not graph.output or any(any(symbolic(v)[1:]) for v in graph.output):
+        return []
+    return [Finding("warning", ", ".join(sized), "graph", "inputs with dynamic sizes, but every output's sizes are "
+                    "fixed: right for a classifier, a specialised graph for a dense head",
+                    "check the graph at the sizes you deploy (deploykit check --shape ...)")]
 
 
 def _nodes(graph, functions: dict, prefix: str, seen: frozenset = frozenset()):

@@ -202,3 +202,10 @@ def test_onnx_runtime_domains_are_its_own_and_not_tensorrts(tmp_path):
     assert lint_file(path, "ort") == []
     (finding,) = lint_file(path, "trt")
     assert finding.severity == "error" and "TensorRT's parser has no importer" in finding.why
+
+
+def test_a_dynamic_input_whose_sizes_reach_no_output_is_a_warning(tmp_path):
+    path = tmp_path / "f.onnx"
+    export_onnx(load_model("tests.user_models:fixed_size_head"), path, trace_shape=(2, 3, 16, 24))
+    (finding,) = lint_file(path, "trt")
+    assert finding.severity == "warning" and "every output's sizes are fixed" in finding.why
