@@ -74,7 +74,23 @@ def measure(runner: Runner, inputs: dict[str, np.ndarray], warmup: int, iters: i
 
 
 def _transfers(runner: Runner, inputs: dict[str, np.ndarray], watch, repeats: int) -> tuple[float, float]:
-    """Host->device and device->host copy times, measured apart from execution, like trtexec."""
+    """Host->device and device->host copy times, measured apart from execution, like trtexec: a
+    GPU runner's copies between pinned, preallocated host buffers and the device (the first
+    round trip, which touches fresh pages, untimed); a host runner's prepare and fetch."""
+    prepared = runner.prepare(inputs)
+    copies = runner.copies(prepared, runner.execute(prepared))
+    if copies is not None:
+        to_device_copy, to_host_copy = copies
+        to_device_copy(), to_host_copy()  # first touch of the buffers: never counted as a copy
+        to_device, to_host = [], []
+        for _ in range(repeats):
+            watch.start()
+            to_device_copy()
+            to_device.append(watch.stop())
+            watch.start()
+            to_host_copy()
+            to_host.append(watch.stop())
+        return float(np.median(to_device)), float(np.median(to_host))
     to_device, to_host = [], []
     for _ in range(repeats):
         watch.start()

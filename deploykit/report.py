@@ -103,7 +103,9 @@ def print_bench(report, console: Console) -> None:
     console.print(table)
     _print_plain(console, f"backends: {_runner_line(report.backends)}")
     console.print("vs torch = p50 / torch p50 at the same shape (below 1 is faster). Times are execution only; "
-                  "h2d/d2h are the input and output copies, measured apart.", highlight=False)
+                  "h2d/d2h are the input and output copies, measured apart: GPU backends copy between "
+                  "pinned, preallocated host buffers and the device as trtexec does (ort-cuda: ONNX Runtime's "
+                  "own copies), CPU backends prepare and fetch their arrays.", highlight=False)
     short = [r for r in report.results if r.stats is not None and r.stats.stopped_by_time]
     if short:
         runs = ", ".join(f"{r.backend} at {format_shape(r.shape)}: {r.stats.iters} of {report.iters} runs"

@@ -9,6 +9,27 @@ import logging
 import pytest
 
 
+def pytest_collection_modifyitems(config, items):
+    """Tests marked gpu skip, saying why, where there is no CUDA GPU: CI shows them, a GPU runs them."""
+    marked = [item for item in items if item.get_closest_marker("gpu")]
+    if not marked:
+        return
+    reason = _no_gpu_reason()
+    if reason:
+        for item in marked:
+            item.add_marker(pytest.mark.skip(reason=f"gpu test: {reason}"))
+
+
+def _no_gpu_reason() -> str | None:
+    try:
+        import torch
+    except ImportError:
+        return "PyTorch is not installed"
+    if not torch.cuda.is_available():
+        return f"no CUDA GPU here (torch {torch.__version__}, CUDA {torch.version.cuda or 'none'})"
+    return None
+
+
 @pytest.fixture
 def deploykit_logging():
     """A benchmark's main() configures the deploykit logger as the command line does: put it back."""

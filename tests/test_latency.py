@@ -62,7 +62,26 @@ def test_measure_times_execute_only_after_warmup():
     # one untimed end-to-end run first (fails clearly if the backend cannot run), then only execute is timed
     assert runner.calls[:4] == ["prepare", "execute", "fetch", "prepare"]
     assert runner.calls[4:25] == ["start", "execute", "stop"] * 7
-    # then the copies, timed apart from execution: prepare (h2d) and fetch (d2h), min(iters, 10) times
-    assert runner.calls[25:] == ["start", "prepare", "stop", "execute", "start", "fetch", "stop"] * 5
+    # then the copies, timed apart from execution: a host runner has no device copies (copies() is
+    # None after one prepare/execute), so prepare (h2d) and fetch (d2h), min(iters, 10) times
+    assert runner.calls[25:27] == ["prepare", "execute"]
+    assert runner.calls[27:] == ["start", "prepare", "stop", "execute", "start", "fetch", "stop"] * 5
     assert stats.h2d_ms == 1.0 and stats.d2h_ms == 1.0
     assert stats.iters == 5 and stats.throughput == pytest.approx(3000.0)
+
+
+class _DeviceRunner(_CountingRunner):
+    """A GPU runner's shape: its copies are its own (pinned buffers), not prepare and fetch."""
+
+    def copies(self, prepared, outputs):
+        return (lambda: self.calls.append("h2d"), lambda: self.calls.append("d2h"))
+
+
+def test_device_copies_are_timed_from_pinned_buffers_after_an_untimed_first_touch():
+    runner = _DeviceRunner(RunnerOptions())
+    runner.activate()
+    stats = measure(runner, {"input": np.zeros((3, 1), np.float32)}, warmup=0, iters=3)
+    copies = runner.calls[runner.calls.index("h2d"):]
+    assert copies[:2] == ["h2d", "d2h"]  # the first round trip touches fresh pages: not timed
+    assert copies[2:] == ["start", "h2d", "stop", "start", "d2h", "stop"] * 3
+    assert "fetch" not in runner.calls[runner.calls.index("h2d"):] and stats.h2d_ms == 1.0

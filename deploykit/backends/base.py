@@ -109,6 +109,12 @@ class Runner(ABC):
         """Device -> host, by output name (deploykit.model_io's names for PyTorch, the graph's
         output names for ONNX backends, which export made the same)."""
 
+    def copies(self, prepared: Any, outputs: Any):
+        """(host->device, device->host) callables that copy this run's inputs and outputs between
+        the device and pinned, preallocated host buffers, as trtexec measures transfers; None for
+        a runner whose data never leaves host memory (its prepare and fetch are timed instead)."""
+        return None
+
     @abstractmethod
     def describe(self) -> dict[str, Any]:
         """Device, provider, threads: printed with results so numbers can be reproduced."""

@@ -68,6 +68,30 @@ class TorchRunner(Runner):
                 "precision": self.options.precision}
 
 
+def pinned_copies(device_inputs: list[Any], device_outputs: list[Any], stream=None):
+    """(h2d, d2h): copy every input from, and every output to, a pinned host buffer allocated
+    once here, on ``stream`` (the current one by default), without waiting: the caller's CUDA
+    events time the copies themselves, as trtexec does."""
+    import torch
+
+    host_inputs = [torch.empty_like(t, device="cpu").pin_memory() for t in device_inputs]
+    host_outputs = [torch.empty_like(t, device="cpu").pin_memory() for t in device_outputs]
+    for host, device in zip(host_inputs, device_inputs):
+        host.copy_(device)  # the inputs' values, so the copies move real data
+
+    def to_device():
+        with torch.cuda.stream(stream or torch.cuda.current_stream()):
+            for host, device in zip(host_inputs, device_inputs):
+                device.copy_(host, non_blocking=True)
+
+    def to_host():
+        with torch.cuda.stream(stream or torch.cuda.current_stream()):
+            for host, device in zip(host_outputs, device_outputs):
+                host.copy_(device, non_blocking=True)
+
+    return to_device, to_host
+
+
 class TorchCudaRunner(TorchRunner):
     """Eager PyTorch on the first CUDA device."""
 
@@ -84,6 +108,11 @@ class TorchCudaRunner(TorchRunner):
 
     def stopwatch(self) -> Stopwatch:
         return CudaEventStopwatch()
+
+    def copies(self, prepared: list[Any], outputs: Any):
+        from deploykit.model_io import flatten_outputs
+
+        return pinned_copies(list(prepared), list(flatten_outputs(outputs).values()))
 
     def describe(self) -> dict[str, Any]:
         import torch

@@ -16,7 +16,7 @@ from typing import Any
 import numpy as np
 
 from deploykit.backends.base import Runner, RunnerOptions
-from deploykit.backends.trt_engine import (TrtLogger, build_engine, load_plugins, profile_from_shapes, require_gpu,
+from deploykit.backends.trt_engine import (TrtLogger, build_engine, load_plugins, profiles_from_cases, require_gpu,
                                            tensorrt_module)
 from deploykit.clocks import CudaEventStopwatch
 from deploykit.errors import UserError
@@ -61,7 +61,7 @@ class TrtRunner(Runner):
             engine_path = Path(self._work.name) / "model.engine"
             profiles = None
             if self.options.shapes and self.options.onnx_path is not None:
-                profiles = {self._single_input_name(): profile_from_shapes(self.options.shapes)}
+                profiles = profiles_from_cases(self.options.shapes, self._input_names())
             build_engine(self.options.onnx_path, engine_path, fp16=self.options.precision == "fp16",
                          plugins=self.options.plugins, profiles=profiles)
         elif not Path(engine_path).is_file():
@@ -80,11 +80,11 @@ class TrtRunner(Runner):
         self.stream = torch.cuda.Stream()
         self._graphs: dict[tuple, Any] = {}
 
-    def _single_input_name(self) -> str:
+    def _input_names(self) -> list[str]:
         import onnx
 
         graph = onnx.load(str(self.options.onnx_path), load_external_data=False).graph
-        return graph.input[0].name
+        return [value.name for value in graph.input]
 
     def _deactivate(self) -> None:
         self._graphs.clear()
@@ -166,6 +166,11 @@ class TrtRunner(Runner):
 
     def stopwatch(self) -> CudaEventStopwatch:
         return CudaEventStopwatch(self.stream)
+
+    def copies(self, prepared: dict[str, Any], outputs: list[Any]):
+        from deploykit.backends.torch import pinned_copies
+
+        return pinned_copies([prepared[name] for name in self.inputs], list(outputs), self.stream)
 
     def describe(self) -> dict[str, Any]:
         return {"device": self._torch.cuda.get_device_name(0), "threads": "-", "tensorrt": self._trt.__version__,

@@ -130,6 +130,15 @@ def profile_from_shapes(shapes: list[tuple[int, ...]], opt: tuple[int, ...] | No
     return Profile(min=tuple(map(min, zip(*shapes))), opt=opt or shapes[0], max=tuple(map(max, zip(*shapes))))
 
 
+def profiles_from_cases(cases: list, names: list[str]) -> dict[str, Profile]:
+    """A profile for every input, covering every test case a check or bench will run (a case of
+    several inputs is a Case of (name, shape) pairs: each input gets its own min/opt/max)."""
+    from deploykit.model_io import case_shapes
+
+    by_input = [case_shapes(case, names) for case in cases]
+    return {name: profile_from_shapes([shapes[name] for shapes in by_input]) for name in names}
+
+
 def default_profile(traced: tuple[int, ...]) -> Profile:
     """From the export's traced shape: batch 1..max(4, 2B), spatial sizes from a quarter to 4x."""
     batch, channels, spatial = traced[0], tuple(traced[1:2]), tuple(traced[2:])  # ids and vectors too

@@ -31,8 +31,13 @@ def _trt_and_gpu() -> str | None:
     return None
 
 
-needs_trt = pytest.mark.skipif(_trt_and_gpu() is not None, reason=f"TensorRT tests need TensorRT and a GPU: "
-                                                                      f"{_trt_and_gpu()}")
+_skip_without_trt = pytest.mark.skipif(_trt_and_gpu() is not None, reason=f"TensorRT tests need TensorRT and a GPU: "
+                                                                             f"{_trt_and_gpu()}")
+
+
+def needs_trt(test):
+    """A GPU test (pytest -m gpu) that also needs TensorRT (the CUDA graphs timing path among them)."""
+    return pytest.mark.gpu(_skip_without_trt(test))
 
 
 def test_profiles():
