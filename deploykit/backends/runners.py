@@ -99,7 +99,8 @@ def describe_runners(runners: dict[str, Runner]) -> dict[str, dict]:
 
 def run_backend(runner: Runner, feed: dict) -> dict:
     """``runner.validate`` then ``runner.infer`` on the runner's own copy of ``feed`` (a model that
-    writes into its input, ``x -= mean``, must not change what the next backend gets); a runtime's own failure (a node it rejects, a
+    writes into its input, ``x -= mean``, must not change what the next backend gets); a
+    runtime's own failure (a node it rejects, a
     graph that does not fit) becomes a BackendRunError naming the backend and the shape."""
     from deploykit.model_io import describe_feed
 

@@ -27,7 +27,7 @@ import numpy as np
 
 from deploykit.errors import UserError
 from deploykit.export.dysample import METADATA_IMPL, METADATA_LAYERS, Lookalike
-from deploykit.export.verify import ExportVerificationFailed
+from deploykit.export.verify import ExportVerificationFailed, require_ort
 from deploykit.model_io import Shape, format_shape
 
 logger = logging.getLogger(__name__)
@@ -82,7 +82,7 @@ def convert_onnx(source: Path, output: Path, strategy: str, shapes: list[Shape] 
 
     if strategy not in CONVERT_IMPLS:
         raise UserError(f"unknown DySample strategy {strategy!r} for convert", f"use one of {', '.join(CONVERT_IMPLS)}")
-    _require_ort()
+    require_ort("convert, which verifies each layer,")
     validate_onnx_file(source, "IN.onnx")
     model = _load(source)
     opset = model.opset_imports.get("", model.opset_imports.get("ai.onnx", 17))
@@ -116,17 +116,6 @@ def convert_onnx(source: Path, output: Path, strategy: str, shapes: list[Shape] 
                    + "); the converted layer computes its grid from the input's shape"
                    for site in verified if site.encoded]
     return ConvertResult(Path(output), strategy, opset, converted, lookalikes, checked, probes, specialised)
-
-
-def _require_ort() -> None:
-    from deploykit.backends import runner_class
-    from deploykit.errors import BackendUnavailable
-
-    try:
-        runner_class("ort").check_available()
-    except BackendUnavailable as exc:
-        raise UserError(f"convert verifies each layer on ONNX Runtime's CPU provider: {exc.problem}",
-                        "pip install onnxruntime") from None
 
 
 def _load(source: Path):
@@ -313,7 +302,8 @@ def _find_sites(model, probes: list[Shape], threads) -> tuple[list[Site], list[L
             continue
         name = node.name or grid.name
         problem = _flags_problem(node, opset)
-        if problem is None and (output is None or shapes.get(output.name) != (x_shape[0], x_shape[1], scale * h, scale * w)):
+        restored = (x_shape[0], x_shape[1], scale * h, scale * w)
+        if problem is None and (output is None or shapes.get(output.name) != restored):
             problem = f"its result is not reshaped back to (B, C, {scale}H, {scale}W)"
         if problem:
             lookalikes.append(Lookalike(name, "GridSample", problem))
@@ -557,7 +547,8 @@ def describe(result: ConvertResult) -> str:
               f"{entry['strategy']}" for entry in result.converted]
     lines += [f"warning: {l.path} looks like DySample but was not converted: {l.reason}" for l in result.lookalikes]
     lines += [f"specialised: {line}" for line in result.specialised]
-    lines.append(f"each layer verified against the reference at {', '.join(format_shape(s) for s in result.probe_shapes)}"
+    probes = ", ".join(format_shape(s) for s in result.probe_shapes)
+    lines.append(f"each layer verified against the reference at {probes}"
                  + (" or at the size its constants encode" if result.specialised else ""))
     lines.append(f"the converted file equals the original at {', '.join(format_shape(s) for s in result.checked_shapes)}"
                  + (" (where the original is right)" if result.specialised else ""))

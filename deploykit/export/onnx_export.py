@@ -72,7 +72,7 @@ def export_onnx(model: LoadedModel, path: Path, *, opset: int | None = None, dyn
     from deploykit.export.dysample import check_graph, metadata
     from deploykit.export.guards import dim_ranges, violated
     from deploykit.export.guards import metadata as guard_metadata
-    from deploykit.export.verify import verification_shapes, verify_export, verify_outside_guards
+    from deploykit.export.verify import require_ort, verification_shapes, verify_export, verify_outside_guards
     from deploykit.onnx_file import has_plugin_nodes
 
     if opset is not None and not MIN_OPSET <= opset <= MAX_OPSET:
@@ -99,7 +99,8 @@ def export_onnx(model: LoadedModel, path: Path, *, opset: int | None = None, dyn
     dims = dynamic_shapes(model, shape) if dynamic else None
     verification = verification_shapes(model, shape, dynamic, verify_shapes) if verify else None
     if verification:
-        _require_verifier()
+        require_ort("verifying the export",
+                    "pip install onnxruntime, or pass --no-verify (the graph is then never run)")
     layers, lookalikes = find_layers(model.module)  # on the fp32 module, before any half copy
     if explicit and dysample_impl in NEEDS_A_LAYER and not layers and not samples:  # before the export's seconds
         raise UserError(f"--dysample-impl {dysample_impl} changed nothing in {model.spec}: it has no DySample layer "
@@ -213,17 +214,6 @@ def _counting_grid_samples():
 
     with Counter():
         yield calls
-
-
-def _require_verifier() -> None:
-    from deploykit.backends import runner_class
-    from deploykit.errors import BackendUnavailable
-
-    try:
-        runner_class("ort").check_available()
-    except BackendUnavailable as exc:
-        raise UserError(f"verifying the export needs ONNX Runtime's CPU provider: {exc.problem}",
-                        "pip install onnxruntime, or pass --no-verify (the graph is then never run)") from None
 
 
 def _no_layer_problem(model: LoadedModel, strategy: str, conversion) -> str:

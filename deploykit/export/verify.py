@@ -42,6 +42,17 @@ VERIFIERS = {"ort": "ONNX Runtime CPU",
              "onnx-ref": "onnx.reference with deploykit's NumPy plugin reference (plugin nodes: no ONNX Runtime)"}
 
 
+def require_ort(purpose: str, fix: str = "pip install onnxruntime") -> None:
+    """ONNX Runtime's CPU provider, which verification runs on, or a UserError saying ``purpose``."""
+    from deploykit.backends import runner_class
+    from deploykit.errors import BackendUnavailable
+
+    try:
+        runner_class("ort").check_available()
+    except BackendUnavailable as exc:
+        raise UserError(f"{purpose} needs ONNX Runtime's CPU provider: {exc.problem}", fix) from None
+
+
 def verification_shapes(model: LoadedModel, traced: Shape, dynamic: bool,
                         requested: list[Shape] | None = None) -> Verification:
     """The traced shape, then (dynamic exports) the requested shapes or the first derived shape
