@@ -161,3 +161,64 @@ class TwinHeads(nn.Module):
 
 def twin_heads(inline=False):
     return TwinHeads(inline)
+
+
+def _dysample_grid(offset, scale, dtype, clamp=None):
+    """DySample's grid from an offset of (B, 2*G*s*s, H, W), the published way (clamped if asked)."""
+    B, _, H, W = offset.shape
+    offset = offset.view(B, 2, -1, H, W)
+    if clamp is not None:
+        offset = offset.clamp(-clamp, clamp)
+    coords_h, coords_w = torch.arange(H) + 0.5, torch.arange(W) + 0.5
+    coords = torch.stack(torch.meshgrid([coords_w, coords_h], indexing="ij")).transpose(1, 2).unsqueeze(1).unsqueeze(0)
+    normalizer = torch.tensor([W, H], dtype=dtype).view(1, 2, 1, 1, 1)
+    coords = 2 * (coords.type(dtype) + offset) / normalizer - 1
+    return (F.pixel_shuffle(coords.view(B, -1, H, W), scale).view(B, 2, -1, scale * H, scale * W)
+            .permute(0, 2, 3, 4, 1).contiguous().flatten(0, 1))
+
+
+class GroupsOneRaw(nn.Module):
+    """groups=1 written without reshapes: grid_sample's result is already (B, C, 2H, 2W)."""
+
+    def __init__(self):
+        super().__init__()
+        self.offset = nn.Conv2d(3, 8, 1)
+
+    def forward(self, x):
+        return F.grid_sample(x, _dysample_grid(self.offset(x) * 0.25, 2, x.dtype), mode="bilinear",
+                             padding_mode="border", align_corners=False)
+
+
+def groups_one_raw():
+    return GroupsOneRaw()
+
+
+class ClampedOffsets(nn.Module):
+    """Offsets fed in and clamped to +-60 pixels: DySample only on images below 60 pixels."""
+
+    def forward(self, feat, offset):
+        B, _, H, W = feat.shape
+        return F.grid_sample(feat.reshape(B * 2, -1, H, W), _dysample_grid(offset, 2, feat.dtype, clamp=60.0),
+                             mode="bilinear", padding_mode="border", align_corners=False).view(B, -1, 2 * H, 2 * W)
+
+
+def clamped_offsets():
+    return ClampedOffsets()
+
+
+class SharedFeatures(nn.Module):
+    """Two inline layers reading one feature map: the exporter merges their identical reshapes of it."""
+
+    def __init__(self):
+        super().__init__()
+        self.stem = nn.Conv2d(3, 8, 3, padding=1)
+        self.a = InlineDySample(8, 8, groups=2, end_convolution=False)
+        self.b = InlineDySample(8, 8, groups=2, end_convolution=False)
+
+    def forward(self, x):
+        f = self.stem(x)
+        return self.a(f) + self.b(f)
+
+
+def shared_features():
+    return SharedFeatures()

@@ -31,7 +31,7 @@ logger = logging.getLogger(__name__)
 _RESHAPES = ("view", "reshape", "_unsafe_view", "contiguous", "clone", "alias", "flatten")
 _MAX_OFFSET_CANDIDATES = 8
 _FAR_OUTSIDE = 40.0
-_ATOL = {"float32": 1e-4, "float16": 2e-2, "bfloat16": 1e-1}
+_ATOL = 1e-4
 
 
 @dataclass
@@ -88,8 +88,8 @@ def _candidate(sampler, env, names: set[str]) -> _Candidate | None:
             break
     b, channels = _shape(env, x)[:2]
     groups = n // b
-    output, node = None, sampler
-    while len(node.users) == 1:
+    output, node = (sampler if _shape(env, sampler) == (b, channels, scale * h, scale * w) else None), sampler
+    while output is None and len(node.users) == 1:
         node = next(iter(node.users))
         if not _is_reshape(node):
             break
@@ -126,14 +126,16 @@ def _flags_problem(sampler) -> str | None:
 
 
 def _between(sources, target) -> list:
-    """The nodes on some path from ``sources`` to ``target`` (target included), in graph order."""
+    """The nodes on some path from ``sources`` to ``target`` (target included), in graph order; the
+    walk back stops at the sources (what computed a replaced value is not re-run)."""
     ancestors, stack = set(), [target]
     while stack:
         node = stack.pop()
         if node in ancestors:
             continue
         ancestors.add(node)
-        stack.extend(node.all_input_nodes)
+        if node not in sources:
+            stack.extend(node.all_input_nodes)
     inside = set(sources)
     ordered = []
     for node in target.graph.nodes:
@@ -143,25 +145,39 @@ def _between(sources, target) -> list:
     return ordered
 
 
-def _rerun(nodes, env, replaced: dict, output):
-    """``output`` recomputed with ``replaced`` values in place of some of its inputs."""
+def _rerun(nodes, env, replaced: dict, output, in_float32: bool = False):
+    """``output`` recomputed with ``replaced`` values in place of some of its inputs; with
+    ``in_float32``, every half-precision dtype the nodes name is float32 (an fp16 export's layer
+    is checked as the fp32 model computes it: fp16 grid coordinates are off by design)."""
+    import torch
     import torch.fx
+    from torch.utils._pytree import tree_map
+
+    def widened(value):
+        return torch.float32 if in_float32 and value in (torch.float16, torch.bfloat16) else value
 
     local = dict(env)
     local.update(replaced)
     for node in nodes:
         args, kwargs = torch.fx.node.map_arg((node.args, node.kwargs), lambda n: local[n])
+        args, kwargs = tree_map(widened, (args, kwargs))
         local[node] = node.target(*args, **kwargs)
     return local[output]
 
 
 def _probe_values(x_shape, offset_shape, dtype, generator):
+    """Random x, and offsets mostly sub-pixel, one in eight 40 pixels outside the image and one in
+    sixteen several image sizes outside it (a clamp of the offsets, at any size the probe
+    reaches, shows)."""
     import torch
 
     x = torch.randn(x_shape, generator=generator).to(dtype)
     offset = torch.randn(offset_shape, generator=generator) * 0.6
     far = torch.rand(offset_shape, generator=generator) < 0.125
-    offset = torch.where(far, offset.sign() * _FAR_OUTSIDE + offset, offset).to(dtype)
+    offset = torch.where(far, offset.sign() * _FAR_OUTSIDE + offset, offset)
+    very_far = torch.rand(offset_shape, generator=generator) < 0.0625
+    beyond = _FAR_OUTSIDE + 4.0 * max(x_shape[-2:])
+    offset = torch.where(very_far, offset.sign() * beyond + offset, offset).to(dtype)
     return x, offset
 
 
@@ -172,11 +188,13 @@ def _sample_error(candidate: _Candidate, offset_node, env, generator) -> float:
     from deploykit.ops.reference import reference_sample
 
     x_value, offset_value = env[candidate.x], env[offset_node]
-    x, offset = _probe_values(tuple(x_value.shape), tuple(offset_value.shape), x_value.dtype, generator)
+    half = x_value.dtype in (torch.float16, torch.bfloat16)
+    x, offset = _probe_values(tuple(x_value.shape), tuple(offset_value.shape),
+                              torch.float32 if half else x_value.dtype, generator)
     nodes = _between({candidate.x, offset_node}, candidate.output)
     try:
         with torch.no_grad():
-            got = _rerun(nodes, env, {candidate.x: x, offset_node: offset}, candidate.output)
+            got = _rerun(nodes, env, {candidate.x: x, offset_node: offset}, candidate.output, in_float32=half)
     except Exception:  # a subgraph that cannot take other values is not DySample's step
         return float("inf")
     want = reference_sample(x.float(), offset.float(), candidate.scale, candidate.groups)
@@ -203,6 +221,8 @@ class _Recorder:
         for spec in program.graph_signature.input_specs:
             if spec.kind.name == "USER_INPUT":
                 flat.append(next(user))
+            elif spec.kind.name == "BUFFER":  # a forward that writes into a buffer must not leak between probes
+                flat.append(state[spec.target].clone())
             else:
                 flat.append(state[spec.target])
         interpreter = torch.fx.Interpreter(program.graph_module, garbage_collect_values=False)
@@ -239,12 +259,11 @@ def find_inline_layers(exported_program, probes: list[tuple], module_names=()) -
         if problem is None and candidate.output is None:
             problem = f"its result is not reshaped back to (B, C, {candidate.scale}H, {candidate.scale}W)"
         if problem is None:
-            dtype = str(envs[0][candidate.x].dtype).removeprefix("torch.")
             errors = {}
-            for offset_node in candidate.offsets:
+            for offset_node in candidate.offsets:  # checked in float32, whatever the export's precision
                 worst = max(_sample_error(candidate, offset_node, env, generator) for env in envs)
                 errors[offset_node] = worst
-                if worst <= _ATOL.get(dtype, 1e-4):
+                if worst <= _ATOL:
                     candidate.offset = offset_node
                     break
             if candidate.offset is None:

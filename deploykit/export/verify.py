@@ -188,7 +188,12 @@ def verify_export(model: LoadedModel, path: Path, verification: Verification, *,
     culprit = _first_diverging_node(model, path, verifier, shape, metrics, tolerance, threads, modules)
     if culprit:
         lines.append(f"  first diverging node: {culprit}")
-    if shape != traced:
+    if shape != traced and precision == "fp16":
+        lines.append("  in fp16 a GridSample computes its coordinates in half precision, which loses more of a "
+                     "pixel the larger the image: a few values off at a larger shape is that, not a specialised "
+                     "graph (the fp32 export shows which); DySample's gather, roialign and plugin forms compute "
+                     "coordinates in fp32 (--dysample-impl)")
+    elif shape != traced:
         lines.append(f"  the graph is specialised to the traced shape: export with --static (fixed to "
                      f"{format_shape(traced)}), or change the layer that derives sizes from the input "
                      "(adaptive pooling to computed sizes, Python ints from x.shape) so it stays symbolic")

@@ -31,12 +31,13 @@ def _torchscript_export(module, path, opset=17, dynamic=True):
     return path
 
 
-def _dynamo_export(module, path, opset=18):
+def _dynamo_export(module, path, opset=18, example=None):
     batch, height, width = torch.export.Dim("b"), torch.export.Dim("h"), torch.export.Dim("w")
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        program = torch.onnx.export(module, (torch.randn(*TRACED),), dynamo=True, opset_version=opset,
-                                    input_names=["input"], output_names=["output"],
+        example = torch.randn(*TRACED) if example is None else example
+        program = torch.onnx.export(module, (example,), dynamo=True, opset_version=opset,
+                                    input_names=["input"],
                                     dynamic_shapes=({0: batch, 2: height, 3: width},))
     program.save(str(path))
     return path
@@ -158,3 +159,50 @@ def test_the_cli_converts_lints_for_tensorrt_and_refuses_to_overwrite(legacy_fil
     same = run("convert", legacy_file, "-o", legacy_file, "--dysample-impl", "gather", "--force")
     assert same.exit_code == 2 and "reads" in same.stderr
     assert json.loads(_meta(out)["deploykit.dysample_layers"])[0]["strategy"] == "plugin"
+
+
+@pytest.mark.parametrize("factory", ["shared_features", "groups_one_raw", "looped"])
+def test_dynamo_files_with_merged_or_missing_reshapes_are_converted(tmp_path, factory):
+    import tests.inline_models as models
+
+    torch.manual_seed(0)
+    module = getattr(models, factory)().eval()
+    if factory == "looped":  # a dict output: wrap it into a tuple for torch.onnx
+        module = _TupleOutputs(module)
+    path = _dynamo_export(module, tmp_path / "d.onnx")
+    result = convert_onnx(path, tmp_path / "g.onnx", "gather")
+    assert "GridSample" not in _ops(result.path) and result.converted
+
+
+class _TupleOutputs(torch.nn.Module):
+    def __init__(self, inner):
+        super().__init__()
+        self.inner = inner
+
+    def forward(self, x):
+        return tuple(self.inner(x).values())
+
+
+def test_an_offset_fed_as_an_input_is_found_and_a_clamp_is_not_dysample(tmp_path):
+    """A file right at every size (dynamo) whose offsets are clamped to 60 pixels: DySample on
+    small images only, which offsets several image sizes long show at the probe sizes."""
+    from tests.inline_models import ClampedOffsets
+
+    b, h, w = torch.export.Dim("b"), torch.export.Dim("h"), torch.export.Dim("w")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        program = torch.onnx.export(ClampedOffsets(), (torch.randn(1, 4, 6, 8), torch.randn(1, 16, 6, 8)),
+                                    dynamo=True, opset_version=18, input_names=["feat", "offset"],
+                                    dynamic_shapes=({0: b, 2: h, 3: w}, {0: b, 2: h, 3: w}))
+    program.save(str(tmp_path / "c.onnx"))
+    with pytest.raises(UserError, match="not DySample's grid"):
+        convert_onnx(tmp_path / "c.onnx", tmp_path / "out.onnx", "gather")
+    assert not (tmp_path / "out.onnx").exists()
+
+
+def test_an_fp16_file_is_converted_and_compared_at_fp16(sr, tmp_path):
+    import copy
+
+    path = _dynamo_export(copy.deepcopy(sr).half(), tmp_path / "h.onnx", example=torch.randn(*TRACED).half())
+    result = convert_onnx(path, tmp_path / "g.onnx", "gather")
+    assert "GridSample" not in _ops(result.path)

@@ -8,6 +8,7 @@ import pytest
 from deploykit.errors import UserError
 from deploykit.export import export_onnx
 from deploykit.export.dysample import recorded_layers
+from deploykit.model_io import Case
 from deploykit.spec import load_model
 from tests.cli_helpers import run
 
@@ -104,3 +105,22 @@ def test_the_cli_exports_an_inline_layer_as_a_plugin_and_check_passes_at_untrace
     assert checked.exit_code == 0, checked.output
     twice = run("check", "tests.inline_models:twin_heads", "--shape", "2x3x10x14", "--dysample-impl", "roialign")
     assert twice.exit_code == 0, twice.output
+
+
+def test_an_fp16_export_converts_the_inline_layer_checked_in_float32(tmp_path):
+    result = export_onnx(load_model("tests.inline_models:tiny_sr"), tmp_path / "h.onnx", trace_shape=(1, 3, 12, 16),
+                         precision="fp16", dysample_impl="gather")
+    assert _layers(result.path) == [("to_img", "InlineDySample", 2, 4, "gather")]
+
+
+def test_groups_one_without_reshapes_is_converted(tmp_path):
+    result = export_onnx(load_model("tests.inline_models:groups_one_raw"), tmp_path / "g.onnx",
+                         trace_shape=(1, 3, 6, 8), dysample_impl="plugin")
+    assert _ops(result.path).count("DySample") == 1 and "GridSample" not in _ops(result.path)
+
+
+def test_offsets_clamped_in_pixels_are_not_dysample(tmp_path):
+    model = load_model("tests.inline_models:clamped_offsets")
+    with pytest.raises(UserError, match="looks alike but its grid is not DySample's grid"):
+        export_onnx(model, tmp_path / "c.onnx", trace_shape=Case({"feat": (1, 4, 6, 8), "offset": (1, 16, 6, 8)}),
+                    dysample_impl="gather")
