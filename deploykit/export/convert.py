@@ -1,9 +1,10 @@
 """``deploykit convert``: DySample layers in an ONNX file made elsewhere, found, verified, replaced.
 
 Many users hold only an ONNX file (the TorchScript exporter's, often with dynamic axes, or the
-dynamo exporter's). A DySample sample step appears in it as ``Reshape(x) -> GridSample ->
-Reshape``: bilinear (``linear`` from opset 20), border padding, ``align_corners=0``, an integer
-upsampling s >= 2, and a grid computed from an offset tensor of shape (B, 2*g*s*s, H, W). Each
+dynamo exporter's). A DySample sample step appears in it as a GridSample over a reshape of x
+to (B*g, C/g, H, W) (x itself for g = 1): bilinear (``linear`` from opset 20), border padding,
+``align_corners=0``, an integer upsampling s >= 2, and a grid computed from an offset tensor of
+shape (B, 2*g*s*s, H, W). Each
 such site is verified on its own: the file is cut so that x and the offset are inputs, run on
 ONNX Runtime with random values (offsets far outside included) at every probe shape, and
 compared with deploykit's NumPy reference. A verified site is replaced through onnxscript's
