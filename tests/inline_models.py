@@ -85,22 +85,32 @@ def tiny_sr_corners():
 
 
 class SharedUpsampler(nn.Module):
-    """One DySample layer called twice (x4 from a x2 layer), the pasted class with its sample()."""
+    """One DySample layer called twice: chained (x4 from a x2 layer), or on one input by two heads
+    (whose identical calls the exporter merges); the pasted class with its sample(), or inline."""
 
-    def __init__(self, inline=False):
+    def __init__(self, inline=False, heads=False):
         super().__init__()
         from tests.user_models import PastedDySample
 
+        self.heads = heads
         self.stem = nn.Conv2d(3, 16, 3, padding=1)
         self.up = InlineDySample(16, 16, end_convolution=False) if inline else PastedDySample(16, groups=4)
-        self.head = nn.Conv2d(16, 3, 1)
+        self.a = nn.Conv2d(16, 2, 1) if heads else None
+        self.b = nn.Conv2d(16, 3, 1)
 
     def forward(self, x):
-        return self.head(self.up(self.up(self.stem(x))))
+        f = self.stem(x)
+        if self.heads:
+            return {"a": self.a(self.up(f)), "b": self.b(self.up(f))}
+        return self.b(self.up(self.up(f)))
 
 
 def shared_up(inline=False):
     return SharedUpsampler(inline)
+
+
+def twin_heads(inline=False):
+    return SharedUpsampler(inline, heads=True)
 
 
 class LoopedUpsampler(nn.Module):
@@ -140,27 +150,6 @@ class ChunkGate(nn.Module):
 
 def chunk_gate():
     return ChunkGate()
-
-
-class TwinHeads(nn.Module):
-    """One DySample layer called twice on the same input (two heads sharing an upsampler)."""
-
-    def __init__(self, inline=False):
-        super().__init__()
-        from tests.user_models import PastedDySample
-
-        self.stem = nn.Conv2d(3, 16, 3, padding=1)
-        self.up = InlineDySample(16, 16, end_convolution=False) if inline else PastedDySample(16, groups=4)
-        self.a = nn.Conv2d(16, 2, 1)
-        self.b = nn.Conv2d(16, 3, 1)
-
-    def forward(self, x):
-        f = self.stem(x)
-        return {"a": self.a(self.up(f)), "b": self.b(self.up(f))}
-
-
-def twin_heads(inline=False):
-    return TwinHeads(inline)
 
 
 def _dysample_grid(offset, scale, dtype, clamp=None):
