@@ -31,7 +31,7 @@ import numpy as np
 
 from deploykit.backends import RunnerOptions
 from deploykit.compare import Metrics, Tolerance, compare
-from deploykit.errors import BackendRunError, BackendUnavailable, UserError, first_line
+from deploykit.errors import BackendRunError, BackendUnavailable, EnvironmentProblem, UserError, first_line
 from deploykit.export.modules import fx_module, node_module
 from deploykit.files import temporary_directory
 from deploykit.model_io import shape_text
@@ -141,9 +141,15 @@ def localize(model: LoadedModel, onnx_path: Path, backend: str, inputs: dict[str
     runner_options = runner_options or RunnerOptions()
     proto = validate_onnx_file(onnx_path)
     plugin = has_plugin_nodes(proto)
-    if plugin and backend in PLUGIN_SUBSTITUTES:
-        raise UserError(f"{onnx_path} has deploykit::DySample plugin nodes, which ONNX Runtime cannot run",
-                        "localize on the backend that ran the graph: onnx-ref (or trt)")
+    if plugin and backend in PLUGIN_SUBSTITUTES:  # ONNX Runtime runs them with deploykit's custom-op library
+        from deploykit.ops.ort_library import ort_library_path
+
+        try:
+            runner_options = dataclasses.replace(runner_options, ort_custom_ops=ort_library_path())
+        except EnvironmentProblem as exc:
+            raise UserError(f"{onnx_path} has deploykit::DySample plugin nodes, and ONNX Runtime runs them only with "
+                            f"deploykit's custom-op library, which cannot be had here: {exc.problem}",
+                            f"{exc.fix}; or localize on onnx-ref (or trt)") from None
     shape = list(np.shape(next(iter(inputs.values()))))
     with temporary_directory(prefix="deploykit-localize-") as work:  # removed by the supervisor after a kill
         exposed = _expose(proto, Path(onnx_path), Path(work) / "exposed.onnx")  # (path, output names)

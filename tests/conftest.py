@@ -62,3 +62,30 @@ def zoo_export(tmp_path_factory):
         return made[key]
 
     return export
+
+
+@pytest.fixture
+def ort_custom_ops():
+    """deploykit's ONNX Runtime custom-op library, built on first use (cached) against the headers
+    at $DEPLOYKIT_ORT_INCLUDE_DIR (.ci/run points it at ../shared); the test skips, saying why,
+    where there are none."""
+    from deploykit.errors import EnvironmentProblem
+    from deploykit.ops.ort_library import ort_library_path
+
+    try:
+        return ort_library_path()
+    except EnvironmentProblem as exc:
+        pytest.skip(f"needs deploykit's ONNX Runtime custom-op library: {exc}")
+
+
+@pytest.fixture
+def without_ort_library(monkeypatch, tmp_path):
+    """As on a machine without ONNX Runtime's C API headers: no custom-op library can be had (a
+    build this process already made is forgotten). Subprocesses inherit it."""
+    from deploykit.ops import ort_library
+
+    empty = tmp_path / "no-ort-headers"
+    empty.mkdir()
+    monkeypatch.setenv(ort_library.INCLUDE_ENV, str(empty))
+    monkeypatch.delenv(ort_library.LIBRARY_ENV, raising=False)
+    monkeypatch.setattr(ort_library, "_built", {})

@@ -269,9 +269,18 @@ def test_a_backend_that_rejects_a_valid_model_is_a_parity_failure_without_log_no
     assert row["reason"].startswith("backend ort failed at shape 1x32x8x8")
 
 
-def test_plugin_graphs_are_not_benchmarked_through_the_numpy_reference():
+def test_plugin_graphs_are_not_benchmarked_through_the_numpy_reference(without_ort_library):
     result = run("bench", "dysample", "--dysample-impl", "plugin", "--iters", 1)
-    assert_user_error(result, "deploykit::DySample plugin nodes", "--dysample-impl auto")
+    assert_user_error(result, "deploykit::DySample nodes", "DEPLOYKIT_ORT_INCLUDE_DIR", "not worth timing")
+
+
+def test_plugin_graphs_are_benchmarked_on_onnx_runtime_with_deploykits_library(ort_custom_ops, tmp_path):
+    report = tmp_path / "b.json"
+    result = run("bench", "dysample", "--dysample-impl", "plugin", "--iters", 2, "--backends", "torch,ort",
+                 "--report", report)
+    assert result.exit_code == 0, result.output
+    data = json.loads(report.read_text())
+    assert data["backends"]["ort"]["custom_ops"] == str(ort_custom_ops)
 
 
 def test_static_plugin_graph_refuses_other_shapes_in_onnx_ref(tmp_path):

@@ -211,7 +211,7 @@ def test_a_private_folder_is_made_closed_and_then_reused(tmp_path, monkeypatch):
 
 
 def test_an_empty_home_is_an_environment_error(monkeypatch):
-    from deploykit.ops.fused import cache_dir
+    from deploykit.ops.native_build import cache_dir
 
     monkeypatch.delenv("DEPLOYKIT_CACHE", raising=False)
     monkeypatch.setenv("HOME", "")

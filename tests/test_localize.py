@@ -226,14 +226,17 @@ def test_the_graph_is_reexported_with_its_own_dysample_strategy(tmp_path):
     assert product.kind == PYTORCH and product.metrics.passed
 
 
-def test_a_plugin_graph_is_localized_on_the_numpy_reference(tmp_path):
+@pytest.mark.parametrize("backend", ["onnx-ref", "ort"])
+def test_a_plugin_graph_is_localized_on_the_numpy_reference_and_on_onnx_runtime(tmp_path, backend, request):
+    if backend == "ort":
+        request.getfixturevalue("ort_custom_ops")
     model = load_model("dysample", {"in_channels": "16", "groups": "2"})
     path = tmp_path / "plugin.onnx"
     export_onnx(model, path, dysample_impl="plugin")
     proto = onnx.load(str(path))
     inputs = make_inputs(SHAPE, model.seed)
 
-    clean = localize(model, path, "onnx-ref", inputs, FP32)
+    clean = localize(model, path, backend, inputs, FP32)
     assert clean.node is None and clean.error is None and clean.compared["none"] == 0
     assert clean.compared[PYTORCH] == sum(len(n.output) for n in proto.graph.node)  # the plugin's output too
 
@@ -242,10 +245,16 @@ def test_a_plugin_graph_is_localized_on_the_numpy_reference(tmp_path):
     producer = _node(proto, lambda n: offset in n.output)  # offset * 0.25 + init_pos: perturb the addend
     addend = next(t for t in proto.graph.initializer if t.name in producer.input)
     addend.CopyFrom(numpy_helper.from_array(numpy_helper.to_array(addend) + 0.01, addend.name))
-    loc = localize(model, _save(proto, tmp_path / "bad.onnx"), "onnx-ref", inputs, FP32)
+    loc = localize(model, _save(proto, tmp_path / "bad.onnx"), backend, inputs, FP32)
     assert loc.node.name == producer.name and loc.node.module == ""
-    with pytest.raises(UserError, match="plugin nodes, which ONNX Runtime cannot run"):
-        localize(model, path, "ort", inputs, FP32)
+
+
+def test_a_plugin_graph_is_not_localized_on_onnx_runtime_without_the_library(tmp_path, without_ort_library):
+    model = load_model("dysample", {"in_channels": "16", "groups": "2"})
+    path = tmp_path / "plugin.onnx"
+    export_onnx(model, path, dysample_impl="plugin")
+    with pytest.raises(UserError, match="runs them only with deploykit's custom-op library.*onnx-ref"):
+        localize(model, path, "ort", make_inputs(SHAPE, model.seed), FP32)
 
 
 class MissingRunner(OrtCpuRunner):

@@ -33,6 +33,7 @@ class RunnerOptions:
     engine_path: Path | None = None  # a prebuilt TensorRT engine
     plugins: list[Path] = field(default_factory=list)  # TensorRT plugin libraries to load first
     cuda_graph: bool = False  # replay execution as a CUDA graph where the backend can
+    ort_custom_ops: Path | None = None  # an ONNX Runtime custom-op library to register (deploykit's, plugin graphs)
 
 
 class Runner(ABC):
@@ -48,6 +49,7 @@ class Runner(ABC):
         self.options = options
         self.active = False
         self.substituted_for: str | None = None  # the backend asked for, when this one runs instead
+        self.substituted_why: str | None = None
 
     @classmethod
     def needs_onnx_file(cls, options: RunnerOptions) -> bool:

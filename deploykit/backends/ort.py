@@ -71,6 +71,14 @@ class OrtCpuRunner(Runner):
         if path is None:
             raise UserError(f"backend {self.name} needs an ONNX file", "pass --onnx model.onnx")
         session_options = ort_session_options(self.options.threads)
+        if self.options.ort_custom_ops is not None:
+            try:
+                session_options.register_custom_ops_library(str(self.options.ort_custom_ops))
+            except Exception as exc:  # a library built for another platform or a newer ONNX Runtime
+                raise BackendUnavailable(f"backend {self.name}: ONNX Runtime cannot load the custom-op library "
+                                         f"{self.options.ort_custom_ops}: {first_line(exc, 200)}",
+                                         "rebuild it against this ONNX Runtime's headers (remove it from the "
+                                         "deploykit cache, or unset DEPLOYKIT_ORT_LIBRARY)") from None
         self.run_options = ort.RunOptions()
         self.run_options.log_severity_level = 4
         try:
@@ -110,8 +118,11 @@ class OrtCpuRunner(Runner):
         import onnxruntime as ort
 
         options = self.session.get_session_options()
-        return {"device": self.session.get_providers()[0], "threads": options.intra_op_num_threads or "default",
-                "onnxruntime": ort.__version__, "precision": graph_precision(self.input_dtypes)}
+        described = {"device": self.session.get_providers()[0], "threads": options.intra_op_num_threads or "default",
+                     "onnxruntime": ort.__version__, "precision": graph_precision(self.input_dtypes)}
+        if self.options.ort_custom_ops is not None:
+            described["custom_ops"] = str(self.options.ort_custom_ops)
+        return described
 
 
 def graph_precision(input_dtypes) -> str:

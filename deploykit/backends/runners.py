@@ -1,6 +1,10 @@
 """Opening backends: which can run here, which stand in for one that cannot run a plugin
 graph, and running one with its failures named.
 
+A plugin graph (deploykit::DySample nodes) runs on ONNX Runtime with deploykit's custom-op
+library (deploykit.ops.ort_library); where that library cannot be had, on onnx-ref instead,
+saying why.
+
 ``plan_backends`` decides before any work (a missing backend fails in a second);
 ``open_runners`` activates the planned runners; ``run_backend`` is the one place a runtime's
 own failure becomes a BackendRunError naming the backend and the shape, and
@@ -11,17 +15,19 @@ verification).
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Iterator
 
 from deploykit.backends import Runner, RunnerOptions, runner_class
 from deploykit.compare import Metrics, Tolerance, compare_outputs, failed
-from deploykit.errors import (BackendRunError, BackendUnavailable, UserError, first_line, is_out_of_memory,
-                              out_of_memory)
+from deploykit.errors import (BackendRunError, BackendUnavailable, EnvironmentProblem, UserError, first_line,
+                              is_out_of_memory, out_of_memory)
 
-# Backends that cannot run deploykit::DySample nodes, and what runs such a graph instead.
+# Backends that run deploykit::DySample nodes only with deploykit's custom-op library, and what
+# runs such a graph where the library cannot be had.
 PLUGIN_SUBSTITUTES = {"ort": "onnx-ref", "ort-cuda": "onnx-ref"}
-SUBSTITUTE_WHY = "the graph has deploykit::DySample plugin nodes, which ONNX Runtime cannot run"
 
 
 @dataclass
@@ -32,6 +38,8 @@ class BackendPlan:
     asked: dict[str, str]  # backend asked for -> backend that runs
     skipped: dict[str, str]  # backend -> why it cannot run here
     needs_onnx: bool  # some planned runner reads an ONNX file
+    ort_custom_ops: Path | None = None  # deploykit's ONNX Runtime library, for a plugin graph on ort
+    substitute_why: str | None = None  # why onnx-ref runs instead of ONNX Runtime
 
     @property
     def runs_tensorrt(self) -> bool:
@@ -41,14 +49,16 @@ class BackendPlan:
 
 def plan_backends(backends: list[str], options: RunnerOptions, plugin_graph: bool,
                   allow_substitutes: bool = True) -> BackendPlan:
-    """Substitute onnx-ref for ONNX Runtime on a plugin graph, and skip (with the reason) the
-    backends whose absence is routine. Refuses a plan where nothing, or nothing that runs the
-    exported graph, would run: torch against itself proves nothing about the export."""
-    asked = {name: PLUGIN_SUBSTITUTES.get(name, name) if plugin_graph else name for name in backends}
+    """Give ONNX Runtime deploykit's custom-op library for a plugin graph (or, where it cannot be
+    had, substitute onnx-ref, saying why), and skip (with the reason) the backends whose absence
+    is routine. Refuses a plan where nothing, or nothing that runs the exported graph, would run:
+    torch against itself proves nothing about the export."""
+    custom_ops, why = _custom_ops_for(backends) if plugin_graph else (None, None)
+    asked = {name: PLUGIN_SUBSTITUTES.get(name, name) if why else name for name in backends}
     if not allow_substitutes and any(a != n for n, a in asked.items()):
-        raise UserError(f"{SUBSTITUTE_WHY}, and the NumPy reference that checks such graphs is not worth timing",
-                        "bench a standard-op export (--dysample-impl auto, the default) on ort, "
-                        "or the plugin graph on trt")
+        raise UserError(f"{why}; the NumPy reference that checks such graphs is not worth timing",
+                        "make the library available (see the line above), bench a standard-op export "
+                        "(--dysample-impl gather or auto) on ort, or the plugin graph on trt")
     classes = {name: runner_class(name) for name in dict.fromkeys(asked.values())}
     skipped = {}
     for name, cls in list(classes.items()):
@@ -69,16 +79,32 @@ def plan_backends(backends: list[str], options: RunnerOptions, plugin_graph: boo
                         "install one of them, add one that runs here (e.g. --backends torch,ort), "
                         "or ask for --backends torch alone")
     needs_onnx = any(cls.needs_onnx_file(options) for cls in classes.values())
-    return BackendPlan(classes, asked, skipped, needs_onnx)
+    return BackendPlan(classes, asked, skipped, needs_onnx, custom_ops, why)
+
+
+def _custom_ops_for(backends: list[str]) -> tuple[Path | None, str | None]:
+    """(deploykit's ONNX Runtime library, None), or (None, why onnx-ref must stand in) for a
+    plugin graph; (None, None) when no ONNX Runtime backend was asked for."""
+    if not any(name in PLUGIN_SUBSTITUTES for name in backends):
+        return None, None
+    from deploykit.ops.ort_library import ort_library_path
+
+    try:
+        return ort_library_path(), None
+    except EnvironmentProblem as exc:
+        return None, (f"the graph has deploykit::DySample nodes and deploykit's ONNX Runtime custom-op library "
+                      f"cannot be had here: {exc}")
 
 
 @contextlib.contextmanager
 def open_runners(plan: BackendPlan, options: RunnerOptions) -> Iterator[dict[str, Runner]]:
     """Each planned runner, activated once with ``options``, and deactivated on the way out."""
+    options = dataclasses.replace(options, ort_custom_ops=plan.ort_custom_ops)
     runners = {name: cls(options) for name, cls in plan.classes.items()}
     for asked, name in plan.asked.items():
         if asked != name and name in runners:
             runners[name].substituted_for = asked
+            runners[name].substituted_why = plan.substitute_why
     with contextlib.ExitStack() as stack:
         for runner in runners.values():
             stack.enter_context(runner)
@@ -92,7 +118,7 @@ def describe_runners(runners: dict[str, Runner]) -> dict[str, dict]:
         info = runner.describe()
         if runner.substituted_for:
             info["instead_of"] = runner.substituted_for
-            info["why"] = SUBSTITUTE_WHY
+            info["why"] = runner.substituted_why
         described[name] = info
     return described
 

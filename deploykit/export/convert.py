@@ -540,11 +540,12 @@ def _compare_files(source: Path, converted: Path, shapes: list[Shape], threads, 
     values past fp16's elementwise tolerance pass when the output's relative L2 error is within
     1e-2, and the returned notes say so."""
     from deploykit.backends import RunnerOptions, runner_class
-    from deploykit.backends.runners import run_and_compare, run_backend
+    from deploykit.backends.runners import open_runners, plan_backends, run_and_compare, run_backend
     from deploykit.compare import tolerance_for
 
     original = runner_class("ort")(RunnerOptions(onnx_path=source, threads=threads))
-    mine = runner_class("onnx-ref" if plugin_graph else "ort")(RunnerOptions(onnx_path=converted, threads=threads))
+    options = RunnerOptions(onnx_path=converted, threads=threads)
+    plan = plan_backends(["ort"], options, plugin_graph)  # plugin nodes: deploykit's ORT library, or onnx-ref
     generator = np.random.default_rng(1)
     import onnx_ir as ir
 
@@ -552,7 +553,8 @@ def _compare_files(source: Path, converted: Path, shapes: list[Shape], threads, 
     half = any(value.dtype is not None and value.dtype.numpy() == np.float16 for value in header.graph.inputs)
     tolerance = tolerance_for("fp16" if half else "fp32")  # an fp16 file is compared at fp16's tolerance
     notes = []
-    with original, mine:
+    with original, open_runners(plan, options) as runners:
+        (mine,) = runners.values()
         for shape in shapes:
             feed = _feed(header, shape, generator)
             references = run_backend(original, feed)

@@ -142,8 +142,13 @@ def _custom_node(node, name: str, target: str, plugin_pending: bool, provided: d
     if target == "ort":
         if node.domain in _ORT_DOMAINS:
             return []  # ONNX Runtime's own contrib and ML operators
+        if node.domain == "deploykit" and node.op_type == "DySample":
+            return [Finding("warning", name, op, "runs on ONNX Runtime with deploykit's custom-op library only "
+                            "(deploykit's commands register it; serving code must too)",
+                            "SessionOptions.register_custom_ops_library(str(deploykit.ops.ort_library_path())), "
+                            "or re-export without the plugin (--dysample-impl gather)")]
         return [Finding("error", name, op, "ONNX Runtime has no kernel for this custom node",
-                        "check it with the onnx-ref backend, or re-export without the plugin (--dysample-impl auto)")]
+                        "check it with the onnx-ref backend, or re-export without it")]
     if not provided and plugin_pending and node.domain == "deploykit":
         return [Finding("warning", name, op, "runs as deploykit's TensorRT plugin",
                         "build with: deploykit build MODEL.onnx --plugin path/to/libdeploykit_trt_plugins.so")]

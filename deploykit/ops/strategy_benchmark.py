@@ -1,8 +1,13 @@
 """DySample on ONNX Runtime's CPU provider: every --dysample-impl strategy against PyTorch
 eager, side by side in one run, and where ONNX Runtime spends the time (its profiler, per op type).
 
-    python -m deploykit.ops.strategy_benchmark                 # the README's table
+    python -m deploykit.ops.strategy_benchmark                 # the README's tables
+    python -m deploykit.ops.strategy_benchmark --sizes 120 --scales 2 --styles lp+ --threads 2
     python -m deploykit.ops.strategy_benchmark --sizes 64 --scales 2 --styles lp --iters 5
+
+The plugin graph runs on ONNX Runtime with deploykit's custom-op library
+(deploykit.ops.ort_library); without it that column is left out, saying why. The fused column
+is PyTorch eager with the fused C++ kernel instead of the published sample step.
 
 Each strategy's ratio is its p50 / PyTorch eager's p50 at the same setting (below 1 is
 faster), the convention of every ratio deploykit prints. Timing goes through
@@ -28,50 +33,60 @@ from deploykit.model_io import shape_text
 # deploykit logger that main() configures shows its progress
 logger = logging.getLogger(__spec__.name if __spec__ is not None else __name__)
 
-STRATEGIES = ("standard", "gather", "roialign")
-_ENTRY = {"lp": "dysample", "pl": "dysample_s"}
+STRATEGIES = ("standard", "gather", "roialign", "plugin")
+# lp / pl: static scope; lp+ / pl+: DySample+'s dynamic scope
+_ENTRY = {"lp": "dysample", "pl": "dysample_s", "lp+": "dysample_plus", "pl+": "dysample_s_plus"}
 
 
 def run(sizes: list[int], scales: list[int], styles: list[str], channels: int, groups: int, warmup: int,
-        iters: int, threads: int, profile_runs: int) -> list[dict]:
-    """One row per (size, scale, style): p50 of torch and of each strategy, and per-op-type shares."""
+        iters: int, threads: int, profile_runs: int, strategies: tuple[str, ...] = STRATEGIES) -> list[dict]:
+    """One row per (size, scale, style): p50 of torch (published and fused sample step) and of each
+    strategy's graph on ONNX Runtime, and per-op-type shares."""
     from deploykit.backends import RunnerOptions, runner_class
     from deploykit.latency import measure
     from deploykit.export import export_onnx
     from deploykit.model_io import make_inputs
+    from deploykit.ops.ort_library import ort_library_path
     from deploykit.spec import load_model
 
+    custom_ops = ort_library_path() if "plugin" in strategies else None
     rows = []
     with tempfile.TemporaryDirectory(prefix="deploykit-strategies-") as work:
         for size in sizes:
             for scale in scales:
                 for style in styles:
-                    model = load_model(_ENTRY[style], {"in_channels": str(channels), "scale": str(scale),
-                                                       "groups": str(groups)})
+                    params = {"in_channels": str(channels), "scale": str(scale), "groups": str(groups)}
+                    model = load_model(_ENTRY[style], params)
                     shape = (1, channels, size, size)
                     inputs = make_inputs(shape, model.seed)
                     row = {"shape": shape, "scale": scale, "style": style, "p50_ms": {}, "ops": {}}
                     with runner_class("torch")(RunnerOptions(model=model, threads=threads)) as runner:
                         row["p50_ms"]["torch"] = measure(runner, inputs, warmup, iters).p50_ms
-                    for strategy in STRATEGIES:
+                    fused = load_model(_ENTRY[style], {**params, "impl": "fused"})
+                    with runner_class("torch")(RunnerOptions(model=fused, threads=threads)) as runner:
+                        row["p50_ms"]["fused"] = measure(runner, inputs, warmup, iters).p50_ms
+                    for strategy in strategies:
                         path = Path(work) / f"{style}-{scale}-{size}-{strategy}.onnx"
                         export_onnx(model, path, dysample_impl=strategy, force=True, verify=False)
-                        options = RunnerOptions(onnx_path=path, threads=threads)
+                        options = RunnerOptions(onnx_path=path, threads=threads,
+                                                ort_custom_ops=custom_ops if strategy == "plugin" else None)
                         with runner_class("ort")(options) as runner:
                             row["p50_ms"][strategy] = measure(runner, inputs, warmup, iters).p50_ms
-                        row["ops"][strategy] = op_type_shares(path, inputs, threads, profile_runs)
+                        row["ops"][strategy] = op_type_shares(path, inputs, threads, profile_runs, options.ort_custom_ops)
                     rows.append(row)
                     logger.info("measured %s", _label(row))
     return rows
 
 
-def op_type_shares(path: Path, inputs, threads: int, runs: int) -> dict[str, float]:
+def op_type_shares(path: Path, inputs, threads: int, runs: int, custom_ops: Path | None = None) -> dict[str, float]:
     """Fraction of ONNX Runtime's summed kernel time per op type, from its profiler."""
     import onnxruntime as ort
 
     from deploykit.backends.ort import ort_session_options
 
     options = ort_session_options(threads)
+    if custom_ops is not None:
+        options.register_custom_ops_library(str(custom_ops))
     options.enable_profiling = True
     options.profile_file_prefix = str(path.with_suffix(""))
     session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
@@ -94,18 +109,21 @@ def _label(row: dict) -> str:
 
 
 def markdown(rows: list[dict]) -> str:
-    """Latency table (each strategy's p50 / eager p50) and the per-op-type breakdown of each strategy."""
-    head = "| input | scale | style | PyTorch eager p50 | " + " | ".join(f"ORT {s} p50 (vs eager)" for s in STRATEGIES)
-    lines = [head + " |", "|---" * (4 + len(STRATEGIES)) + "|"]
+    """Latency table (each p50 / eager p50) and the per-op-type breakdown of each strategy."""
+    strategies = [s for s in STRATEGIES if rows and s in rows[0]["p50_ms"]]
+    columns = ["fused", *strategies]
+    head = ("| input | scale | style | PyTorch eager p50 | PyTorch fused p50 (vs eager) | "
+            + " | ".join(f"ORT {s} p50 (vs eager)" for s in strategies))
+    lines = [head + " |", "|---" * (4 + len(columns)) + "|"]
     for r in rows:
         torch_ms = r["p50_ms"]["torch"]
-        cells = [f"{r['p50_ms'][s]:.1f} ms ({r['p50_ms'][s] / torch_ms:.2f}x)" for s in STRATEGIES]
+        cells = [f"{r['p50_ms'][s]:.1f} ms ({r['p50_ms'][s] / torch_ms:.2f}x)" for s in columns]
         lines.append(f"| {shape_text(r['shape'])} | {r['scale']} | {r['style']} | {torch_ms:.1f} ms | "
                      + " | ".join(cells) + " |")
     lines += ["", "| input | scale | style | strategy | where ONNX Runtime's kernel time goes (top op types) |",
               "|---|---|---|---|---|"]
     for r in rows:
-        for strategy in STRATEGIES:
+        for strategy in strategies:
             top = ", ".join(f"{op} {share:.0%}" for op, share in list(r["ops"][strategy].items())[:4])
             lines.append(f"| {shape_text(r['shape'])} | {r['scale']} | {r['style']} | {strategy} | {top} |")
     return "\n".join(lines)
@@ -114,6 +132,7 @@ def markdown(rows: list[dict]) -> str:
 def main(argv: list[str] | None = None) -> None:
     from deploykit.latency import machine_description
     from deploykit.logs import configure
+    from deploykit.ops.ort_library import library_problem
 
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--sizes", type=int, nargs="+", default=[64, 120], help="square input sizes")
@@ -127,8 +146,13 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--profile-runs", type=int, default=3, help="untimed runs under ONNX Runtime's profiler")
     args = parser.parse_args(argv)
     configure(1)  # progress ("measured ...") on stderr, as deploykit -v shows its steps
+    strategies = STRATEGIES
+    why = library_problem()
+    if why:
+        strategies = tuple(s for s in STRATEGIES if s != "plugin")
+        logger.warning("the plugin graph is left out: %s", why)
     rows = run(args.sizes, args.scales, args.styles, args.channels, args.groups, args.warmup, args.iters,
-               args.threads, args.profile_runs)
+               args.threads, args.profile_runs, strategies)
     print(f"machine: {machine_description(args.threads)}")
     print("command:", "python -m deploykit.ops.strategy_benchmark", *(argv if argv is not None else sys.argv[1:]))
     print(markdown(rows))

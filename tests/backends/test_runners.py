@@ -13,11 +13,24 @@ needs_ort = pytest.mark.skipif(importlib.util.find_spec("onnxruntime") is None, 
 
 
 @needs_ort
-def test_a_plugin_graph_runs_on_the_numpy_reference_instead_of_onnx_runtime():
+def test_a_plugin_graph_runs_on_onnx_runtime_with_deploykits_library(ort_custom_ops):
+    plan = plan_backends(["torch", "ort"], RunnerOptions(), plugin_graph=True)
+    assert list(plan.classes) == ["torch", "ort"] and plan.asked == {"torch": "torch", "ort": "ort"}
+    assert plan.ort_custom_ops == ort_custom_ops and plan.substitute_why is None
+
+
+@needs_ort
+def test_without_the_library_a_plugin_graph_runs_on_the_numpy_reference_saying_why(without_ort_library):
     plan = plan_backends(["torch", "ort"], RunnerOptions(), plugin_graph=True)
     assert list(plan.classes) == ["torch", "onnx-ref"]
     assert plan.asked == {"torch": "torch", "ort": "onnx-ref"} and plan.needs_onnx
-    assert PLUGIN_SUBSTITUTES["ort"] == "onnx-ref"
+    assert PLUGIN_SUBSTITUTES["ort"] == "onnx-ref" and plan.ort_custom_ops is None
+    assert "DEPLOYKIT_ORT_INCLUDE_DIR" in plan.substitute_why
+
+
+def test_a_plugin_graph_needs_no_library_when_no_onnx_runtime_backend_runs(without_ort_library):
+    plan = plan_backends(["torch", "onnx-ref"], RunnerOptions(), plugin_graph=True)
+    assert plan.substitute_why is None and plan.ort_custom_ops is None
 
 
 @needs_ort
@@ -26,7 +39,7 @@ def test_a_standard_graph_runs_where_asked():
     assert list(plan.classes) == ["torch", "ort"] and not plan.skipped and not plan.runs_tensorrt
 
 
-def test_bench_refuses_to_time_the_substitute():
+def test_bench_refuses_to_time_the_substitute(without_ort_library):
     with pytest.raises(UserError, match="not worth timing"):
         plan_backends(["ort"], RunnerOptions(), plugin_graph=True, allow_substitutes=False)
 

@@ -110,9 +110,21 @@ def test_unsupported_resize_coordinate_mode_and_explicit_maxunpool():
     assert {(f.node, f.op_type) for f in findings} == {("resize", "Resize"), ("unpool", "MaxUnpool")}
 
 
-def test_ort_target_flags_custom_nodes(graphs):
+def test_ort_target_warns_that_the_plugin_node_needs_deploykits_library(graphs):
     (finding,) = lint_file(graphs["plugin"], target="ort")
-    assert "onnx-ref" in finding.fix
+    assert finding.severity == "warning" and "register_custom_ops_library" in finding.fix
+
+
+def test_ort_target_refuses_other_custom_nodes(tmp_path):
+    x = onnx.helper.make_tensor_value_info("x", onnx.TensorProto.FLOAT, [1, 4])
+    y = onnx.helper.make_tensor_value_info("y", onnx.TensorProto.FLOAT, [1, 4])
+    node = onnx.helper.make_node("Mystery", ["x"], ["y"], domain="acme", name="m")
+    graph = onnx.helper.make_graph([node], "g", [x], [y])
+    model = onnx.helper.make_model(graph, opset_imports=[onnx.helper.make_opsetid("", 17),
+                                                         onnx.helper.make_opsetid("acme", 1)])
+    onnx.save(model, str(tmp_path / "m.onnx"))
+    (finding,) = lint_file(tmp_path / "m.onnx", target="ort")
+    assert finding.severity == "error" and "no kernel" in finding.why
 
 
 def test_cli_exit_codes_and_report(graphs, tmp_path):

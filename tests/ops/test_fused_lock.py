@@ -7,7 +7,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from deploykit.ops import fused
+from deploykit.ops import fused, native_build
 
 ROOT = Path(__file__).resolve().parents[2]
 LOAD = "from deploykit.ops.fused import load; load(); print('loaded')"
@@ -20,7 +20,7 @@ def _built_copy(tmp_path: Path) -> Path:
 
     fused.load()
     with_cuda = torch.cuda.is_available() and cpp_extension.CUDA_HOME is not None
-    source = fused.cache_dir() / fused.build_dir_name(with_cuda)
+    source = native_build.cache_dir() / fused.build_dir_name(with_cuda)
     assert (source / f"{fused._NAME}.so").exists(), "the plugin sources changed while the test ran"
     cache = tmp_path / "cache"
     cache.mkdir()
@@ -69,14 +69,14 @@ def test_a_stopped_holder_of_the_lock_is_named_and_not_waited_on_forever(tmp_pat
     build.mkdir()
     holder = subprocess.Popen([sys.executable, "-c", (
         "import sys, time; sys.path.insert(0, sys.argv[2]); from pathlib import Path; "
-        "from deploykit.ops.fused import build_lock\n"
-        "with build_lock(Path(sys.argv[1])):\n    print('held', flush=True); time.sleep(60)"),
+        "from deploykit.ops.native_build import build_lock\n"
+        "with build_lock(Path(sys.argv[1]), 'the test'):\n    print('held', flush=True); time.sleep(60)"),
         str(build), str(ROOT)], stdout=subprocess.PIPE, text=True)
     try:
         assert holder.stdout.readline().strip() == "held"
         holder.send_signal(signal.SIGSTOP)  # a holder that will never let go
         with pytest.raises(EnvironmentProblem, match=f"PID {holder.pid}.*more than 1 s"):
-            with fused.build_lock(build, wait_seconds=1.0):
+            with native_build.build_lock(build, "the fused DySample kernel", wait_seconds=1.0):
                 pass
     finally:
         holder.send_signal(signal.SIGCONT)

@@ -10,10 +10,11 @@ from deploykit.ops.strategy_benchmark import STRATEGIES, main, markdown, op_type
 ORT_LAYOUT_OPS = {"ReorderInput", "ReorderOutput"}
 # The ops each strategy's sample step is made of, one of which takes the largest share of its
 # time at 64 channels per group (gather: one Gather, one batched MatMul, one Transpose to NCHW).
-DOMINANT = {"standard": {"GridSample"}, "gather": {"Gather", "MatMul", "Transpose"}, "roialign": {"RoiAlign"}}
+DOMINANT = {"standard": {"GridSample"}, "gather": {"Gather", "MatMul", "Transpose"}, "roialign": {"RoiAlign"},
+            "plugin": {"DySample"}}
 
 
-def test_every_strategy_is_timed_beside_eager_with_its_op_breakdown(monkeypatch):
+def test_every_strategy_is_timed_beside_eager_with_its_op_breakdown(monkeypatch, ort_custom_ops):
     profiled = []  # (op types of the graph profiled, the shares measured on it), while the file exists
 
     def recording(path, *args):
@@ -30,16 +31,16 @@ def test_every_strategy_is_timed_beside_eager_with_its_op_breakdown(monkeypatch)
     for graph_ops, shares in profiled:  # every op type profiled is one the graph has (or ORT's layout)
         assert shares and set(shares) <= graph_ops | ORT_LAYOUT_OPS, (set(shares), graph_ops)
     for row in rows:
-        assert set(row["p50_ms"]) == {"torch", *STRATEGIES} and all(v > 0 for v in row["p50_ms"].values())
+        assert set(row["p50_ms"]) == {"torch", "fused", *STRATEGIES} and all(v > 0 for v in row["p50_ms"].values())
         assert "GridSample" in row["ops"]["standard"] and "GridSample" not in row["ops"]["gather"]
-        assert "RoiAlign" in row["ops"]["roialign"]
+        assert "RoiAlign" in row["ops"]["roialign"] and "DySample" in row["ops"]["plugin"]
         for strategy, shares in row["ops"].items():
             assert next(iter(shares)) in DOMINANT[strategy], (strategy, shares)
             assert list(shares.values()) == sorted(shares.values(), reverse=True)
     table = markdown(rows).splitlines()
     assert table[0].startswith("| input | scale | style | PyTorch eager p50 |") and "(vs eager)" in table[0]
     first = rows[0]["p50_ms"]  # each strategy's p50, then its p50 / eager p50
-    cells = [f"{first[s]:.1f} ms ({first[s] / first['torch']:.2f}x)" for s in STRATEGIES]
+    cells = [f"{first[s]:.1f} ms ({first[s] / first['torch']:.2f}x)" for s in ("fused", *STRATEGIES)]
     assert table[2] == f"| 1x64x64x64 | 2 | lp | {first['torch']:.1f} ms | " + " | ".join(cells) + " |"
 
 
@@ -78,11 +79,21 @@ def test_shares_are_each_op_types_summed_kernel_time_from_the_profile(tmp_path, 
     assert not trace.exists()
 
 
-def test_main_prints_machine_command_and_tables(capsys, deploykit_logging):
+def test_main_prints_machine_command_and_tables(capsys, deploykit_logging, ort_custom_ops):
     main(["--sizes", "5", "--scales", "2", "--styles", "lp", "--channels", "4", "--groups", "1",
           "--iters", "1", "--warmup", "0", "--profile-runs", "1", "--threads", "1"])
     captured = capsys.readouterr()
     out = captured.out
     assert out.startswith("machine: ") and "command: python -m deploykit.ops.strategy_benchmark --sizes 5" in out
-    assert "| 1x4x5x5 | 2 | lp | gather |" in out
+    assert "| 1x4x5x5 | 2 | lp | gather |" in out and "| 1x4x5x5 | 2 | lp | plugin |" in out
     assert "deploykit: measured 1x4x5x5 s=2 lp" in captured.err  # progress, logged to stderr
+
+
+def test_without_the_ort_library_the_plugin_column_is_left_out_saying_why(capsys, deploykit_logging,
+                                                                           without_ort_library):
+    main(["--sizes", "5", "--scales", "2", "--styles", "lp", "--channels", "4", "--groups", "1",
+          "--iters", "1", "--warmup", "0", "--profile-runs", "1", "--threads", "1"])
+    captured = capsys.readouterr()
+    assert "ORT gather p50" in captured.out and "plugin" not in captured.out
+    assert "the plugin graph is left out: the ONNX Runtime custom-op library needs ONNX Runtime's C API headers" \
+        in captured.err
