@@ -130,11 +130,19 @@ def _nvcc() -> str | None:
 
 
 def _cuda_root(nvcc: str) -> Path:
-    return Path(nvcc).resolve().parents[1]
+    """The toolkit nvcc belongs to: CUDA_HOME / CUDA_PATH, nvcc's own folder's parent, or
+    /usr/local/cuda (where a wrapper script on PATH hides it), whichever has cuda_runtime.h."""
+    candidates = [os.environ.get("CUDA_HOME"), os.environ.get("CUDA_PATH"), str(Path(nvcc).resolve().parents[1]),
+                  "/usr/local/cuda"]
+    for root in filter(None, candidates):
+        if (Path(root) / "include" / "cuda_runtime.h").is_file():
+            return Path(root)
+    raise EnvironmentProblem(f"no CUDA toolkit with include/cuda_runtime.h was found beside {nvcc}",
+                             "set CUDA_HOME to the CUDA toolkit's folder")
 
 
 def _cuda_lib_dir(root: Path) -> Path:
-    for lib in [root / "lib64", *sorted((root / "targets").glob("*/lib"))]:
+    for lib in [root / "lib64", root / "lib", *sorted((root / "targets").glob("*/lib"))]:
         if (lib / "libcudart.so").exists():
             return lib
     raise EnvironmentProblem(f"the CUDA toolkit at {root} has no libcudart.so",

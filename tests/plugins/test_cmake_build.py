@@ -6,6 +6,7 @@ Nothing built here runs on a machine without a GPU, but compiling for sm_80..sm_
 """
 
 import shutil
+import subprocess
 
 import pytest
 
@@ -70,3 +71,44 @@ def test_with_werror_a_warning_fails_the_build_and_without_it_does_not(cmake, tm
     cmake.configure(tmp_path / "ci", *options, source=plugins)
     failed = cmake.build(tmp_path / "ci", "dysample_cpu", check=False)
     assert failed.returncode != 0 and "error:" in failed.stdout + failed.stderr, failed.stdout + failed.stderr
+
+
+def _ort_headers():
+    from deploykit.errors import EnvironmentProblem
+    from deploykit.ops.ort_library import ort_include_dir
+
+    try:
+        return ort_include_dir()
+    except EnvironmentProblem as exc:
+        pytest.skip(f"no ONNX Runtime C API headers: {exc}")
+
+
+def test_the_onnx_runtime_library_builds_exports_one_symbol_and_runs(cmake, tmp_path):
+    pytest.importorskip("onnxruntime")
+    from tests.ort_graphs import dysample_model, sample_inputs, session
+
+    build = tmp_path / "build"
+    log = cmake.configure(build, f"-DONNXRUNTIME_INCLUDE_DIR={_ort_headers()}", "-DDEPLOYKIT_WITH_CUDA=OFF",
+                          "-DDEPLOYKIT_TRT_FROM_PYTHON=OFF").stdout
+    assert "building deploykit_ort_ops (libdeploykit_ort, ONNX Runtime custom ops, CPU)" in log, log
+    cmake.build(build, "deploykit_ort_ops")
+    library = build / "libdeploykit_ort.so"
+    symbols = subprocess.run(["nm", "-D", "--defined-only", str(library)], capture_output=True, text=True).stdout
+    exported = {line.split()[-1] for line in symbols.splitlines() if line.split()[1:2] == ["T"]}
+    assert exported == {"RegisterCustomOps"}, exported
+    (out,) = session(dysample_model(2, 2, 8), library).run(None, sample_inputs(1, 8, 4, 5, 2, 2))
+    assert out.shape == (1, 8, 8, 10)
+
+
+def test_without_onnx_runtime_headers_configure_says_how_to_give_them(cmake, tmp_path):
+    env = cmake.environment()
+    env.pop("DEPLOYKIT_ORT_INCLUDE_DIR", None)
+    env.pop("ONNXRUNTIME_ROOT", None)
+    log = cmake.configure(tmp_path / "none", "-DDEPLOYKIT_WITH_CUDA=OFF", "-DDEPLOYKIT_TRT_FROM_PYTHON=OFF",
+                          env=env).stdout
+    if "building deploykit_ort_ops" in log:
+        pytest.skip("ONNX Runtime's headers are installed system-wide here")
+    assert "set ONNXRUNTIME_INCLUDE_DIR): skipping the ONNX Runtime custom-op library" in log, log
+    wrong = cmake.configure(tmp_path / "wrong", f"-DONNXRUNTIME_INCLUDE_DIR={tmp_path}", "-DDEPLOYKIT_WITH_CUDA=OFF",
+                            "-DDEPLOYKIT_TRT_FROM_PYTHON=OFF", env=env, check=False)
+    assert wrong.returncode != 0 and "no onnxruntime_c_api.h in ONNXRUNTIME_INCLUDE_DIR" in " ".join(wrong.stderr.split())

@@ -9,29 +9,21 @@ output types and shapes, the whole supportsFormatCombination protocol, enqueue's
 before any launch, and every library loading route against a plugin registry double.
 """
 
-import functools
 import os
 import re
 import shutil
 import subprocess
-import warnings
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
 
+from tests.plugins.native_harness import WARNINGS, find_compiler, sanitizer_flags
+
 ROOT = Path(__file__).resolve().parents[2]
 PLUGIN_DIR = ROOT / "plugins" / "dysample"
 HARNESS_DIR = Path(__file__).resolve().parent / "trt_harness"
 PLUGIN_SOURCES = [PLUGIN_DIR / name for name in ("trt_plugin.cpp", "trt_log.cpp", "trt_registration.cpp")]
-WARNINGS = ["-Wall", "-Wextra", "-Werror"]
-SANITIZERS = ["-fsanitize=address,undefined", "-fno-sanitize-recover=all", "-fno-omit-frame-pointer"]
-
-
-def _compiler() -> str | None:
-    return shutil.which(os.environ.get("CXX") or "c++")
-
-
 def _cuda_runtime() -> tuple[Path, Path] | None:
     """(include dir, lib dir) of a CUDA toolkit with cuda_runtime.h and libcudart.so."""
     roots = [os.environ.get("CUDA_HOME"), os.environ.get("CUDA_PATH")]
@@ -47,26 +39,6 @@ def _cuda_runtime() -> tuple[Path, Path] | None:
             if (lib / "libcudart.so").exists():
                 return include, lib
     return None
-
-
-@functools.lru_cache(maxsize=None)
-def _sanitizer_flags(compiler: str, work: str) -> tuple[str, ...]:
-    """SANITIZERS if this compiler builds and runs a program with them, else () with a warning."""
-    probe = Path(work) / "sanitizer_probe"
-    probe.mkdir(exist_ok=True)
-    source = probe / "probe.cpp"
-    source.write_text("int main() { return 0; }\n")
-    build = subprocess.run([compiler, *SANITIZERS, str(source), "-o", str(probe / "probe")],
-                           capture_output=True, text=True)
-    reason = build.stderr.strip().splitlines()[-1:] if build.returncode else None
-    if reason is None:
-        run = subprocess.run([str(probe / "probe")], capture_output=True, text=True)
-        reason = run.stderr.strip().splitlines()[-1:] if run.returncode else None
-    if reason is not None:
-        warnings.warn(f"{compiler} cannot build and run with {' '.join(SANITIZERS)} "
-                      f"({' '.join(reason) or 'no message'}): the TensorRT plugin harness runs without them")
-        return ()
-    return tuple(SANITIZERS)
 
 
 def _build_harness(compiler: str, include_dir: Path, cuda: tuple[Path, Path], out: Path, sanitizers) -> Path:
@@ -92,13 +64,13 @@ def _build_harness(compiler: str, include_dir: Path, cuda: tuple[Path, Path], ou
 
 
 def test_plugin_harness_passes_against_tensorrt_headers(trt_headers, tmp_path, tmp_path_factory):
-    compiler = _compiler()
+    compiler = find_compiler()
     if compiler is None:
         pytest.skip("no C++ compiler (c++ or $CXX) to build the plugin harness")
     cuda = _cuda_runtime()
     if cuda is None:
         pytest.skip("no CUDA runtime (cuda_runtime.h and libcudart.so) found: set CUDA_HOME to the CUDA toolkit")
-    sanitizers = _sanitizer_flags(compiler, str(tmp_path_factory.getbasetemp()))
+    sanitizers = sanitizer_flags(compiler, str(tmp_path_factory.getbasetemp()))
     binary = _build_harness(compiler, trt_headers, cuda, tmp_path, sanitizers)
     result = subprocess.run([str(binary)], capture_output=True, text=True,
                             env={**os.environ, "UBSAN_OPTIONS": "print_stacktrace=1"})
