@@ -17,11 +17,19 @@ from deploykit.spec import LoadedModel
 logger = logging.getLogger(__name__)
 
 
-def _contains_dysample(model: LoadedModel) -> bool:
-    """Whether the model has a layer that export converts (verified to compute DySample's step)."""
-    from deploykit.export.dysample import find_layers
+def _exports_plugin_nodes(model: LoadedModel, export_options: ExportOptions, backends: list[str],
+                          options: RunnerOptions) -> bool:
+    """Whether a temporary export would hold deploykit::DySample nodes: the model has a layer
+    that export converts (verified to compute DySample's step) and the strategy, as export
+    resolves it (``auto`` on ONNX Runtime can be the plugin), is the plugin."""
+    from deploykit.export.dysample import DEFAULT_DYSAMPLE_IMPL, find_layers, strategy_for
 
-    return bool(find_layers(model.module)[0])
+    target = "trt" if any(name == "trt" and _reads_onnx(name, options) for name in backends) else \
+        export_options.target
+    impl = export_options.dysample_impl or DEFAULT_DYSAMPLE_IMPL[target]
+    if impl not in ("plugin", "auto") or not find_layers(model.module)[0]:
+        return False
+    return strategy_for(impl, target) == "plugin"
 
 
 @contextlib.contextmanager
@@ -47,7 +55,7 @@ def opened_runners(model: LoadedModel, backends: list[str], shapes: list[Shape],
         check_same_model(model, {p.key: p.value for p in proto.metadata_props}, onnx_path)
         plugin_graph = has_plugin_nodes(proto)
     else:
-        plugin_graph = reads_onnx and export_options.dysample_impl == "plugin" and _contains_dysample(model)
+        plugin_graph = reads_onnx and _exports_plugin_nodes(model, export_options, backends, options)
     plan = plan_backends(backends, options, plugin_graph, allow_substitutes)
     with contextlib.ExitStack() as stack:
         if plan.needs_onnx and onnx_path is None:
@@ -64,6 +72,8 @@ def opened_runners(model: LoadedModel, backends: list[str], shapes: list[Shape],
             exported = export_onnx(model, work_dir / "model.onnx", verify=False, precision=options.precision,
                                    **export_options.as_kwargs())
             options = dataclasses.replace(options, onnx_path=exported.path)
+            if bool(exported.dysample and exported.dysample.counts().get("plugin")) != plugin_graph:  # a guess missed
+                plan = plan_backends(backends, options, not plugin_graph, allow_substitutes)
         logger.info("opening %s%s", ", ".join(plan.classes),
                     "".join(f"; {name} skipped: {why}" for name, why in plan.skipped.items()))
         runners = stack.enter_context(open_runners(plan, options))

@@ -28,8 +28,9 @@ import json
 from dataclasses import dataclass, field
 from typing import Iterator
 
-# "standard": GridSample; "gather" / "roialign": standard ops without GridSample; "auto": the faster
-# of those two per layer on ONNX Runtime's CPU; "plugin": one deploykit::DySample node.
+# "standard": GridSample; "gather" / "roialign": standard ops without GridSample; "auto": for
+# --target ort the plugin node where deploykit's ONNX Runtime library can be had (the fastest
+# there), else the faster of gather / roialign per layer; "plugin": one deploykit::DySample node.
 DYSAMPLE_IMPLS = ("auto", "standard", "gather", "roialign", "plugin")
 # Chosen when none is asked for, by target. ort: the fastest on ONNX Runtime's CPU provider
 # (python -m deploykit.ops.strategy_benchmark, README table); trt: its native GridSample layer.
@@ -37,7 +38,22 @@ DEFAULT_DYSAMPLE_IMPL = {"ort": "auto", "trt": "standard"}
 # Strategies that only make sense with a DySample layer to apply them to: asking for one
 # explicitly on a model where none could be converted is an error, not a silent no-op.
 NEEDS_A_LAYER = ("gather", "roialign", "plugin")
+AUTO_PLUGIN_NOTE = ("auto chose plugin: deploykit::DySample on ONNX Runtime with deploykit's custom-op library is "
+                    "the fastest form there (python -m deploykit.ops.strategy_benchmark); serving code must register "
+                    "it: SessionOptions.register_custom_ops_library(str(deploykit.ops.ort_library_path())); "
+                    "--dysample-impl gather writes a file plain ONNX Runtime runs")
 METADATA_LAYERS = "deploykit.dysample_layers"
+
+
+def strategy_for(dysample_impl: str, target: str) -> str:
+    """The strategy an export applies: ``auto`` for ONNX Runtime is ``plugin`` wherever
+    deploykit's custom-op library can be had (built on first use), since the plugin graph runs
+    fastest there at every setting measured; otherwise ``auto`` stays per-layer gather/roialign."""
+    if dysample_impl != "auto" or target != "ort":
+        return dysample_impl
+    from deploykit.ops.ort_library import library_problem
+
+    return "plugin" if library_problem() is None else "auto"
 METADATA_IMPL = "deploykit.dysample_impl"
 
 # Verification inputs: odd, non-square sizes (a swapped H/W shows), two channels per group,

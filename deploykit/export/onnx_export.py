@@ -16,7 +16,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from deploykit.errors import UserError, first_line
-from deploykit.export.dysample import DEFAULT_DYSAMPLE_IMPL, DYSAMPLE_IMPLS, NEEDS_A_LAYER, Conversion, find_layers
+from deploykit.export.dysample import (AUTO_PLUGIN_NOTE, DEFAULT_DYSAMPLE_IMPL, DYSAMPLE_IMPLS, NEEDS_A_LAYER, Conversion,
+                                       find_layers, strategy_for)
 from deploykit.export.maxpool_indices import DEFAULT_MAXPOOL_IMPL, MAXPOOL_IMPLS
 from deploykit.export.options import TARGETS
 from deploykit.export.program import (METADATA_MAXPOOL_IMPL, ExportError, dynamic_shapes, example_inputs,
@@ -50,6 +51,7 @@ class ExportResult:
     maxpool_impl: str | None = None  # how max-pool indices were exported; None: the model computes none
     opset_note: str | None = None  # why the opset is above DEFAULT_OPSET, when it was chosen
     dim_ranges: list = field(default_factory=list)  # the bounds the trace holds dynamic dims to (export.guards)
+    strategy_note: str | None = None  # what auto chose for DySample layers, when that changes the file's runtime needs
 
 
 def export_onnx(model: LoadedModel, path: Path, *, opset: int | None = None, dynamic: bool = True,
@@ -102,6 +104,9 @@ def export_onnx(model: LoadedModel, path: Path, *, opset: int | None = None, dyn
         require_ort("verifying the export",
                     "pip install onnxruntime, or pass --no-verify (the graph is then never run)")
     layers, lookalikes = find_layers(model.module)  # on the fp32 module, before any half copy
+    asked = dysample_impl
+    if layers or samples:  # the library is built (first use) only for a model that has DySample to export
+        dysample_impl = strategy_for(dysample_impl, target)
     if explicit and dysample_impl in NEEDS_A_LAYER and not layers and not samples:  # before the export's seconds
         raise UserError(f"--dysample-impl {dysample_impl} changed nothing in {model.spec}: it has no DySample layer "
                         "(no sample(x, offset) method computes DySample's step, and forward samples no grid)",
@@ -179,6 +184,7 @@ def export_onnx(model: LoadedModel, path: Path, *, opset: int | None = None, dyn
             verified_with=verifier if verification else None,
             maxpool_impl=maxpool_impl if computes_indices else None,
             opset_note=opset_note, dim_ranges=ranges,
+            strategy_note=AUTO_PLUGIN_NOTE if asked != dysample_impl and conversion.calls else None,
         )
     return result
 
@@ -323,6 +329,8 @@ def describe(result: ExportResult) -> str:
         lines.append(f"opset {result.opset} because {result.opset_note}")
     if result.dysample:
         lines += summary_lines(result.dysample, result.remaining_grid_samples)
+    if result.strategy_note:
+        lines.append(result.strategy_note)
     if result.maxpool_impl:
         lines.append(f"max-pool indices exported as: {result.maxpool_impl}")
     lines += [f"bounded: the trace holds {bound.text()}; recorded in the file (build's profiles keep to it)"

@@ -39,7 +39,8 @@ class Verification:
 
 # How each verifying backend is named to the user.
 VERIFIERS = {"ort": "ONNX Runtime CPU",
-             "onnx-ref": "onnx.reference with deploykit's NumPy plugin reference (plugin nodes: no ONNX Runtime)"}
+             "onnx-ref": "onnx.reference with deploykit's NumPy plugin reference (plugin nodes, and deploykit's ONNX "
+                         "Runtime library cannot be had here)"}
 
 
 def require_ort(purpose: str, fix: str = "pip install onnxruntime") -> None:

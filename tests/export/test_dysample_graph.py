@@ -30,7 +30,9 @@ def _layers(path):
 
 
 @pytest.mark.parametrize("strategy", ["plugin", "gather", "roialign", "standard", "auto"])
-def test_an_inline_layer_gets_every_strategy_and_the_metadata_says_so(tmp_path, strategy):
+def test_an_inline_layer_gets_every_strategy_and_the_metadata_says_so(tmp_path, strategy, request):
+    if strategy == "auto":  # the per-layer choice; with deploykit's ONNX Runtime library auto is the plugin
+        request.getfixturevalue("without_ort_library")
     result = export_onnx(load_model("tests.inline_models:tiny_sr"), tmp_path / "sr.onnx", trace_shape=TRACE,
                          dysample_impl=strategy)
     ops = _ops(result.path)

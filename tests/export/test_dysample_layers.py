@@ -2,6 +2,7 @@
 recorded in the file for what the graph really holds; lookalikes left alone and named."""
 
 import json
+import re
 
 import onnx
 import pytest
@@ -91,12 +92,32 @@ def test_the_users_module_is_as_it_was_after_export(fpn_exports):
     assert all(torch.equal(before[name], after[name]) for name in before)
 
 
-def test_auto_records_the_strategy_each_layer_really_got(tmp_path):
+def test_auto_records_the_strategy_each_layer_really_got(tmp_path, without_ort_library):
     # 16 channels in 4 groups: 4 per group, so auto takes roialign (gather from 48 per group)
     result = export_onnx(load_model("tests.user_models:fpn"), tmp_path / "auto.onnx", trace_shape=TRACE)
     assert [l["strategy"] for l in recorded_layers(_meta(result.path))] == ["roialign", "roialign"]
     assert _meta(result.path)["deploykit.dysample_impl"] == "auto"
     assert _ops(result.path).count("RoiAlign") == 2
+
+
+def test_auto_on_onnx_runtime_is_the_plugin_where_deploykits_library_can_be_had(tmp_path, ort_custom_ops):
+    result = export_onnx(load_model("tests.user_models:fpn"), tmp_path / "auto.onnx", trace_shape=TRACE)
+    assert [l["strategy"] for l in recorded_layers(_meta(result.path))] == ["plugin", "plugin"]
+    assert _ops(result.path).count("DySample") == 2 and result.verified_with == "ort"
+    assert "register_custom_ops_library" in result.strategy_note and "--dysample-impl gather" in result.strategy_note
+    for_trt = export_onnx(load_model("tests.user_models:fpn"), tmp_path / "trt.onnx", trace_shape=TRACE,
+                          target="trt", dysample_impl="auto")  # the library is ONNX Runtime's alone
+    assert [l["strategy"] for l in recorded_layers(_meta(for_trt.path))] == ["roialign", "roialign"]
+    assert for_trt.strategy_note is None
+
+
+def test_export_says_what_auto_chose_and_how_serving_code_registers_it(tmp_path, ort_custom_ops):
+    from tests.cli_helpers import run
+
+    done = run("export", "tests.user_models:fpn", "--shape", "2x3x32x48", "-o", tmp_path / "f.onnx")
+    assert done.exit_code == 0, done.output
+    assert re.search(r"converted DySample layer up1 \(PastedDySample, scale 2, groups \d+\): plugin", done.output)
+    assert "auto chose plugin" in done.output and "ort_library_path()" in done.output
 
 
 def test_only_dysample_is_converted_beside_an_unrelated_grid_sample(tmp_path):
