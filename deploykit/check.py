@@ -16,7 +16,7 @@ from deploykit.errors import UserError
 from deploykit.export.options import ExportOptions
 from deploykit.latency import measure
 from deploykit.model_io import Shape, case_json, format_shape
-from deploykit.pipeline import opened_runners
+from deploykit.pipeline import opened_runners, untested_dims
 from deploykit.progress import ProgressCallback
 from deploykit.spec import LoadedModel, reference_outputs
 
@@ -48,6 +48,10 @@ class CheckReport:
     pictures: dict[tuple, Any] = field(default_factory=dict, repr=False)  # (backend, shape, output) -> ErrorPicture
     latency: dict[tuple, Any] = field(default_factory=dict, repr=False)  # (backend, shape) -> LatencyStats
     localizations: dict[str, Any] = field(default_factory=dict)  # backend -> Localization of its first failure
+    # A dynamic graph is only proven at sizes it ran: the dims the shapes checked never varied,
+    # and the shapes at which check's own export was verified (export's proof) when they did not.
+    untested: list[str] = field(default_factory=list)
+    export_verified_at: list = field(default_factory=list)
 
     @property
     def ran(self) -> list[CheckResult]:
@@ -69,6 +73,8 @@ class CheckReport:
                 "tolerance": {"atol": self.tolerance.atol, "rtol": self.tolerance.rtol},
                 "onnx": self.onnx, "backends": self.backends,
                 "results": [r.as_json() for r in self.results],
+                "untested_dims": self.untested,
+                "export_verified_at": [case_json(shape) for shape in self.export_verified_at],
                 **({"localization": {name: loc.as_json() for name, loc in self.localizations.items()}}
                    if self.localizations else {})}
 
@@ -90,7 +96,13 @@ def run_check(model: LoadedModel, backends: list[str], shapes: list[Shape] | Non
     report = CheckReport(spec=model.spec, seed=model.seed, tolerance=tolerance,
                          onnx=str(onnx_path) if onnx_path else None)
     runner_options = dataclasses.replace(runner_options or RunnerOptions(), threads=threads, precision=precision)
-    with opened_runners(model, backends, shapes, onnx_path, runner_options, export_options) as (runners, skipped):
+    dynamic = _declared_dynamic(onnx_path) if onnx_path else None
+    dynamic_export = onnx_path is None and (export_options or ExportOptions()).dynamic
+    untested = untested_dims(model, shapes, dynamic) if onnx_path or dynamic_export else []
+    with opened_runners(model, backends, shapes, onnx_path, runner_options, export_options,
+                        verify_export=bool(untested) and dynamic_export) as (runners, skipped, verified):
+        report.export_verified_at = [s for s in verified if s not in shapes]
+        report.untested = [] if verified else untested
         report.backends = describe_runners(runners)
         total, done = len(shapes) * len(runners), 0
         for shape in shapes:
@@ -113,6 +125,16 @@ def run_check(model: LoadedModel, backends: list[str], shapes: list[Shape] | Non
         if progress:
             progress(done, total, "done")
     return report
+
+
+def _declared_dynamic(onnx_path: Path) -> dict[str, list[int]]:
+    """Input -> the axes an ONNX file declares dynamic (a name or no size)."""
+    import onnx
+
+    graph = onnx.load(str(onnx_path), load_external_data=False).graph
+    initializers = {t.name for t in graph.initializer}
+    return {v.name: [axis for axis, d in enumerate(v.type.tensor_type.shape.dim) if not d.HasField("dim_value")]
+            for v in graph.input if v.name not in initializers}
 
 
 def _pictures(name, shape, references, outputs) -> dict:

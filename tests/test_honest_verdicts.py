@@ -95,3 +95,51 @@ def test_messages_point_at_the_real_cause(tmp_path):
 def test_a_quantized_output_is_an_input_error():
     assert_user_error(run("check", "tests.user_models:quantized_output", *SHAPE, "--backends", "torch"),
                       "returns a quantized tensor")
+
+
+def test_check_gives_its_own_export_exports_proof_when_one_shape_is_checked(tmp_path):
+    """A graph specialised to its traced shape passed a one-shape check: check's temporary export
+    is now verified at shapes derived from it, as export verifies, and fails there (exit 1)."""
+    result = run("check", "tests.user_models:pyramid_pooling", "--shape", "2x8x40x48")
+    assert result.exit_code == 1, result.output
+    assert "at 3x8x41x49 (it was traced at 2x8x40x48)" in result.stderr
+    assert "check's own temporary export" in result.stderr and "nothing was written" not in result.stderr
+
+
+def test_a_passing_one_shape_check_says_where_its_export_was_also_verified(tmp_path):
+    import json
+
+    report = tmp_path / "r.json"
+    result = run("check", "tests.user_models:in_place", *SHAPE, "--report", report)
+    assert result.exit_code == 0, result.output
+    data = json.loads(report.read_text())
+    assert data["export_verified_at"] == [[3, 3, 11, 15], [3, 3, 74, 78]] and data["untested_dims"] == []
+    assert "check's own export was also verified at 3x3x11x15, 3x3x74x78" in result.output
+
+
+def test_shapes_that_vary_every_dim_need_no_extra_proof(tmp_path):
+    import json
+
+    report = tmp_path / "r.json"
+    result = run("check", "tests.user_models:in_place", *SHAPE, "--shape", "1x3x7x9", "--report", report)
+    assert result.exit_code == 0, result.output
+    data = json.loads(report.read_text())
+    assert data["export_verified_at"] == [] and data["untested_dims"] == []
+
+
+def test_a_file_checked_at_one_size_names_the_dims_that_went_untested(tmp_path):
+    import json
+
+    out = tmp_path / "n.onnx"
+    assert run("export", "tests.user_models:in_place", *SHAPE, "-o", out).exit_code == 0
+    report = tmp_path / "r.json"
+    result = run("check", "tests.user_models:in_place", "--onnx", out, *SHAPE, "--shape", "1x3x10x14",
+                 "--report", report)
+    assert result.exit_code == 0, result.output
+    assert json.loads(report.read_text())["untested_dims"] == ["input height 10", "input width 14"]
+    assert "untested: input height 10, input width 14 in every shape checked" in " ".join(result.output.split())
+    static = tmp_path / "s.onnx"
+    assert run("export", "tests.user_models:in_place", *SHAPE, "--static", "-o", static).exit_code == 0
+    fixed = run("check", "tests.user_models:in_place", "--onnx", static, *SHAPE, "--report", tmp_path / "s.json")
+    assert fixed.exit_code == 0, fixed.output
+    assert json.loads((tmp_path / "s.json").read_text())["untested_dims"] == []  # nothing is dynamic
