@@ -151,6 +151,44 @@ class ExitDecision:
     traceback: str | None = None
 
 
+# deploykit's dependencies and the line that installs each: a missing one is the environment's
+# problem (exit 2), never an internal error. torch is not a declared dependency (README: the CPU
+# and GPU builds are installed first, on purpose).
+INSTALL_LINES = {
+    "torch": "install PyTorch first: pip install torch==2.13.0 --index-url https://download.pytorch.org/whl/cpu "
+             "(CPU), or pip install torch==2.13.0 (the CUDA build, on a GPU machine)",
+    "onnxruntime": "pip install onnxruntime (CPU), or onnxruntime-gpu (never both)",
+    "onnx": "pip install onnx", "onnxscript": "pip install onnxscript", "onnx_ir": "pip install onnx-ir",
+    "numpy": "pip install numpy", "click": "pip install click", "rich": "pip install rich",
+    "matplotlib": "pip install matplotlib", "ninja": "pip install ninja",
+}
+
+
+def missing_dependency(exc: BaseException) -> EnvironmentProblem | None:
+    """A dependency that is not installed (ModuleNotFoundError naming it) as one line with the
+    line that installs it; None for anything else (a user's own module is the SPEC's error)."""
+    if isinstance(exc, ModuleNotFoundError) and exc.name and exc.name.split(".")[0] in INSTALL_LINES:
+        package = exc.name.split(".")[0]
+        return EnvironmentProblem(f"{package} is not installed in this Python ({exc.name} cannot be imported), and "
+                                  "this command needs it", INSTALL_LINES[package])
+    if isinstance(exc, (ImportError, OSError)) and (package := _importing(exc)) is not None:
+        return EnvironmentProblem(f"{package} is installed but cannot be imported ({type(exc).__name__}: "
+                                  f"{first_line(exc, 160)})", f"reinstall it for this machine: {INSTALL_LINES[package]}")
+    return None
+
+
+def _importing(exc: BaseException) -> str | None:
+    """The dependency whose own __init__ raised ``exc`` while being imported (a torch built for
+    another CUDA, an onnxruntime wheel for another numpy), else None."""
+    import traceback
+
+    for frame in reversed(traceback.extract_tb(exc.__traceback__)):
+        parts = frame.filename.replace("\\", "/").split("/")
+        if len(parts) >= 2 and parts[-1] == "__init__.py" and parts[-2] in INSTALL_LINES and frame.name == "<module>":
+            return parts[-2]
+    return None
+
+
 def exit_code_for(exc: BaseException, debug: bool = False) -> ExitDecision:
     """The contract's one mapping from a failure to an exit code and its line."""
     if isinstance(exc, KeyboardInterrupt):
@@ -161,7 +199,7 @@ def exit_code_for(exc: BaseException, debug: bool = False) -> ExitDecision:
         return ExitDecision(exc.exit_code, f"error: {exc}")
     if is_out_of_memory(exc):
         return ExitDecision(EXIT_USAGE, f"error: {out_of_memory('running the command')}")
-    environment = environment_error(exc)
+    environment = environment_error(exc) or missing_dependency(exc)
     if environment is not None:
         return ExitDecision(environment.exit_code, f"error: {environment}")
     import traceback

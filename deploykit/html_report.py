@@ -133,7 +133,7 @@ def require_matplotlib():
     try:
         from matplotlib.figure import Figure
     except ImportError:
-        raise UserError("the HTML report needs matplotlib", "pip install 'deploykit[html]'") from None
+        raise UserError("the HTML report needs matplotlib", "pip install 'deploykit-vision[html]' (or pip install matplotlib)") from None
     return Figure
 
 

@@ -235,3 +235,46 @@ def test_a_killed_supervisor_leaves_no_crash_file_behind(tmp_path):
     while [p for p in tmp_path.iterdir() if _ours(p)] and time.monotonic() < deadline:
         time.sleep(0.2)
     assert [p.name for p in tmp_path.iterdir() if _ours(p)] == []
+
+
+@pytest.mark.parametrize("command", [["list"], ["export", "dysample", "-o"]])
+def test_without_torch_the_console_script_says_how_to_install_it(tmp_path, command):
+    """A Python without torch (an empty stand-in package that fails as a missing one does) is an
+    environment error with the install line, never an internal error."""
+    fake = tmp_path / "no_torch"
+    (fake / "torch").mkdir(parents=True)
+    (fake / "torch" / "__init__.py").write_text(
+        "raise ModuleNotFoundError(\"No module named 'torch'\", name='torch')\n")
+    if command[0] == "export":
+        command = [*command, tmp_path / "never.onnx"]
+    result = deploykit(*command, env={"PYTHONPATH": f"{fake}{os.pathsep}{ROOT}"})
+    assert result.returncode == EXIT_USAGE, result.stderr
+    line = one_error_line(result.stderr)
+    assert "torch is not installed" in line and "download.pytorch.org/whl/cpu" in line
+
+
+def test_an_onnx_runtime_that_cannot_be_imported_is_exit_2_naming_the_reinstall(tmp_path):
+    from deploykit.errors import exit_code_for
+
+    broken = tmp_path / "broken" / "onnxruntime"
+    broken.mkdir(parents=True)
+    (broken / "__init__.py").write_text("raise ImportError('numpy.core.multiarray failed to import')\n")
+    sys.path.insert(0, str(broken.parent))
+    saved = sys.modules.pop("onnxruntime", None)
+    try:
+        with pytest.raises(ImportError) as caught:
+            import onnxruntime  # noqa: F401
+    finally:
+        sys.path.remove(str(broken.parent))
+        sys.modules.pop("onnxruntime", None)
+        if saved is not None:
+            sys.modules["onnxruntime"] = saved
+    decision = exit_code_for(caught.value)
+    assert decision.code == EXIT_USAGE and "onnxruntime is installed but cannot be imported" in decision.line
+    assert "pip install onnxruntime" in decision.line
+
+
+def test_a_users_own_missing_module_is_not_mistaken_for_a_dependency():
+    from deploykit.errors import exit_code_for
+
+    assert exit_code_for(ModuleNotFoundError("No module named 'mynet'", name="mynet")).code == EXIT_INTERNAL

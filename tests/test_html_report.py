@@ -207,7 +207,7 @@ def test_without_matplotlib_says_how_to_install_it_and_writes_nothing(tmp_path, 
     monkeypatch.setitem(sys.modules, "matplotlib.figure", None)
     with pytest.raises(UserError, match="needs matplotlib") as caught:
         write_html_report(tmp_path / "r.html", *small_report)
-    assert "deploykit[html]" in caught.value.fix and list(tmp_path.iterdir()) == []
+    assert "deploykit-vision[html]" in caught.value.fix and list(tmp_path.iterdir()) == []
 
 
 def test_a_4096_square_output_makes_a_small_figure(tmp_path):
