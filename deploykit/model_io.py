@@ -38,7 +38,7 @@ def parse_shape(text: str) -> Shape:
     ('2', class ids) or a batch of vectors ('2x16', embeddings)."""
     from deploykit.errors import UserError
 
-    cleaned = text.strip().lower().replace(",", "x")
+    cleaned = "".join(text.split()).lower().replace(",", "x")  # "1, 3, 64, 64" too
     if not _SHAPE.match(cleaned):
         raise UserError(f"malformed shape {text!r}",
                         "write N x C and 1-3 spatial sizes, e.g. 1x64x32x32 (3-D to 5-D input), or N (a vector "
@@ -293,18 +293,24 @@ def draw_inputs(case, seed: int, specs: dict[str, InputSpec]) -> dict[str, Any]:
 
 def parse_case(text: str, names: list[str]):
     """'1x3x64x64' for a one-input model, 'image=1x3x64x64,mask=1x1x64x64' (every input named)
-    for several: a Shape, or a Case."""
+    for several: a Shape, or a Case. The habits of the neighbouring tools are read too:
+    trtexec's 'image:1x3x64x64,mask:1x1x64x64' and Polygraphy's 'image:[1,3,64,64]
+    mask:[1,1,64,64]' (a name may itself hold ':', as TensorFlow's 'input:0' does)."""
     from deploykit.errors import UserError
 
-    if "=" not in text:
+    if "=" not in text and ":" not in text:
         if len(names) > 1:
             raise UserError(f"--shape {text!r} gives one shape; the model takes {', '.join(names)}",
                             f"write --shape {','.join(f'{n}=NxCxHxW' for n in names)}")
-        return parse_shape(text)
+        return parse_shape(text.strip().strip("[]"))
     shapes = {}
-    for part in text.split(","):
-        name, _, value = part.partition("=")
-        name = name.strip()
+    for part in _named_entries(text):
+        name, _, value = part.partition("=") if "=" in part else part.rpartition(":")
+        name, value = name.strip(), value.strip()
+        if not name:
+            raise UserError(f"--shape {text!r} has a shape without an input name", "write NAME=NxCxHxW")
+        if value.startswith("[") and value.endswith("]"):
+            value = value[1:-1]
         if name in shapes:
             raise UserError(f"--shape {text!r} names input {name!r} twice", "give each input once")
         shapes[name] = parse_shape(value)
@@ -316,6 +322,21 @@ def parse_case(text: str, names: list[str]):
         raise UserError(f"--shape {text!r} gives no shape for input {missing[0]!r}",
                         f"name every input: {', '.join(names)}")
     return next(iter(shapes.values())) if len(names) == 1 else Case({n: shapes[n] for n in names})
+
+
+def _named_entries(text: str) -> list[str]:
+    """'a=1x2x3x4,b:[1,1,3,4] c:1x1x3x4' -> its entries: split at commas and spaces outside
+    brackets."""
+    entries, current, depth = [], "", 0
+    for char in text:
+        depth += {"[": 1, "]": -1}.get(char, 0)
+        if char in ", \t" and depth == 0:
+            entries.append(current)
+            current = ""
+        else:
+            current += char
+    entries.append(current)
+    return [entry for entry in entries if entry.strip()]
 
 
 def _named(text: str, option: str, names: list[str]) -> tuple[list[str], str]:

@@ -6,6 +6,8 @@ from collections import OrderedDict, namedtuple
 
 import onnx
 import pytest
+
+from deploykit.errors import UserError
 import torch
 
 from deploykit.model_io import flatten_outputs
@@ -66,3 +68,22 @@ def test_an_output_pytorch_does_not_return_fails_naming_it(tmp_path):
     assert checked.exit_code == 1, checked.output
     failed = [r for r in json.loads(report.read_text())["results"] if not r["passed"]]
     assert [r["output"] for r in failed] == ["edges"] and "PyTorch does not return" in failed[0]["reason"]
+
+
+@pytest.mark.parametrize("text", ["image=1x3x64x64,mask=1x1x64x64", "image:1x3x64x64,mask:1x1x64x64",
+                                  "image:[1,3,64,64] mask:[1,1,64,64]", "image:[1,3,64,64],mask:[1,1,64,64]",
+                                  " mask:[1, 1, 64, 64]  image=1x3x64x64 "])
+def test_shapes_in_deploykits_trtexecs_and_polygraphys_forms(text):
+    from deploykit.model_io import parse_case
+
+    case = parse_case(text, ["image", "mask"])
+    assert case.shapes == {"image": (1, 3, 64, 64), "mask": (1, 1, 64, 64)}
+
+
+def test_a_name_holding_a_colon_and_a_bracketed_shape_alone():
+    from deploykit.model_io import parse_case
+
+    assert parse_case("input:0:[1,3,8,8]", ["input:0"]) == (1, 3, 8, 8)
+    assert parse_case("[1,3,8,8]", ["x"]) == (1, 3, 8, 8)
+    with pytest.raises(UserError, match="without an input name"):
+        parse_case(":1x3x8x8,mask:1x1x8x8", ["image", "mask"])
