@@ -149,10 +149,24 @@ def _set_debug(ctx, param, value):
 
 
 def _set_verbosity(ctx, param, value):
+    """-v before the subcommand (the group's) and after it (the subcommand's) add up, so
+    ``deploykit -v check ...`` and ``deploykit check ... -v`` say the same."""
     from deploykit.logs import configure
 
-    configure(value)
+    root = ctx.find_root()
+    total = root.meta.get("deploykit.verbosity", 0) + (value or 0)
+    root.meta["deploykit.verbosity"] = total
+    if value or ctx is root:
+        configure(total)
     return value
+
+
+_VERBOSE_HELP = "Say more of what deploykit does: -v its steps, -vv also what the PyTorch exporter said."
+
+
+def _verbose_option() -> click.Option:
+    return click.Option(["-v", "--verbose"], count=True, is_eager=True, expose_value=False, callback=_set_verbosity,
+                        help=_VERBOSE_HELP)
 
 
 def _shapes(texts, model):
@@ -208,7 +222,7 @@ def _check_outputs(outputs: dict, inputs: dict, force: bool) -> None:
 @click.option("--debug", is_flag=True, is_eager=True, expose_value=False, callback=_set_debug,
               help="On an internal error, print the traceback instead of saving it to a file.")
 @click.option("-v", "--verbose", count=True, is_eager=True, expose_value=False, callback=_set_verbosity,
-              help="Say more of what deploykit does: -v its steps, -vv also what the PyTorch exporter said.")
+              help=_VERBOSE_HELP)
 def main():
     """Export PyTorch upsamplers to ONNX, check every backend against PyTorch, and time them."""
 
@@ -479,6 +493,9 @@ def bench_command(warmup, iters, max_seconds, **common):
 
     _run_and_report(run_bench, print_bench, warmup=warmup, iters=iters, max_seconds=max_seconds, **common)
 
+
+for _command in main.commands.values():  # -v after the subcommand too, as Polygraphy users type it
+    _command.params.append(_verbose_option())
 
 if __name__ == "__main__":
     main()

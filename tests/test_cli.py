@@ -341,3 +341,11 @@ def test_check_zoo_refuses_options_that_only_make_sense_for_one_spec(extra):
 
 def test_check_without_spec_or_zoo_is_a_usage_error():
     assert_user_error(run("check"), "missing argument 'SPEC'")
+
+
+@pytest.mark.parametrize("where", ["before", "after"])
+def test_verbose_goes_before_or_after_the_subcommand(tmp_path, where):
+    command = ["export", "pixel_shuffle", "--no-verify", "-o", tmp_path / "p.onnx"]
+    result = run("-v", *command) if where == "before" else run(*command, "-v")
+    assert result.exit_code == 0, result.output
+    assert "deploykit: exporting pixel_shuffle" in result.stderr
