@@ -62,7 +62,7 @@ def run_bench(model: LoadedModel, backends: list[str], shapes: list[Shape] | Non
     report = BenchReport(spec=model.spec, warmup=warmup, iters=iters, threads=threads, max_seconds=max_seconds)
     runner_options = dataclasses.replace(runner_options or RunnerOptions(), threads=threads, precision=precision)
     with opened_runners(model, backends, shapes, onnx_path, runner_options, export_options,
-                        allow_substitutes=False) as (runners, skipped, _):
+                        allow_substitutes=False) as (runners, skipped):
         report.backends = describe_runners(runners)
         total, done = len(shapes) * len(runners), 0
         for shape in shapes:

@@ -48,10 +48,10 @@ class CheckReport:
     pictures: dict[tuple, Any] = field(default_factory=dict, repr=False)  # (backend, shape, output) -> ErrorPicture
     latency: dict[tuple, Any] = field(default_factory=dict, repr=False)  # (backend, shape) -> LatencyStats
     localizations: dict[str, Any] = field(default_factory=dict)  # backend -> Localization of its first failure
-    # A dynamic graph is only proven at sizes it ran: the dims the shapes checked never varied,
-    # and the shapes at which check's own export was verified (export's proof) when they did not.
+    # A dynamic graph is only proven at sizes it ran: the dims the shapes checked never varied
+    # (a given file), and the shapes check added to its own export's (export's proof).
     untested: list[str] = field(default_factory=list)
-    export_verified_at: list = field(default_factory=list)
+    proof_shapes: list = field(default_factory=list)
 
     @property
     def ran(self) -> list[CheckResult]:
@@ -74,7 +74,7 @@ class CheckReport:
                 "onnx": self.onnx, "backends": self.backends,
                 "results": [r.as_json() for r in self.results],
                 "untested_dims": self.untested,
-                "export_verified_at": [case_json(shape) for shape in self.export_verified_at],
+                "proof_shapes": [case_json(shape) for shape in self.proof_shapes],
                 **({"localization": {name: loc.as_json() for name, loc in self.localizations.items()}}
                    if self.localizations else {})}
 
@@ -96,13 +96,13 @@ def run_check(model: LoadedModel, backends: list[str], shapes: list[Shape] | Non
     report = CheckReport(spec=model.spec, seed=model.seed, tolerance=tolerance,
                          onnx=str(onnx_path) if onnx_path else None)
     runner_options = dataclasses.replace(runner_options or RunnerOptions(), threads=threads, precision=precision)
-    dynamic = _declared_dynamic(onnx_path) if onnx_path else None
-    dynamic_export = onnx_path is None and (export_options or ExportOptions()).dynamic
-    untested = untested_dims(model, shapes, dynamic) if onnx_path or dynamic_export else []
-    with opened_runners(model, backends, shapes, onnx_path, runner_options, export_options,
-                        verify_export=bool(untested) and dynamic_export) as (runners, skipped, verified):
-        report.export_verified_at = [s for s in verified if s not in shapes]
-        report.untested = [] if verified else untested
+    if onnx_path is None and (export_options or ExportOptions()).dynamic and untested_dims(model, shapes):
+        report.proof_shapes = _proof_shapes(model, shapes)
+        shapes = [*shapes, *report.proof_shapes]
+        report.untested = [] if report.proof_shapes else untested_dims(model, shapes)
+    with opened_runners(model, backends, shapes, onnx_path, runner_options, export_options) as (runners, skipped):
+        if onnx_path is not None:  # read after opened_runners validated it
+            report.untested = untested_dims(model, shapes, _declared_dynamic(onnx_path))
         report.backends = describe_runners(runners)
         total, done = len(shapes) * len(runners), 0
         for shape in shapes:
@@ -125,6 +125,21 @@ def run_check(model: LoadedModel, backends: list[str], shapes: list[Shape] | Non
         if progress:
             progress(done, total, "done")
     return report
+
+
+def _proof_shapes(model: LoadedModel, shapes: list[Shape]) -> list[Shape]:
+    """The shapes export verifies a dynamic graph at besides its traced one (batch + 1 and every
+    size moved, then every size far away), for check's own export when the shapes asked for leave
+    a dim at one size: a graph specialised to it would pass there and nowhere else."""
+    from deploykit.export.onnx_export import preferred_trace_shape
+    from deploykit.export.verify import verification_shapes
+
+    traced = preferred_trace_shape(shapes)
+    try:
+        derived = verification_shapes(model, traced, True).shapes[1:]
+    except UserError:  # PyTorch takes none of them: the dims stay untested, and check says so
+        return []
+    return [shape for shape in derived if shape not in shapes]
 
 
 def _declared_dynamic(onnx_path: Path) -> dict[str, list[int]]:

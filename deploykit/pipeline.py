@@ -11,7 +11,6 @@ from typing import Iterator
 from deploykit.backends import Runner, RunnerOptions
 from deploykit.backends.runners import open_runners, plan_backends
 from deploykit.export.options import ExportOptions
-from deploykit.export.verify import ExportVerificationFailed
 from deploykit.model_io import Shape
 from deploykit.spec import LoadedModel
 
@@ -36,17 +35,14 @@ def _exports_plugin_nodes(model: LoadedModel, export_options: ExportOptions, bac
 @contextlib.contextmanager
 def opened_runners(model: LoadedModel, backends: list[str], shapes: list[Shape], onnx_path: Path | None,
                    options: RunnerOptions, export_options: ExportOptions | None = None,
-                   allow_substitutes: bool = True, verify_export: bool = False
-                   ) -> Iterator[tuple[dict[str, Runner], dict[str, str], list[Shape]]]:
-    """Activate each backend once; yield (runners, skipped, verified), skipped mapping a backend
-    that cannot run here, and may be absent (TensorRT on a CPU machine), to the reason.
+                   allow_substitutes: bool = True) -> Iterator[tuple[dict[str, Runner], dict[str, str]]]:
+    """Activate each backend once; yield (runners, skipped), skipped mapping a backend that cannot
+    run here, and may be absent (TensorRT on a CPU machine), to the reason.
 
     ``onnx_path`` is read once; without it, a temporary ONNX file is exported if a backend needs
     one (with ``export_options``, traced at one of ``shapes``, batch above 1 preferred, and for
-    TensorRT when trt runs). ``verify_export``: that export gets export's own proof (run against
-    PyTorch at the traced shape and shapes derived from it, ExportVerificationFailed when it is
-    wrong there), and ``verified`` lists those shapes ([] otherwise). A plugin graph runs on ONNX
-    Runtime with deploykit's library, or onnx-ref (deploykit.backends.runners).
+    TensorRT when trt runs). A plugin graph runs on ONNX Runtime with deploykit's library, or
+    onnx-ref (deploykit.backends.runners).
     """
     from deploykit.onnx_file import has_plugin_nodes, validate_onnx_file
     from deploykit.spec import check_same_model
@@ -61,7 +57,6 @@ def opened_runners(model: LoadedModel, backends: list[str], shapes: list[Shape],
     else:
         plugin_graph = reads_onnx and _exports_plugin_nodes(model, export_options, backends, options)
     plan = plan_backends(backends, options, plugin_graph, allow_substitutes)
-    verified: list[Shape] = []
     with contextlib.ExitStack() as stack:
         if plan.needs_onnx and onnx_path is None:
             from deploykit.export.onnx_export import export_onnx, preferred_trace_shape
@@ -73,25 +68,17 @@ def opened_runners(model: LoadedModel, backends: list[str], shapes: list[Shape],
             export_options = dataclasses.replace(export_options,
                 target="trt" if plan.runs_tensorrt else export_options.target,
                 trace_shape=export_options.trace_shape or preferred_trace_shape(shapes))
-            # verified when asked (check at shapes that leave a dynamic dim untested); else check
-            # runs it at every shape anyway, and bench times it
-            try:
-                exported = export_onnx(model, work_dir / "model.onnx", verify=verify_export,
-                                       precision=options.precision, threads=options.threads,
-                                       **export_options.as_kwargs())
-            except ExportVerificationFailed as exc:  # check's own export: it names no file to write
-                raise ExportVerificationFailed(
-                    exc.problem.split("\n  nothing was written to ")[0] + "\n  (check's own temporary export, "
-                    "verified as export verifies its files, because the shapes checked leave a dynamic dim at one "
-                    "size; a file exported with --static, given with --onnx, is checked at its one shape)") from None
-            verified = list(exported.verified_shapes)
+            # not verified here: check runs it at every shape anyway (and adds shapes that prove a
+            # dynamic graph, deploykit.check), and bench times it
+            exported = export_onnx(model, work_dir / "model.onnx", verify=False, precision=options.precision,
+                                   **export_options.as_kwargs())
             options = dataclasses.replace(options, onnx_path=exported.path)
             if bool(exported.dysample and exported.dysample.counts().get("plugin")) != plugin_graph:  # a guess missed
                 plan = plan_backends(backends, options, not plugin_graph, allow_substitutes)
         logger.info("opening %s%s", ", ".join(plan.classes),
                     "".join(f"; {name} skipped: {why}" for name, why in plan.skipped.items()))
         runners = stack.enter_context(open_runners(plan, options))
-        yield runners, plan.skipped, verified
+        yield runners, plan.skipped
 
 
 def _reads_onnx(name: str, options: RunnerOptions) -> bool:

@@ -71,10 +71,10 @@ def print_check(report, console: Console) -> None:
                       format_number(m.max_rel), format_number(m.cosine, ".6f"), format_number(m.psnr, ".1f"), verdict)
     console.print(table)
     _print_plain(console, f"backends: {_runner_line(report.backends)}")
-    if report.export_verified_at:
-        _print_plain(console, "check's own export was also verified at "
-                     f"{', '.join(format_shape(s) for s in report.export_verified_at)} (export's proof that the graph "
-                     "is not specialised to one size: the shapes checked leave a dynamic dim at one size)")
+    if report.proof_shapes:
+        _print_plain(console, f"added {', '.join(format_shape(s) for s in report.proof_shapes)}: the shapes asked for "
+                     "leave a dynamic dim at one size, so check's own export is also compared where export verifies "
+                     "its files (a graph specialised to the traced size passes there only)")
     if report.untested:
         _print_plain(console, f"untested: {', '.join(report.untested)} in every shape checked, and the graph declares "
                      "them dynamic: a graph specialised to those sizes passes there only; add a --shape that changes "

@@ -80,12 +80,14 @@ def ort_custom_ops():
 
 @pytest.fixture
 def without_ort_library(monkeypatch, tmp_path):
-    """As on a machine without ONNX Runtime's C API headers: no custom-op library can be had (a
-    build this process already made is forgotten). Subprocesses inherit it."""
+    """As on a machine without ONNX Runtime's C API headers or a build of the library: none can
+    be had (a build this process already made is forgotten). In this process only."""
     from deploykit.ops import ort_library
 
-    empty = tmp_path / "no-ort-headers"
-    empty.mkdir()
-    monkeypatch.setenv(ort_library.INCLUDE_ENV, str(empty))
+    monkeypatch.delenv(ort_library.INCLUDE_ENV, raising=False)
     monkeypatch.delenv(ort_library.LIBRARY_ENV, raising=False)
+    monkeypatch.setattr(ort_library, "_SYSTEM_INCLUDES", ())
+    empty_cache = tmp_path / "no-ort-builds"  # builds made where there were headers are reused: none here
+    empty_cache.mkdir()
+    monkeypatch.setattr(ort_library, "cache_dir", lambda: empty_cache)
     monkeypatch.setattr(ort_library, "_built", {})

@@ -98,23 +98,29 @@ def test_a_quantized_output_is_an_input_error():
 
 
 def test_check_gives_its_own_export_exports_proof_when_one_shape_is_checked(tmp_path):
-    """A graph specialised to its traced shape passed a one-shape check: check's temporary export
-    is now verified at shapes derived from it, as export verifies, and fails there (exit 1)."""
-    result = run("check", "tests.user_models:pyramid_pooling", "--shape", "2x8x40x48")
+    """A graph specialised to its traced shape passed a one-shape check: check now also compares
+    its own export where export verifies files, and fails there (exit 1)."""
+    import json
+
+    report = tmp_path / "r.json"
+    result = run("check", "tests.user_models:pyramid_pooling", "--shape", "2x8x40x48", "--report", report)
     assert result.exit_code == 1, result.output
-    assert "at 3x8x41x49 (it was traced at 2x8x40x48)" in result.stderr
-    assert "check's own temporary export" in result.stderr and "nothing was written" not in result.stderr
+    data = json.loads(report.read_text())
+    assert data["proof_shapes"] == [[3, 8, 41, 49], [3, 8, 104, 112]]
+    failed = {tuple(r["shape"]) for r in data["results"] if r["passed"] is False}
+    assert failed and (2, 8, 40, 48) not in failed  # right at the traced shape, wrong away from it
+    assert "added 3x8x41x49, 3x8x104x112" in " ".join(result.output.split())
 
 
-def test_a_passing_one_shape_check_says_where_its_export_was_also_verified(tmp_path):
+def test_a_passing_one_shape_check_says_which_shapes_it_added(tmp_path):
     import json
 
     report = tmp_path / "r.json"
     result = run("check", "tests.user_models:in_place", *SHAPE, "--report", report)
     assert result.exit_code == 0, result.output
     data = json.loads(report.read_text())
-    assert data["export_verified_at"] == [[3, 3, 11, 15], [3, 3, 74, 78]] and data["untested_dims"] == []
-    assert "check's own export was also verified at 3x3x11x15, 3x3x74x78" in result.output
+    assert data["proof_shapes"] == [[3, 3, 11, 15], [3, 3, 74, 78]] and data["untested_dims"] == []
+    assert {tuple(r["shape"]) for r in data["results"]} == {(2, 3, 10, 14), (3, 3, 11, 15), (3, 3, 74, 78)}
 
 
 def test_shapes_that_vary_every_dim_need_no_extra_proof(tmp_path):
@@ -124,7 +130,7 @@ def test_shapes_that_vary_every_dim_need_no_extra_proof(tmp_path):
     result = run("check", "tests.user_models:in_place", *SHAPE, "--shape", "1x3x7x9", "--report", report)
     assert result.exit_code == 0, result.output
     data = json.loads(report.read_text())
-    assert data["export_verified_at"] == [] and data["untested_dims"] == []
+    assert data["proof_shapes"] == [] and data["untested_dims"] == []
 
 
 def test_a_file_checked_at_one_size_names_the_dims_that_went_untested(tmp_path):

@@ -57,7 +57,7 @@ def plan_backends(backends: list[str], options: RunnerOptions, plugin_graph: boo
     asked = {name: PLUGIN_SUBSTITUTES.get(name, name) if why else name for name in backends}
     if not allow_substitutes and any(a != n for n, a in asked.items()):
         raise UserError(f"{why}; the NumPy reference that checks such graphs is not worth timing",
-                        "make the library available (see the line above), bench a standard-op export "
+                        "make the library available as that says, bench a standard-op export "
                         "(--dysample-impl gather or auto) on ort, or the plugin graph on trt")
     classes = {name: runner_class(name) for name in dict.fromkeys(asked.values())}
     skipped = {}
@@ -87,10 +87,12 @@ def _custom_ops_for(backends: list[str]) -> tuple[Path | None, str | None]:
     plugin graph; (None, None) when no ONNX Runtime backend was asked for."""
     if not any(name in PLUGIN_SUBSTITUTES for name in backends):
         return None, None
-    from deploykit.ops.ort_library import ort_library_path
+    from deploykit.ops.ort_library import OrtLibraryMisconfigured, ort_library_path
 
     try:
         return ort_library_path(), None
+    except OrtLibraryMisconfigured:
+        raise  # DEPLOYKIT_ORT_LIBRARY / _INCLUDE_DIR name something unusable: exit 2, never a quiet stand-in
     except EnvironmentProblem as exc:
         return None, (f"the graph has deploykit::DySample nodes and deploykit's ONNX Runtime custom-op library "
                       f"cannot be had here: {exc}")

@@ -75,6 +75,7 @@ class ConvertResult:
     probe_shapes: list[Shape]
     specialised: list[str]  # one line per site whose original is right at one size only
     fp16_notes: list[str] = field(default_factory=list)  # fp16 files: differences the original's half grid explains
+    checked_with: str = "ort"  # what ran the converted file: ort, or onnx-ref and why
 
 
 def convert_onnx(source: Path, output: Path, strategy: str, shapes: list[Shape] | None = None,
@@ -115,14 +116,14 @@ def convert_onnx(source: Path, output: Path, strategy: str, shapes: list[Shape] 
     with staged_files(Path(output), force) as staged:
         ir.save(model, str(staged))
         _check_written(staged, opset)
-        fp16_notes = _compare_files(source, staged, checked, threads, plugin_graph=strategy == "plugin")
+        fp16_notes, checked_with = _compare_files(source, staged, checked, threads, plugin_graph=strategy == "plugin")
     specialised = [f"{site.sampler}: the original is right only where this layer is {site.encoded[0]}x"
                    f"{site.encoded[1]} (its constants encode that size; "
                    + ", ".join(f"max error {error:.3g} at {text}" for text, error in site.wrong_at.items())
                    + "); the converted layer computes its grid from the input's shape"
                    for site in verified if site.encoded]
     return ConvertResult(Path(output), strategy, opset, converted, lookalikes, checked, probes, specialised,
-                         fp16_notes)
+                         fp16_notes, checked_with)
 
 
 def _load(source: Path):
@@ -533,12 +534,14 @@ def _check_written(path: Path, opset: int) -> None:
         raise AssertionError(f"the converted graph fails onnx.checker at opset {opset}: {exc}") from None
 
 
-def _compare_files(source: Path, converted: Path, shapes: list[Shape], threads, plugin_graph: bool) -> list[str]:
+def _compare_files(source: Path, converted: Path, shapes: list[Shape], threads, plugin_graph: bool
+                   ) -> tuple[list[str], str]:
     """The converted file against the original, output by output, at ``shapes`` (where the
     original's DySample layers are right); a difference is a parity failure. An fp16 original
     computes GridSample's coordinates in half precision, which the converted forms do not: a few
     values past fp16's elementwise tolerance pass when the output's relative L2 error is within
-    1e-2, and the returned notes say so."""
+    1e-2, and the returned notes say so. Also returns what ran the converted file (a plugin graph
+    runs on onnx-ref where deploykit's ONNX Runtime library cannot be had, and that says why)."""
     from deploykit.backends import RunnerOptions, runner_class
     from deploykit.backends.runners import open_runners, plan_backends, run_and_compare, run_backend
     from deploykit.compare import tolerance_for
@@ -571,7 +574,7 @@ def _compare_files(source: Path, converted: Path, shapes: list[Shape], threads, 
                                     for name, m in failures.items())
                 raise ExportVerificationFailed(f"the converted file differs from {source} at {format_shape(shape)}: "
                                                f"{details}", "report it to deploykit with both files")
-    return notes
+    return notes, f"onnx-ref ({plan.substitute_why})" if plan.substitute_why else "ort"
 
 
 def _relative_l2(reference, actual) -> float:
@@ -596,5 +599,6 @@ def describe(result: ConvertResult) -> str:
     lines.append(f"each layer verified against the reference at {probes}"
                  + (" or at the size its constants encode" if result.specialised else ""))
     lines.append(f"the converted file equals the original at {', '.join(format_shape(s) for s in result.checked_shapes)}"
-                 + (" (where the original is right)" if result.specialised else ""))
+                 + (" (where the original is right)" if result.specialised else "")
+                 + f", run on {'ONNX Runtime CPU' if result.checked_with == 'ort' else result.checked_with}")
     return "\n".join(lines)

@@ -32,14 +32,16 @@ def numpy_sample(x: np.ndarray, offset: np.ndarray, scale: int, groups: int) -> 
     ww, wn = f32(1) - we, f32(1) - ws
     ix, iy = x0.astype(np.int64), y0.astype(np.int64)
     planes = x.astype(f32).reshape(B, G, C // G, H * W)
-    out = np.zeros((B, G, C // G, s * H, s * W), dtype=f32)
+    shape = (B, G, C // G, s * H, s * W)
+    out = None
     taps = ((iy, ix, wn * ww), (iy, ix + 1, wn * we), (iy + 1, ix, ws * ww), (iy + 1, ix + 1, ws * we))
-    for ty, tx, weight in taps:
+    for ty, tx, weight in taps:  # bilinear_sum's rule: an out-of-plane tap adds exactly 0, NaN/Inf in x or not
         valid = (tx >= 0) & (tx < W) & (ty >= 0) & (ty < H)
         index = np.where(valid, ty * W + tx, 0).reshape(B, G, 1, -1)
         values = np.take_along_axis(planes, np.broadcast_to(index, (B, G, C // G, index.shape[-1])), axis=3)
-        values = values.reshape(out.shape) * np.where(valid, f32(1), f32(0))[:, :, None]
-        out = out + values * weight[:, :, None]
+        values = np.where(valid[:, :, None], values.reshape(shape), f32(0))
+        term = values * weight[:, :, None]
+        out = term if out is None else out + term
     return out.reshape(B, C, s * H, s * W).astype(x.dtype)
 
 

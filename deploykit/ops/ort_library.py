@@ -27,7 +27,7 @@ import subprocess
 from pathlib import Path
 
 from deploykit.errors import EnvironmentProblem
-from deploykit.ops.native_build import build_lock, compilers_end_with_us, disk_full, usable_cache_dir
+from deploykit.ops.native_build import build_lock, cache_dir, compilers_end_with_us, disk_full, usable_cache_dir
 
 logger = logging.getLogger(__name__)
 
@@ -47,59 +47,85 @@ _HEADERS_FIX = (f"set {INCLUDE_ENV} to the include/ folder of an ONNX Runtime re
 _built: dict[bool, Path] = {}
 
 
+class OrtLibraryMisconfigured(EnvironmentProblem):
+    """DEPLOYKIT_ORT_LIBRARY or DEPLOYKIT_ORT_INCLUDE_DIR names something unusable: the user asked
+    for this library, so every command stops (exit 2) rather than running without it."""
+
+
 def ort_include_dir() -> Path:
     """The folder holding ONNX Runtime's C API header; an environment error (exit 2) naming the
-    fix when there is none, or when it is older than the C API the library needs."""
+    fix when there is none, or when it is older than the C API the library needs
+    (OrtLibraryMisconfigured when DEPLOYKIT_ORT_INCLUDE_DIR names it)."""
     value = os.environ.get(INCLUDE_ENV, "").strip()
     candidates = [Path(value).expanduser()] if value else [Path(folder) for folder in _SYSTEM_INCLUDES]
+    problem = OrtLibraryMisconfigured if value else EnvironmentProblem
     for folder in candidates:
         header = folder / HEADER
         if header.is_file():
-            version = _api_version(header)
+            version = _api_version(header, problem)
             if version is None or version < MIN_API_VERSION:
-                raise EnvironmentProblem(f"{header} is ONNX Runtime C API version {version or 'unknown'}; deploykit's "
-                                         f"custom-op library needs {MIN_API_VERSION} (ONNX Runtime 1.17) or newer",
-                                         _HEADERS_FIX)
+                raise problem(f"{header} is ONNX Runtime C API version {version or 'unknown'}; deploykit's "
+                              f"custom-op library needs {MIN_API_VERSION} (ONNX Runtime 1.17) or newer", _HEADERS_FIX)
             return folder.absolute()
     where = f"{INCLUDE_ENV}={value} holds no {HEADER}" if value else f"{INCLUDE_ENV} is not set"
-    raise EnvironmentProblem(f"the ONNX Runtime custom-op library needs ONNX Runtime's C API headers: {where}",
-                             _HEADERS_FIX)
+    raise problem(f"the ONNX Runtime custom-op library needs ONNX Runtime's C API headers: {where}", _HEADERS_FIX)
 
 
-def _api_version(header: Path) -> int | None:
-    match = re.search(rb"#define\s+ORT_API_VERSION\s+(\d+)", header.read_bytes())
+def _api_version(header: Path, problem=EnvironmentProblem) -> int | None:
+    try:
+        text = header.read_bytes()
+    except OSError as exc:
+        raise problem(f"cannot read {header} ({exc.strerror or type(exc).__name__})", _HEADERS_FIX) from None
+    match = re.search(rb"#define\s+ORT_API_VERSION\s+(\d+)", text)
     return int(match.group(1)) if match else None
 
 
 def cuda_wanted() -> bool:
     """Build the CUDA provider's kernel too: onnxruntime-gpu is installed and nvcc is here."""
-    import onnxruntime as ort
-
+    try:
+        import onnxruntime as ort
+    except Exception:  # noqa: BLE001 - no usable ONNX Runtime: its own backend says why
+        return False
     return "CUDAExecutionProvider" in ort.get_available_providers() and _nvcc() is not None
 
 
 def ort_library_path(cuda: bool | None = None) -> Path:
     """The library to pass to ``SessionOptions.register_custom_ops_library``, built if needed.
 
-    ``cuda``: include the CUDA provider's kernel (None: where ``cuda_wanted()``). Raises
-    EnvironmentProblem (one line and the fix) when it cannot be had here."""
+    ``cuda``: include the CUDA provider's kernel (None: where ``cuda_wanted()``; a CUDA build
+    that fails then falls back to the CPU library, saying why). Raises EnvironmentProblem (one
+    line and the fix) when it cannot be had here, OrtLibraryMisconfigured when the environment
+    names an unusable library or header folder."""
     given = os.environ.get(LIBRARY_ENV, "").strip()
     if given:
         path = Path(given).expanduser().absolute()
         if not path.is_file():
-            raise EnvironmentProblem(f"{LIBRARY_ENV}={given} is not a file",
-                                     "point it at a built libdeploykit_ort.so, or unset it to build one here")
+            raise OrtLibraryMisconfigured(f"{LIBRARY_ENV}={given} is not a file",
+                                          "point it at a built libdeploykit_ort.so, or unset it to build one here")
         return path
-    cuda = cuda_wanted() if cuda is None else cuda
+    automatic = cuda is None
+    cuda = cuda_wanted() if automatic else cuda
     if cuda not in _built:
-        _built[cuda] = _build(cuda)
+        try:
+            _built[cuda] = _build(cuda)
+        except OrtLibraryMisconfigured:
+            raise
+        except EnvironmentProblem as exc:
+            if not (automatic and cuda):
+                raise
+            logger.warning("the CUDA build of the ONNX Runtime custom-op library failed (%s); using the CPU "
+                           "library", exc)
+            _built[cuda] = ort_library_path(cuda=False)
     return _built[cuda]
 
 
 def library_problem() -> str | None:
-    """Why the library cannot be had here (one line, with the fix), or None once it is built."""
+    """Why the library cannot be had here (one line, with the fix), or None once it is built;
+    raises OrtLibraryMisconfigured when the environment names an unusable one."""
     try:
         ort_library_path()
+    except OrtLibraryMisconfigured:
+        raise  # asked for by name: never quietly done without
     except EnvironmentProblem as exc:
         return str(exc)
     return None
@@ -157,25 +183,52 @@ def _version_line(program: str) -> str:
     return result.stdout.strip().splitlines()[0] if result.stdout.strip() else program
 
 
-def build_dir_name(include_dir: Path, compiler: str, nvcc: str | None) -> str:
-    """The build's folder in the cache: keyed by the sources and flags, the headers, the compilers."""
+def sources_key(compiler: str, nvcc: str | None) -> str:
+    """What a build is made of besides the headers: the sources and flags, the compilers."""
     digest = hashlib.sha256(f"{_version_line(compiler)}|{nvcc and _version_line(nvcc)}".encode())
-    digest.update((include_dir / HEADER).read_bytes())
     for path in sorted(PLUGIN_DIR.iterdir()):
         if path.suffix in {".h", ".cpp", ".cu", ".json"}:
             digest.update(path.name.encode() + path.read_bytes())
     return f"deploykit_ort-{'cuda' if nvcc else 'cpu'}-{digest.hexdigest()[:16]}"
 
 
+def build_dir_name(include_dir: Path, compiler: str, nvcc: str | None) -> str:
+    """The build's folder in the cache: keyed by the sources and flags, the compilers, then the
+    headers it was built against."""
+    header = hashlib.sha256(_read_header(include_dir)).hexdigest()[:12]
+    return f"{sources_key(compiler, nvcc)}-{header}"
+
+
+def _read_header(include_dir: Path) -> bytes:
+    try:
+        return (include_dir / HEADER).read_bytes()
+    except OSError as exc:
+        raise EnvironmentProblem(f"cannot read {include_dir / HEADER} ({exc.strerror or type(exc).__name__})",
+                                 _HEADERS_FIX) from None
+
+
 def _build(cuda: bool) -> Path:
-    include_dir = ort_include_dir()
     compiler = _compiler()
     nvcc = _nvcc() if cuda else None
     if cuda and nvcc is None:
         raise EnvironmentProblem("building the CUDA kernel of the ONNX Runtime custom-op library needs nvcc, "
                                  "which was not found", "put the CUDA toolkit's bin/ on PATH, or set CUDA_HOME")
-    build_dir = usable_cache_dir() / build_dir_name(include_dir, compiler, nvcc)
-    library = build_dir / LIBRARY_NAME
+    try:
+        include_dir = ort_include_dir()
+    except OrtLibraryMisconfigured:
+        raise
+    except EnvironmentProblem:
+        # No headers here, but a build of these very sources made where they were is as good
+        # (the library asks for C API 17, whichever headers it was compiled against).
+        made = sorted(cache_dir().glob(f"{sources_key(compiler, nvcc)}-*/{LIBRARY_NAME}"),
+                      key=lambda path: path.stat().st_mtime)
+        if made:
+            return made[-1]
+        raise
+    library = cache_dir() / build_dir_name(include_dir, compiler, nvcc) / LIBRARY_NAME
+    if library.is_file():  # renamed into place whole: no lock, and no write, needed to use it
+        return library
+    build_dir = usable_cache_dir() / library.parent.name
     try:
         build_dir.mkdir(exist_ok=True)
     except OSError as exc:

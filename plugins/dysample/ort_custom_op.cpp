@@ -167,7 +167,7 @@ OrtStatus* infer_output(const OrtShapeInferContext* context) {
     if (axis >= 2 && value >= 0 && __builtin_mul_overflow(value, scale, &value)) value = -1;
     dims[axis] = value;
     if (value < 0)
-      symbols[axis] = !symbol.empty() ? (axis < 2 ? symbol : symbol + "*" + std::to_string(scale))
+      symbols[axis] = !symbol.empty() ? (axis < 2 || scale == 1 ? symbol : symbol + "*" + std::to_string(scale))
                                       : "deploykit_dysample_" + std::to_string(unnamed++);
   }
   std::vector<const char*> symbol_pointers;

@@ -29,3 +29,17 @@ def test_numpy_node_matches_reference(scale, groups, per_group, batch, height, w
 def test_mismatched_inputs_are_rejected():
     with pytest.raises(ValueError, match="do not fit"):
         numpy_sample(np.zeros((1, 4, 3, 3), np.float32), np.zeros((1, 7, 3, 3), np.float32), 2, 1)
+
+
+@pytest.mark.parametrize("value", [np.inf, -np.inf, np.nan])
+def test_an_out_of_plane_tap_adds_exactly_zero_whatever_the_pixel_it_would_read(value):
+    """bilinear_sum's rule (the fused kernel's, grid_sample's): Inf or NaN in x reaches the output
+    only through in-plane taps; the first pixel is what an out-of-plane tap's index points at."""
+    from deploykit.ops.fused import fused_sample
+
+    x = np.array([[[[value, 1.0, 2.0]]]], np.float32)
+    offset = np.zeros((1, 2, 1, 3), np.float32)
+    got = numpy_sample(x, offset, 1, 1)
+    want = fused_sample(torch.from_numpy(x), torch.from_numpy(offset), 1, 1).numpy()
+    np.testing.assert_array_equal(got, want)
+    np.testing.assert_array_equal(got[0, 0, 0, 1:], [1.0, 2.0])

@@ -175,3 +175,36 @@ def test_the_cuda_build_compiles_links_the_cuda_runtime_and_still_runs_on_the_cp
     feed = sample_inputs(1, 8, 4, 5, 2, 2)
     (out,) = session(dysample_model(2, 2, 8), library).run(None, feed)
     assert out.shape == (1, 8, 8, 10)
+
+
+def test_a_build_in_a_cache_that_cannot_be_written_is_used_as_it_is(own_headers, monkeypatch):
+    built = ort_library.ort_library_path(cuda=False)
+
+    def unwritable():
+        raise EnvironmentProblem("cannot write in the deploykit cache (Read-only file system)", "set DEPLOYKIT_CACHE")
+
+    monkeypatch.setattr(ort_library, "usable_cache_dir", unwritable)
+    monkeypatch.setattr(ort_library, "_built", {})
+    assert ort_library.ort_library_path(cuda=False) == built
+
+
+def test_a_build_made_with_headers_is_reused_where_there_are_none(own_headers, monkeypatch):
+    built = ort_library.ort_library_path(cuda=False)
+    monkeypatch.delenv(ort_library.INCLUDE_ENV)
+    monkeypatch.setattr(ort_library, "_SYSTEM_INCLUDES", ())
+    monkeypatch.setattr(ort_library, "_built", {})
+    assert ort_library.ort_library_path(cuda=False) == built
+
+
+def test_a_library_or_header_folder_named_but_unusable_stops_every_command(tmp_path, monkeypatch):
+    """Asked for by name, the library is never quietly replaced by onnx-ref: exit 2."""
+    from tests.cli_helpers import assert_user_error, run
+
+    monkeypatch.setattr(ort_library, "_built", {})
+    monkeypatch.setenv(ort_library.LIBRARY_ENV, str(tmp_path))  # a folder
+    result = run("check", "dysample", "--dysample-impl", "plugin", "--backends", "torch,ort", "--shape", "1x64x8x8")
+    assert_user_error(result, "DEPLOYKIT_ORT_LIBRARY=", "is not a file")
+    monkeypatch.delenv(ort_library.LIBRARY_ENV)
+    monkeypatch.setenv(ort_library.INCLUDE_ENV, str(tmp_path))  # no header there
+    result = run("export", "dysample", "-o", tmp_path / "d.onnx")
+    assert_user_error(result, f"DEPLOYKIT_ORT_INCLUDE_DIR={tmp_path} holds no onnxruntime_c_api.h")

@@ -8,6 +8,7 @@
 #include <cstdint>
 #include <cstdio>
 #include <limits>
+#include <string>
 #include <vector>
 
 #include "dysample_cpu.h"
@@ -122,12 +123,24 @@ void check_nan_reaches_the_output_only_through_in_plane_taps() {
   check(out[0] == 3.0f, "a NaN outside the taps does not", d);
 }
 
+void check_planes_past_32_bit_indices_are_refused() {
+  // The CPU loop keeps tap indices in 32 bits: every entry point refuses a larger plane.
+  const Dims fits{1, 1, 46340, 46340, 1, 1};  // 2147395600 values
+  const Dims past{1, 1, 46341, 46341, 1, 1};  // 2147488281 values
+  check(deploykit::dysample::dims_problem(fits, 1, 2, 46340, 46340) == nullptr, "a 46340 x 46340 plane is accepted",
+        fits);
+  const char* problem = deploykit::dysample::dims_problem(past, 1, 2, 46341, 46341);
+  check(problem != nullptr && std::string(problem).find("2^31 - 1") != std::string::npos,
+        "a 46341 x 46341 plane is refused", past);
+}
+
 }  // namespace
 
 int main() {
   check_against_plain_bilinear();
   check_far_outside_offsets_clamp_to_a_corner();
   check_nan_reaches_the_output_only_through_in_plane_taps();
+  check_planes_past_32_bit_indices_are_refused();
   std::printf("dysample_cpu: %d checks passed, %d failed\n", passed, failed);
   return failed == 0 && passed > 0 ? 0 : 1;
 }
