@@ -275,7 +275,12 @@ def export_command(spec, params, weights, seed, input_dtypes, val_ranges, inputs
                          verify_shapes=_shapes(verify_shapes, model), **options.as_kwargs())
     click.echo(describe(result))
     if options.target == "trt":  # the file is written either way; the exit code says if TensorRT will take it
-        return _print_lint(output, "trt", plugins=None, plugin_pending=options.dysample_impl == "plugin")
+        code = _print_lint(output, "trt", plugins=None, plugin_pending=options.dysample_impl == "plugin")
+        if code:  # exit 1 is parity's code too: say which of the two it is
+            parity = "matches PyTorch at every verified shape" if result.verified_shapes else "was not verified"
+            click.echo(f"exit 1 from lint, not parity: the graph {parity} and was written to {output}, but TensorRT "
+                       "would reject or misread the nodes above")
+        return code
 
 
 def _print_lint(path: Path, target: str, plugins, report_path: Path | None = None, force: bool = False,
@@ -336,8 +341,10 @@ def lint_command(model, target, plugins, report_path, force):
 @click.option("-o", "--output", type=click.Path(path_type=Path), required=True, help="Engine file to write.")
 @click.option("--fp16", is_flag=True, help="FP16 kernels (TensorRT 10 builder flag; on 11 export an fp16 graph).")
 @plugin_option("Plugin library loaded before parsing (repeatable), e.g. build/libdeploykit_trt_plugins.so.")
-@click.option("--shapes", "profiles", multiple=True, metavar="NAME=MIN/OPT/MAX",
-              help="Optimization profile per input (default: from the export's traced shape).")
+@click.option("--profile", "--shapes", "profiles", multiple=True, metavar="NAME=MIN/OPT/MAX",
+              help="The optimization profile of one input (repeatable), trtexec's --minShapes/--optShapes/"
+                   "--maxShapes in one (default: from the export's traced shape and recorded bounds). "
+                   "--shapes is its old name.")
 @click.option("--timing-cache", type=click.Path(path_type=Path), default=None,
               help="Timing cache file, read if present and written back.")
 @click.option("--workspace", type=click.IntRange(min=1), default=None, help="Workspace limit in MiB.")
@@ -494,8 +501,22 @@ def bench_command(warmup, iters, max_seconds, **common):
     _run_and_report(run_bench, print_bench, warmup=warmup, iters=iters, max_seconds=max_seconds, **common)
 
 
-for _command in main.commands.values():  # -v after the subcommand too, as Polygraphy users type it
-    _command.params.append(_verbose_option())
+# One worked example per command, under its -h (the README's quick start has the whole flow).
+_EXAMPLES = {
+    "list": ["deploykit list", "deploykit list dysample"],
+    "export": ["deploykit export mypkg.net:build --shape 1x3x256x256 -o net.onnx",
+               "deploykit export dysample --dysample-impl plugin --target trt -o dys.onnx"],
+    "convert": ["deploykit convert theirs.onnx -o mine.onnx --dysample-impl plugin --target trt"],
+    "lint": ["deploykit lint net.onnx --target trt --plugin build/libdeploykit_trt_plugins.so"],
+    "build": ["deploykit build net.onnx -o net.engine --profile input=1x3x64x64/1x3x256x256/4x3x512x512"],
+    "check": ["deploykit check mypkg.net:build --onnx net.onnx --shape 1x3x256x256 --shape 2x3x320x480",
+              "deploykit check dysample --backends torch,ort,trt --report check.json"],
+    "bench": ["deploykit bench mypkg.net:build --onnx net.onnx --shape 1x3x512x512 --threads 2"],
+}
+
+for _name, _command in main.commands.items():
+    _command.params.append(_verbose_option())  # -v after the subcommand too, as Polygraphy users type it
+    _command.epilog = "\b\nExamples:\n" + "\n".join(f"  {line}" for line in _EXAMPLES[_name])
 
 if __name__ == "__main__":
     main()

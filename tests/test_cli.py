@@ -349,3 +349,16 @@ def test_verbose_goes_before_or_after_the_subcommand(tmp_path, where):
     result = run("-v", *command) if where == "before" else run(*command, "-v")
     assert result.exit_code == 0, result.output
     assert "deploykit: exporting pixel_shuffle" in result.stderr
+
+
+@pytest.mark.parametrize("command", ["list", "export", "convert", "lint", "build", "check", "bench"])
+def test_every_help_ends_with_an_example_of_its_own_command(command):
+    result = run(command, "-h")
+    assert result.exit_code == 0
+    examples = result.output.split("Examples:", 1)[1]
+    assert f"deploykit {command}" in examples and "-v, --verbose" in result.output
+
+
+def test_builds_profile_option_is_named_for_what_it_is_and_keeps_its_old_name():
+    text = " ".join(run("build", "-h").output.split())
+    assert "--profile, --shapes NAME=MIN/OPT/MAX" in text and "--minShapes" in text
