@@ -27,8 +27,8 @@ class BenchResult:
     ratio_to_torch: float | None = None  # p50 / torch p50 at the same shape
     skipped: str | None = None
 
-    def as_json(self) -> dict:
-        head = {"backend": self.backend, "shape": case_json(self.shape)}
+    def as_json(self, inputs: list[str]) -> dict:
+        head = {"backend": self.backend, "shape": case_json(self.shape, inputs)}
         if self.skipped is not None:
             return {**head, "status": "skipped", "reason": self.skipped}
         return {**head, "status": "measured", **asdict(self.stats), "ratio_to_torch": self.ratio_to_torch,
@@ -41,6 +41,7 @@ class BenchReport:
     warmup: int
     iters: int
     threads: int | None
+    inputs: list[str] = field(default_factory=lambda: ["input"])  # the model's input names, for the JSON's shapes
     backends: dict[str, dict] = field(default_factory=dict)
     results: list[BenchResult] = field(default_factory=list)
     max_seconds: float | None = None
@@ -48,7 +49,7 @@ class BenchReport:
     def as_json(self) -> dict:
         return {"spec": self.spec, "warmup": self.warmup, "iters": self.iters, "threads": self.threads,
                 "max_seconds": self.max_seconds, "backends": self.backends,
-                "results": [r.as_json() for r in self.results]}
+                "results": [r.as_json(self.inputs) for r in self.results]}
 
 
 def run_bench(model: LoadedModel, backends: list[str], shapes: list[Shape] | None, *, warmup: int, iters: int,
@@ -59,7 +60,8 @@ def run_bench(model: LoadedModel, backends: list[str], shapes: list[Shape] | Non
     ``progress(done, total, next step)`` is told of each step; ``max_seconds`` bounds each
     backend's warm-up and timing at each shape (``measure``)."""
     shapes = model.shapes_or_default(shapes)
-    report = BenchReport(spec=model.spec, warmup=warmup, iters=iters, threads=threads, max_seconds=max_seconds)
+    report = BenchReport(spec=model.spec, warmup=warmup, iters=iters, threads=threads, max_seconds=max_seconds,
+                         inputs=list(model.input_names))
     runner_options = dataclasses.replace(runner_options or RunnerOptions(), threads=threads, precision=precision)
     with opened_runners(model, backends, shapes, onnx_path, runner_options, export_options,
                         allow_substitutes=False) as (runners, skipped):

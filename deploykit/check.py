@@ -29,8 +29,8 @@ class CheckResult:
     metrics: Metrics | None  # None when the backend was skipped
     skipped: str | None = None  # why the backend could not run here
 
-    def as_json(self) -> dict:
-        head = {"backend": self.backend, "shape": case_json(self.shape), "output": self.output}
+    def as_json(self, inputs: list[str]) -> dict:
+        head = {"backend": self.backend, "shape": case_json(self.shape, inputs), "output": self.output}
         if self.skipped is not None:
             return {**head, "status": "skipped", "passed": None, "reason": self.skipped}
         return {**head, "status": "passed" if self.metrics.passed else "failed", **self.metrics.as_json()}
@@ -42,6 +42,7 @@ class CheckReport:
     seed: int
     tolerance: Tolerance
     onnx: str | None
+    inputs: list[str] = field(default_factory=lambda: ["input"])  # the model's input names, for the JSON's shapes
     backends: dict[str, dict] = field(default_factory=dict)
     results: list[CheckResult] = field(default_factory=list)
     # Filled on request, for the HTML report and --localize:
@@ -72,9 +73,9 @@ class CheckReport:
         return {"passed": self.passed, "spec": self.spec, "seed": self.seed,
                 "tolerance": {"atol": self.tolerance.atol, "rtol": self.tolerance.rtol},
                 "onnx": self.onnx, "backends": self.backends,
-                "results": [r.as_json() for r in self.results],
+                "results": [r.as_json(self.inputs) for r in self.results],
                 "untested_dims": self.untested,
-                "proof_shapes": [case_json(shape) for shape in self.proof_shapes],
+                "proof_shapes": [case_json(shape, self.inputs) for shape in self.proof_shapes],
                 **({"localization": {name: loc.as_json() for name, loc in self.localizations.items()}}
                    if self.localizations else {})}
 
@@ -94,7 +95,7 @@ def run_check(model: LoadedModel, backends: list[str], shapes: list[Shape] | Non
     """
     shapes = model.shapes_or_default(shapes)
     report = CheckReport(spec=model.spec, seed=model.seed, tolerance=tolerance,
-                         onnx=str(onnx_path) if onnx_path else None)
+                         onnx=str(onnx_path) if onnx_path else None, inputs=list(model.input_names))
     runner_options = dataclasses.replace(runner_options or RunnerOptions(), threads=threads, precision=precision)
     if onnx_path is None and (export_options or ExportOptions()).dynamic and untested_dims(model, shapes):
         report.proof_shapes = _proof_shapes(model, shapes)
@@ -175,5 +176,5 @@ def _localize(model, runner, inputs, tolerance, runner_options: RunnerOptions):
         return localize(model, Path(path), runner.name, inputs, tolerance, runner_options=runner_options,
                         reference_at_input_shape=True)
     except UserError as exc:
-        return Localization(runner.name, str(path), list(np.shape(next(iter(inputs.values())))), None,
+        return Localization(runner.name, str(path), {name: list(np.shape(a)) for name, a in inputs.items()}, None,
                             error=str(exc))

@@ -78,7 +78,7 @@ class DivergingNode:
 class Localization:
     backend: str
     onnx: str
-    shape: list[int]
+    shape: dict[str, list[int]]  # input name -> dims, as every JSON report writes shapes
     node: DivergingNode | None  # None: every compared value is within tolerance (or ``error``)
     compared: dict[str, int] = field(default_factory=dict)  # float values by reference: pytorch, ort-cpu, none
     error: str | None = None  # the backend could not run the graph with its intermediates exposed
@@ -88,7 +88,7 @@ class Localization:
                 "error": self.error, "diverging_node": self.node.as_json() if self.node else None}
 
     def lines(self) -> list[str]:
-        head = f"localize {self.backend} at {shape_text(self.shape)}"
+        head = f"localize {self.backend} at {_shapes_text(self.shape)}"
         if self.error:
             return [f"{head}: {self.error}"]
         counts = (f"{self.compared[PYTORCH]} values compared with PyTorch, {self.compared[ORT_CPU]} with "
@@ -150,7 +150,7 @@ def localize(model: LoadedModel, onnx_path: Path, backend: str, inputs: dict[str
             raise UserError(f"{onnx_path} has deploykit::DySample plugin nodes, and ONNX Runtime runs them only with "
                             f"deploykit's custom-op library, which cannot be had here: {exc.problem}",
                             f"{exc.fix}; or localize on onnx-ref (or trt)") from None
-    shape = list(np.shape(next(iter(inputs.values()))))
+    shape = {name: list(np.shape(array)) for name, array in inputs.items()}
     with temporary_directory(prefix="deploykit-localize-") as work:  # removed by the supervisor after a kill
         exposed = _expose(proto, Path(onnx_path), Path(work) / "exposed.onnx")  # (path, output names)
         try:
@@ -362,3 +362,10 @@ def _first_diverging(proto, actual, values, kinds, modules, tolerance) -> Diverg
             return DivergingNode(node.name, node.op_type, *(module or (None, None)), outputs,
                                  [describe(i) for i in node.input if i])
     return None
+
+
+def _shapes_text(shape: dict[str, list[int]]) -> str:
+    """'1x3x8x8' for one input, 'image=1x3x8x8,mask=1x1x8x8' for several."""
+    if len(shape) == 1:
+        return shape_text(next(iter(shape.values())))
+    return ",".join(f"{name}={shape_text(dims)}" for name, dims in shape.items())

@@ -240,11 +240,10 @@ def case_shapes(case, names: list[str]) -> dict[str, tuple[int, ...]]:
     return case.shapes if isinstance(case, Case) else {names[0]: tuple(case)}
 
 
-def case_json(case):
-    """A case in reports: a list for one input (as always), {name: list} for several."""
-    if isinstance(case, Case):
-        return {name: list(shape) for name, shape in case}
-    return list(case)
+def case_json(case, names: list[str]) -> dict[str, list[int]]:
+    """A case in JSON reports: {input name: dims}, for one input as for several (one type per
+    field; reports before schema_version 2 wrote a bare list for one input)."""
+    return {name: list(shape) for name, shape in case_shapes(case, names).items()}
 
 
 def bare_text(case) -> str:

@@ -15,7 +15,13 @@ from deploykit.model_io import format_shape
 from deploykit.text import markup, plain
 
 
+# Every JSON report deploykit writes (check, bench, lint, check --zoo) says its schema first.
+# 2: shapes are always {input name: dims}; unversioned reports wrote a bare list for one input.
+JSON_SCHEMA_VERSION = 2
+
+
 def write_json(path: Path, data: Any, force: bool = False) -> None:
+    data = {"schema_version": JSON_SCHEMA_VERSION, **data} if isinstance(data, dict) else data
     write_text_atomic(Path(path), json.dumps(data, indent=2, allow_nan=False) + "\n", force=force)
 
 

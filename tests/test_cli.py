@@ -45,7 +45,24 @@ def test_export_then_check_same_seed_passes(exported, tmp_path):
     assert data["passed"] is True and len(data["results"]) == 6
     row = data["results"][1]
     assert {"backend", "shape", "max_abs", "mean_abs", "max_rel", "cosine", "psnr", "passed"} <= set(row)
-    assert {tuple(r["shape"]) for r in data["results"]} == {(1, 32, 32, 32), (2, 32, 37, 45), (3, 32, 27, 20)}
+    assert {tuple(*r["shape"].values()) for r in data["results"]} == {(1, 32, 32, 32), (2, 32, 37, 45), (3, 32, 27, 20)}
+
+
+def test_every_json_report_says_its_schema_and_writes_shapes_one_way(exported, tmp_path):
+    """schema_version 2: a shape is {input name: dims} for one input as for several."""
+    check = tmp_path / "c.json"
+    assert run("check", "conv_transpose", "--seed", 7, "--onnx", exported, "--shape", "1x32x8x8",
+               "--report", check).exit_code == 0
+    data = json.loads(check.read_text())
+    assert data["schema_version"] == 2 and data["results"][0]["shape"] == {"input": [1, 32, 8, 8]}
+    bench = tmp_path / "b.json"
+    assert run("bench", "conv_transpose", "--seed", 7, "--onnx", exported, "--shape", "1x32x8x8", "--iters", 1,
+               "--warmup", 0, "--report", bench).exit_code == 0
+    data = json.loads(bench.read_text())
+    assert data["schema_version"] == 2 and data["results"][0]["shape"] == {"input": [1, 32, 8, 8]}
+    lint = tmp_path / "l.json"
+    run("lint", exported, "--report", lint)
+    assert json.loads(lint.read_text())["schema_version"] == 2
 
 
 def test_check_with_a_different_seed_is_refused_before_comparing(exported):

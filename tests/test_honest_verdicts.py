@@ -106,8 +106,8 @@ def test_check_gives_its_own_export_exports_proof_when_one_shape_is_checked(tmp_
     result = run("check", "tests.user_models:pyramid_pooling", "--shape", "2x8x40x48", "--report", report)
     assert result.exit_code == 1, result.output
     data = json.loads(report.read_text())
-    assert data["proof_shapes"] == [[3, 8, 41, 49], [3, 8, 104, 112]]
-    failed = {tuple(r["shape"]) for r in data["results"] if r["passed"] is False}
+    assert [list(*s.values()) for s in data["proof_shapes"]] == [[3, 8, 41, 49], [3, 8, 104, 112]]
+    failed = {tuple(*r["shape"].values()) for r in data["results"] if r["passed"] is False}
     assert failed and (2, 8, 40, 48) not in failed  # right at the traced shape, wrong away from it
     assert "added 3x8x41x49, 3x8x104x112" in " ".join(result.output.split())
 
@@ -119,8 +119,9 @@ def test_a_passing_one_shape_check_says_which_shapes_it_added(tmp_path):
     result = run("check", "tests.user_models:in_place", *SHAPE, "--report", report)
     assert result.exit_code == 0, result.output
     data = json.loads(report.read_text())
-    assert data["proof_shapes"] == [[3, 3, 11, 15], [3, 3, 74, 78]] and data["untested_dims"] == []
-    assert {tuple(r["shape"]) for r in data["results"]} == {(2, 3, 10, 14), (3, 3, 11, 15), (3, 3, 74, 78)}
+    assert [list(*s.values()) for s in data["proof_shapes"]] == [[3, 3, 11, 15], [3, 3, 74, 78]]
+    assert data["untested_dims"] == []
+    assert {tuple(*r["shape"].values()) for r in data["results"]} == {(2, 3, 10, 14), (3, 3, 11, 15), (3, 3, 74, 78)}
 
 
 def test_shapes_that_vary_every_dim_need_no_extra_proof(tmp_path):

@@ -45,7 +45,7 @@ def test_recipe_exports_and_matches_torch(path, tmp_path):
     if recipe.opset is not None:
         proto = onnx.load(str(onnx_path))
         assert [o.version for o in proto.opset_import if o.domain in ("", "ai.onnx")] == [recipe.opset]
-    assert [shape_text(r["shape"]) for r in report["results"]] == recipe.shapes
+    assert [shape_text(*r["shape"].values()) for r in report["results"]] == recipe.shapes
 
 
 def test_a_recipe_names_several_inputs_their_dtypes_and_ranges(tmp_path):
