@@ -41,8 +41,9 @@ class Runner(ABC):
 
     name: str = "runner"
     needs_onnx: bool = False
-    # True for backends whose absence is routine (TensorRT on a CPU machine): check and bench
-    # then mark them "skipped" with the reason instead of stopping.
+    # The one rule for a backend that cannot run here: the GPU backends (trt, ort-cuda, ort-trt,
+    # torch-cuda), whose absence is routine on a CPU machine, are marked "skipped" with the reason
+    # by check and bench; a CPU backend that is missing (torch, ort, onnx-ref) stops the command.
     skip_when_unavailable: bool = False
 
     def __init__(self, options: RunnerOptions):

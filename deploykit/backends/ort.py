@@ -138,6 +138,7 @@ class OrtCudaRunner(OrtCpuRunner):
     name = "ort-cuda"
     provider = "CUDAExecutionProvider"
     device = "cuda"
+    skip_when_unavailable = True
 
     def prepare(self, feed: dict[str, np.ndarray]):
         import onnxruntime as ort

@@ -97,6 +97,7 @@ class TorchCudaRunner(TorchRunner):
 
     name = "torch-cuda"
     device = "cuda"
+    skip_when_unavailable = True
 
     @classmethod
     def check_available(cls) -> None:

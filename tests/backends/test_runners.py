@@ -143,3 +143,17 @@ def test_tensorrt_profiles_cover_every_input_of_every_case():
         "mask": Profile((1, 1, 8, 8), (1, 1, 8, 8), (2, 1, 10, 12))}
     assert profiles_from_cases([(1, 3, 4, 4), (2, 3, 6, 6)], ["input"]) == {
         "input": Profile((1, 3, 4, 4), (1, 3, 4, 4), (2, 3, 6, 6))}
+
+
+@pytest.mark.parametrize("gpu_backend", ["torch-cuda", "ort-cuda", "ort-trt", "trt"])
+def test_one_rule_for_a_gpu_backend_that_cannot_run_here_it_is_skipped_with_why(gpu_backend):
+    from deploykit.backends import runner_class
+    from deploykit.errors import BackendUnavailable
+
+    try:
+        runner_class(gpu_backend).check_available()
+        pytest.skip(f"{gpu_backend} runs here: nothing is skipped")
+    except BackendUnavailable as exc:
+        why = str(exc)
+    plan = plan_backends(["torch", "onnx-ref", gpu_backend], RunnerOptions(), plugin_graph=False)
+    assert plan.skipped == {gpu_backend: why} and list(plan.classes) == ["torch", "onnx-ref"]
