@@ -22,7 +22,7 @@ from pathlib import Path
 import click
 
 from deploykit.cli_options import (DEFAULT_BACKENDS, DEFAULT_BENCH_SECONDS, MAX_BENCH_SECONDS, MAX_ITERS,
-                                   MAX_WARMUP, dysample_impl_option, finite_tolerance, force_option,
+                                   MAX_WARMUP, SHAPE, dysample_impl_option, finite_tolerance, force_option,
                                    maxpool_impl_option, model_options, plugin_option, precision_option,
                                    report_option, run_options, shape_option, target_option)
 from deploykit.errors import (EXIT_OK, EXIT_SIGNAL_BASE, EXIT_USAGE, TERMINATION_REQUESTED, ForeignExit, Terminated,
@@ -250,7 +250,7 @@ def list_command(name):
 @dysample_impl_option("How DySample's sample step is exported.")
 @maxpool_impl_option
 @precision_option("Graph precision; fp16 is how TensorRT 11 (strongly typed) builds fp16 engines.")
-@click.option("--verify-shape", "verify_shapes", multiple=True, metavar="NxCxHxW",
+@click.option("--verify-shape", "verify_shapes", multiple=True, type=SHAPE, metavar="NxCxHxW",
               help="Shape (repeatable) at which the dynamic export is run on ONNX Runtime and compared with "
                    "PyTorch. Default: batch+1 and each spatial size + its power-of-two divisor (at most 32).")
 @click.option("--no-verify", is_flag=True,

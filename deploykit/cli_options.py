@@ -41,8 +41,28 @@ def plugin_option(help_text: str):
     return click.option("--plugin", "plugins", multiple=True, type=click.Path(path_type=Path), help=help_text)
 
 
+class ShapeText(click.ParamType):
+    """A --shape in any form deploykit reads (NxCxHxW, NAME=..., trtexec's NAME:..., Polygraphy's
+    NAME:[...]), refused by Click before any model or torch loads; the text is bound to the
+    model's inputs later (model_io.parse_case)."""
+
+    name = "shape"
+
+    def convert(self, value, param, ctx):
+        from deploykit.errors import UserError
+        from deploykit.model_io import check_case_syntax
+
+        try:
+            return check_case_syntax(value)
+        except UserError as exc:
+            self.fail(str(exc), param, ctx)
+
+
+SHAPE = ShapeText()
+
+
 def shape_option(help_text: str):
-    return click.option("--shape", "shapes", multiple=True, metavar="NxCxHxW", help=help_text)
+    return click.option("--shape", "shapes", multiple=True, type=SHAPE, metavar="NxCxHxW", help=help_text)
 
 
 def target_option(help_text: str, default: str | None = None):

@@ -323,6 +323,23 @@ def parse_case(text: str, names: list[str]):
     return next(iter(shapes.values())) if len(names) == 1 else Case({n: shapes[n] for n in names})
 
 
+def check_case_syntax(text: str) -> str:
+    """``text`` unchanged if it is a shape in one of the forms parse_case reads, else the
+    UserError parse_case would raise: what the command line checks before any model loads."""
+    from deploykit.errors import UserError
+
+    if "=" not in text and ":" not in text:
+        parse_shape(text.strip().strip("[]"))
+        return text
+    for part in _named_entries(text):
+        name, _, value = part.partition("=") if "=" in part else part.rpartition(":")
+        if not name.strip():
+            raise UserError(f"--shape {text!r} has a shape without an input name", "write NAME=NxCxHxW")
+        value = value.strip()
+        parse_shape(value[1:-1] if value.startswith("[") and value.endswith("]") else value)
+    return text
+
+
 def _named_entries(text: str) -> list[str]:
     """'a=1x2x3x4,b:[1,1,3,4] c:1x1x3x4' -> its entries: split at commas and spaces outside
     brackets."""

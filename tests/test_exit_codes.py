@@ -253,6 +253,17 @@ def test_without_torch_the_console_script_says_how_to_install_it(tmp_path, comma
     assert "torch is not installed" in line and "download.pytorch.org/whl/cpu" in line
 
 
+@pytest.mark.parametrize("shape", ["1x64xx32", "image:[1,3,x]", ":1x3x8x8"])
+def test_a_malformed_shape_is_refused_before_torch_loads(tmp_path, shape):
+    fake = tmp_path / "no_torch"
+    (fake / "torch").mkdir(parents=True)
+    (fake / "torch" / "__init__.py").write_text("raise RuntimeError('torch was imported')\n")
+    result = deploykit("check", "dysample", "--shape", shape, env={"PYTHONPATH": f"{fake}{os.pathsep}{ROOT}"})
+    assert result.returncode == EXIT_USAGE, result.stderr
+    line = one_error_line(result.stderr)
+    assert "Invalid value for '--shape'" in line and "torch" not in line
+
+
 def test_an_onnx_runtime_that_cannot_be_imported_is_exit_2_naming_the_reinstall(tmp_path):
     from deploykit.errors import exit_code_for
 
