@@ -53,6 +53,8 @@ class CheckReport:
     # (a given file), and the shapes check added to its own export's (export's proof).
     untested: list[str] = field(default_factory=list)
     proof_shapes: list = field(default_factory=list)
+    # With keep_cases: each shape's (inputs, PyTorch's outputs), for check --save-outputs.
+    cases: list[tuple[dict, dict]] = field(default_factory=list, repr=False)
 
     @property
     def ran(self) -> list[CheckResult]:
@@ -85,13 +87,14 @@ def run_check(model: LoadedModel, backends: list[str], shapes: list[Shape] | Non
               export_options: ExportOptions | None = None, runner_options: RunnerOptions | None = None,
               pictures: bool = False,
               latency_iters: int = 0, localize: bool = False,
-              progress: ProgressCallback | None = None) -> CheckReport:
+              progress: ProgressCallback | None = None, keep_cases: bool = False) -> CheckReport:
     """Run each backend at each shape on seeded inputs and compare with PyTorch fp32 eager on the
     CPU. A backend that fails to compute is a failed comparison (its error is the reason).
 
     ``pictures``: keep each output's ErrorPicture; ``latency_iters``: also time each backend
     (deploykit.latency.measure); ``localize``: find the first diverging ONNX node of each
-    backend's first failure; ``progress(done, total, next step)`` is told of each step.
+    backend's first failure; ``progress(done, total, next step)`` is told of each step;
+    ``keep_cases``: keep each shape's inputs and reference outputs (``report.cases``).
     """
     shapes = model.shapes_or_default(shapes)
     report = CheckReport(spec=model.spec, seed=model.seed, tolerance=tolerance,
@@ -109,6 +112,8 @@ def run_check(model: LoadedModel, backends: list[str], shapes: list[Shape] | Non
         for shape in shapes:
             inputs = model.feed(shape)
             references = reference_outputs(model, inputs)
+            if keep_cases:
+                report.cases.append((inputs, references))
             for name, runner in runners.items():
                 if progress:
                     progress(done, total, f"{name} at {format_shape(shape)}")

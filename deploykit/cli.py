@@ -452,7 +452,11 @@ def _verdict_code(passed: bool) -> int:
               help="Also write an HTML report (error heatmaps, histograms, latency) and its PNGs beside it.")
 @click.option("--zoo", is_flag=True,
               help="Check every zoo entry at its defaults with every installed backend: the support matrix.")
-def check_command(atol, rtol, localize, html_path, zoo, **common):
+@click.option("--save-outputs", "save_path", type=click.Path(path_type=Path), default=None, metavar="FILE.npz",
+              help="Also save every case's inputs and PyTorch's outputs, to check ONNX files later without SPEC.")
+@click.option("--load-outputs", "load_path", type=click.Path(path_type=Path), default=None, metavar="FILE.npz",
+              help="No SPEC: check --onnx against outputs saved by --save-outputs (no model, no PyTorch).")
+def check_command(atol, rtol, localize, html_path, zoo, save_path, load_path, **common):
     """Compare every backend with PyTorch fp32 at several shapes. Exit 1 on a parity failure."""
     from deploykit.check import run_check
     from deploykit.compare import tolerance_for
@@ -461,8 +465,14 @@ def check_command(atol, rtol, localize, html_path, zoo, **common):
     if zoo:
         return (_check_zoo(common["backends"], common["threads"], common["report_path"], common["force"],
                             common["quiet"]))
+    if load_path is not None:
+        return _check_saved(load_path, atol, rtol, save_path, localize, html_path, **common)
     if common["spec"] is None:
-        raise click.UsageError("missing argument 'SPEC' (or pass --zoo)")
+        raise click.UsageError("missing argument 'SPEC' (or pass --zoo, or --onnx with --load-outputs)")
+    if save_path is not None:
+        _check_outputs({"--save-outputs": save_path, "--report": common["report_path"]},
+                       _inputs(common["spec"], common["weights"], common["onnx_path"], **{"--inputs": common["inputs_file"]}),
+                       common["force"])
     if html_path:
         from deploykit.html_report import require_matplotlib
 
@@ -470,7 +480,14 @@ def check_command(atol, rtol, localize, html_path, zoo, **common):
     tolerance = tolerance_for(common["precision"], atol, rtol)
     report = _run_and_report(run_check, print_check, tolerance=tolerance, localize=localize,
                              pictures=bool(html_path), latency_iters=HTML_LATENCY_ITERS if html_path else 0,
-                             html_path=html_path, **common)
+                             html_path=html_path, keep_cases=save_path is not None, **common)
+    if save_path is not None:
+        from deploykit.saved_outputs import SavedCase, save_outputs
+
+        save_outputs(save_path, [SavedCase(inputs, outputs) for inputs, outputs in report.cases],
+                     {"spec": report.spec, "seed": report.seed, "onnx": report.onnx,
+                      "tolerance": {"atol": tolerance.atol, "rtol": tolerance.rtol}}, force=common["force"])
+        _stdout_line(f"saved {len(report.cases)} cases' inputs and PyTorch's outputs to {save_path}")
     if localize:
         print_localizations(report, _console())
     if html_path:
@@ -478,6 +495,38 @@ def check_command(atol, rtol, localize, html_path, zoo, **common):
 
         written = write_html_report(html_path, report, report.pictures, report.latency, force=common["force"])
         _stdout_line(f"wrote {written[0]} and {len(written) - 1} figures in {figures_folder(written[0])}")
+    return _verdict_code(report.passed)
+
+
+def _check_saved(load_path, atol, rtol, save_path, localize, html_path, spec, onnx_path, backends, threads,
+                 precision, report_path, force, engine_path, plugins, **ignored) -> int:
+    """check --onnx F --load-outputs ref.npz: the file's backends against saved outputs, without
+    SPEC, the model's code or PyTorch (Polygraphy's --load-outputs)."""
+    from deploykit.backends import RunnerOptions, parse_backends
+    from deploykit.compare import Tolerance
+    from deploykit.report import print_check, write_json
+    from deploykit.saved_outputs import check_saved
+
+    if spec is not None or save_path is not None or localize or html_path:
+        used = [name for name, value in (("SPEC", spec), ("--save-outputs", save_path), ("--localize", localize),
+                                         ("--html", html_path)) if value]
+        raise UserError(f"--load-outputs checks a file against saved outputs, without the model; it takes no "
+                        f"{', '.join(used)}", "drop them, or check SPEC without --load-outputs")
+    if onnx_path is None:
+        raise UserError("--load-outputs needs the file to check", "pass --onnx model.onnx")
+    _check_outputs({"--report": report_path}, _inputs(None, None, onnx_path, engine_path, plugins,
+                                                      **{"--load-outputs": load_path}), force)
+    tolerance = None
+    if atol is not None or rtol is not None or precision != "fp32":
+        from deploykit.compare import tolerance_for
+
+        preset = tolerance_for(precision, atol, rtol)
+        tolerance = Tolerance(preset.atol, preset.rtol)
+    report = check_saved(onnx_path, load_path, parse_backends(backends or "ort"), tolerance, threads,
+                         RunnerOptions(engine_path=engine_path, plugins=list(plugins)))
+    print_check(report, _console())
+    if report_path:
+        write_json(report_path, report.as_json(), force=force)
     return _verdict_code(report.passed)
 
 

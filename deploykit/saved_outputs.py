@@ -1,0 +1,119 @@
+"""Reference outputs saved with their inputs (``check --save-outputs``), so an ONNX file is
+checked later, or elsewhere, without the model's source or PyTorch (``check --onnx F
+--load-outputs ref.npz``): Polygraphy's ``--save-outputs`` / ``--load-outputs`` habit.
+
+One ``.npz`` holds every case: ``case{i}/input/{name}`` and ``case{i}/output/{name}`` arrays
+(PyTorch fp32's outputs, the reference check compared with), and ``__meta__`` (JSON: the
+format, the SPEC, seed and tolerance they came from). Loading it imports neither torch nor any
+model code; the arrays are loaded without pickle.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import io
+import json
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from deploykit.backends import RunnerOptions
+from deploykit.backends.runners import describe_runners, open_runners, plan_backends, run_and_compare
+from deploykit.check import CheckReport, CheckResult
+from deploykit.compare import Tolerance
+from deploykit.errors import UserError
+from deploykit.files import atomic_path
+
+FORMAT = "deploykit.saved_outputs/1"
+_META = "__meta__"
+
+
+@dataclasses.dataclass
+class SavedCase:
+    inputs: dict[str, np.ndarray]
+    outputs: dict[str, np.ndarray]  # the reference's, by output name
+
+
+def save_outputs(path: Path, cases: list[SavedCase], meta: dict[str, Any], force: bool = False) -> None:
+    """Write ``cases`` and ``meta`` to ``path`` atomically (never over a file without ``force``)."""
+    arrays = {_META: np.array(json.dumps({"format": FORMAT, **meta}))}
+    for index, case in enumerate(cases):
+        for kind, named in (("input", case.inputs), ("output", case.outputs)):
+            for name, array in named.items():
+                if not isinstance(array, np.ndarray) or array.dtype == object:
+                    raise UserError(f"output {name!r} is not a tensor, so it cannot be saved",
+                                    "save the outputs of a model that returns tensors")
+                arrays[f"case{index}/{kind}/{name}"] = array
+    buffer = io.BytesIO()
+    np.savez(buffer, **arrays)
+    with atomic_path(Path(path), force) as tmp:
+        tmp.write_bytes(buffer.getvalue())
+
+
+def load_outputs(path: Path) -> tuple[dict[str, Any], list[SavedCase]]:
+    """(meta, cases) of a file ``save_outputs`` wrote; a UserError naming what is wrong with any other."""
+    path = Path(path)
+    if not path.is_file():
+        raise UserError(f"saved outputs {path} not found", "pass the .npz that 'check --save-outputs' wrote")
+    try:
+        with np.load(path, allow_pickle=False) as data:
+            arrays = {key: data[key] for key in data.files}
+    except (OSError, ValueError, EOFError) as exc:
+        raise UserError(f"{path} is not a readable .npz ({type(exc).__name__}: {str(exc)[:120]})",
+                        "pass the .npz that 'check --save-outputs' wrote") from None
+    try:
+        meta = json.loads(str(arrays.pop(_META)))
+    except (KeyError, ValueError):
+        meta = {}
+    if meta.get("format") != FORMAT:
+        raise UserError(f"{path} holds no outputs saved by deploykit ({FORMAT})",
+                        "make it with 'deploykit check SPEC --onnx F --save-outputs FILE.npz'")
+    cases: dict[int, SavedCase] = {}
+    for key, array in arrays.items():
+        head, kind, name = (key.split("/", 2) + ["", ""])[:3]
+        if not head.startswith("case") or not head[4:].isdigit() or kind not in ("input", "output") or not name:
+            raise UserError(f"{path} has an array {key!r} that is not case<i>/input|output/<name>",
+                            "pass the .npz that 'check --save-outputs' wrote, unchanged")
+        case = cases.setdefault(int(head[4:]), SavedCase({}, {}))
+        (case.inputs if kind == "input" else case.outputs)[name] = array
+    if not cases or any(not c.inputs or not c.outputs for c in cases.values()):
+        raise UserError(f"{path} has a case without inputs or outputs", "save the outputs again")
+    return meta, [cases[index] for index in sorted(cases)]
+
+
+def check_saved(onnx_path: Path, saved: Path, backends: list[str], tolerance: Tolerance | None,
+                threads: int | None, runner_options: RunnerOptions | None = None) -> CheckReport:
+    """Every ONNX backend on the saved inputs against the saved outputs: check without the model.
+    ``tolerance`` None takes the one the outputs were saved with."""
+    from deploykit.backends import runner_class
+    from deploykit.onnx_file import has_plugin_nodes, validate_onnx_file
+
+    meta, cases = load_outputs(saved)
+    torch_backends = [name for name in backends if not runner_class(name).needs_onnx]
+    if torch_backends:
+        raise UserError(f"backend {torch_backends[0]} runs the PyTorch model, which a check against saved outputs "
+                        "does not load", "pass ONNX backends only, e.g. --backends ort")
+    tolerance = tolerance or Tolerance(**meta.get("tolerance", {"atol": 1e-4, "rtol": 1e-4}))
+    proto = validate_onnx_file(onnx_path)
+    options = dataclasses.replace(runner_options or RunnerOptions(), onnx_path=Path(onnx_path), threads=threads,
+                                  shapes=[tuple(np.shape(next(iter(c.inputs.values())))) for c in cases])
+    plan = plan_backends(backends, options, has_plugin_nodes(proto))
+    report = CheckReport(spec=f"saved outputs {saved} (from {meta.get('spec', '?')})", seed=meta.get("seed", 0),
+                         tolerance=tolerance, onnx=str(onnx_path), inputs=list(cases[0].inputs))
+    with open_runners(plan, options) as runners:
+        report.backends = describe_runners(runners)
+        for case in cases:
+            shape = _case_shape(case.inputs)
+            for name, runner in runners.items():
+                metrics, _ = run_and_compare(runner, case.inputs, case.outputs, tolerance)
+                report.results.extend(CheckResult(name, shape, output, m) for output, m in metrics.items())
+            report.results.extend(CheckResult(name, shape, None, None, skipped=why) for name, why in plan.skipped.items())
+    return report
+
+
+def _case_shape(inputs: dict[str, np.ndarray]):
+    from deploykit.model_io import Case
+
+    shapes = {name: tuple(np.shape(array)) for name, array in inputs.items()}
+    return next(iter(shapes.values())) if len(shapes) == 1 else Case(shapes)
