@@ -43,6 +43,7 @@ class CheckReport:
     tolerance: Tolerance
     onnx: str | None
     inputs: list[str] = field(default_factory=lambda: ["input"])  # the model's input names, for the JSON's shapes
+    reference: str = "PyTorch fp32"  # what every backend is compared with (ONNX-only checks: saved outputs, a file)
     backends: dict[str, dict] = field(default_factory=dict)
     results: list[CheckResult] = field(default_factory=list)
     # Filled on request, for the HTML report and --localize:
@@ -72,7 +73,7 @@ class CheckReport:
         return bool(self.ran) and not self.failures
 
     def as_json(self) -> dict:
-        return {"passed": self.passed, "spec": self.spec, "seed": self.seed,
+        return {"passed": self.passed, "spec": self.spec, "reference": self.reference, "seed": self.seed,
                 "tolerance": {"atol": self.tolerance.atol, "rtol": self.tolerance.rtol},
                 "onnx": self.onnx, "backends": self.backends,
                 "results": [r.as_json(self.inputs) for r in self.results],

@@ -456,7 +456,9 @@ def _verdict_code(passed: bool) -> int:
               help="Also save every case's inputs and PyTorch's outputs, to check ONNX files later without SPEC.")
 @click.option("--load-outputs", "load_path", type=click.Path(path_type=Path), default=None, metavar="FILE.npz",
               help="No SPEC: check --onnx against outputs saved by --save-outputs (no model, no PyTorch).")
-def check_command(atol, rtol, localize, html_path, zoo, save_path, load_path, **common):
+@click.option("--against", "against_path", type=click.Path(path_type=Path), default=None, metavar="REF.onnx",
+              help="No SPEC: check --onnx against another ONNX file run on ONNX Runtime's CPU (no PyTorch).")
+def check_command(atol, rtol, localize, html_path, zoo, save_path, load_path, against_path, **common):
     """Compare every backend with PyTorch fp32 at several shapes. Exit 1 on a parity failure."""
     from deploykit.check import run_check
     from deploykit.compare import tolerance_for
@@ -465,10 +467,10 @@ def check_command(atol, rtol, localize, html_path, zoo, save_path, load_path, **
     if zoo:
         return (_check_zoo(common["backends"], common["threads"], common["report_path"], common["force"],
                             common["quiet"]))
-    if load_path is not None:
-        return _check_saved(load_path, atol, rtol, save_path, localize, html_path, **common)
+    if load_path is not None or against_path is not None:
+        return _check_onnx_only(load_path, against_path, atol, rtol, save_path, localize, html_path, **common)
     if common["spec"] is None:
-        raise click.UsageError("missing argument 'SPEC' (or pass --zoo, or --onnx with --load-outputs)")
+        raise click.UsageError("missing argument 'SPEC' (or pass --zoo, or --onnx with --load-outputs or --against)")
     if save_path is not None:
         _check_outputs({"--save-outputs": save_path, "--report": common["report_path"]},
                        _inputs(common["spec"], common["weights"], common["onnx_path"], **{"--inputs": common["inputs_file"]}),
@@ -498,32 +500,37 @@ def check_command(atol, rtol, localize, html_path, zoo, save_path, load_path, **
     return _verdict_code(report.passed)
 
 
-def _check_saved(load_path, atol, rtol, save_path, localize, html_path, spec, onnx_path, backends, threads,
-                 precision, report_path, force, engine_path, plugins, **ignored) -> int:
-    """check --onnx F --load-outputs ref.npz: the file's backends against saved outputs, without
-    SPEC, the model's code or PyTorch (Polygraphy's --load-outputs)."""
+def _check_onnx_only(load_path, against_path, atol, rtol, save_path, localize, html_path, spec, onnx_path, backends,
+                     shapes, threads, precision, seed, report_path, force, engine_path, plugins, **ignored) -> int:
+    """check --onnx F with --load-outputs ref.npz or --against REF.onnx: the file's backends
+    without SPEC, the model's code or PyTorch (Polygraphy's --load-outputs, and its comparison
+    of two runners)."""
     from deploykit.backends import RunnerOptions, parse_backends
-    from deploykit.compare import Tolerance
+    from deploykit.compare import tolerance_for
+    from deploykit.onnx_check import check_against, check_saved
     from deploykit.report import print_check, write_json
-    from deploykit.saved_outputs import check_saved
 
-    if spec is not None or save_path is not None or localize or html_path:
-        used = [name for name, value in (("SPEC", spec), ("--save-outputs", save_path), ("--localize", localize),
-                                         ("--html", html_path)) if value]
-        raise UserError(f"--load-outputs checks a file against saved outputs, without the model; it takes no "
-                        f"{', '.join(used)}", "drop them, or check SPEC without --load-outputs")
+    used = [name for name, value in (("SPEC", spec), ("--save-outputs", save_path), ("--localize", localize),
+                                     ("--html", html_path)) if value]
+    if load_path is not None and against_path is not None:
+        used.append("--against with --load-outputs")
+    elif load_path is not None and shapes:
+        used.append("--shape (the saved cases are the shapes)")
+    if used:
+        raise UserError(f"an ONNX-only check (--load-outputs or --against) takes no {', '.join(used)}",
+                        "drop them, or check SPEC without --load-outputs / --against")
     if onnx_path is None:
-        raise UserError("--load-outputs needs the file to check", "pass --onnx model.onnx")
+        raise UserError("an ONNX-only check needs the file to check", "pass --onnx model.onnx")
     _check_outputs({"--report": report_path}, _inputs(None, None, onnx_path, engine_path, plugins,
-                                                      **{"--load-outputs": load_path}), force)
-    tolerance = None
-    if atol is not None or rtol is not None or precision != "fp32":
-        from deploykit.compare import tolerance_for
-
-        preset = tolerance_for(precision, atol, rtol)
-        tolerance = Tolerance(preset.atol, preset.rtol)
-    report = check_saved(onnx_path, load_path, parse_backends(backends or "ort"), tolerance, threads,
-                         RunnerOptions(engine_path=engine_path, plugins=list(plugins)))
+                                                      **{"--load-outputs": load_path, "--against": against_path}), force)
+    explicit = atol is not None or rtol is not None or precision != "fp32"
+    tolerance = tolerance_for(precision, atol, rtol) if explicit else None
+    chosen = parse_backends(backends or "ort")
+    options = RunnerOptions(engine_path=engine_path, plugins=list(plugins))
+    if load_path is not None:
+        report = check_saved(onnx_path, load_path, chosen, tolerance, threads, options)
+    else:
+        report = check_against(onnx_path, against_path, chosen, list(shapes), tolerance, threads, seed, options)
     print_check(report, _console())
     if report_path:
         write_json(report_path, report.as_json(), force=force)
@@ -559,7 +566,8 @@ _EXAMPLES = {
     "lint": ["deploykit lint net.onnx --target trt --plugin build/libdeploykit_trt_plugins.so"],
     "build": ["deploykit build net.onnx -o net.engine --profile input=1x3x64x64/1x3x256x256/4x3x512x512"],
     "check": ["deploykit check mypkg.net:build --onnx net.onnx --shape 1x3x256x256 --shape 2x3x320x480",
-              "deploykit check dysample --backends torch,ort,trt --report check.json"],
+              "deploykit check dysample --backends torch,ort,trt --report check.json",
+              "deploykit check --onnx rewritten.onnx --against net.onnx --shape 1x3x256x256"],
     "bench": ["deploykit bench mypkg.net:build --onnx net.onnx --shape 1x3x512x512 --threads 2"],
 }
 

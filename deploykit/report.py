@@ -63,7 +63,7 @@ def _skipped(reason: str, separator: str = " "):
 
 
 def print_check(report, console: Console) -> None:
-    table = Table(title=plain(f"parity vs PyTorch fp32: {report.spec} (seed {report.seed}, "
+    table = Table(title=plain(f"parity vs {report.reference}: {report.spec} (seed {report.seed}, "
                               f"atol {report.tolerance.atol:g}, rtol {report.tolerance.rtol:g})"))
     for column in ("backend", "shape", "out", "max abs", "mean abs", "max rel", "cosine", "PSNR dB", "result"):
         table.add_column(column, justify="left" if column in ("backend", "shape", "result") else "right")

@@ -18,10 +18,6 @@ from typing import Any
 
 import numpy as np
 
-from deploykit.backends import RunnerOptions
-from deploykit.backends.runners import describe_runners, open_runners, plan_backends, run_and_compare
-from deploykit.check import CheckReport, CheckResult
-from deploykit.compare import Tolerance
 from deploykit.errors import UserError
 from deploykit.files import atomic_path
 
@@ -80,40 +76,3 @@ def load_outputs(path: Path) -> tuple[dict[str, Any], list[SavedCase]]:
     if not cases or any(not c.inputs or not c.outputs for c in cases.values()):
         raise UserError(f"{path} has a case without inputs or outputs", "save the outputs again")
     return meta, [cases[index] for index in sorted(cases)]
-
-
-def check_saved(onnx_path: Path, saved: Path, backends: list[str], tolerance: Tolerance | None,
-                threads: int | None, runner_options: RunnerOptions | None = None) -> CheckReport:
-    """Every ONNX backend on the saved inputs against the saved outputs: check without the model.
-    ``tolerance`` None takes the one the outputs were saved with."""
-    from deploykit.backends import runner_class
-    from deploykit.onnx_file import has_plugin_nodes, validate_onnx_file
-
-    meta, cases = load_outputs(saved)
-    torch_backends = [name for name in backends if not runner_class(name).needs_onnx]
-    if torch_backends:
-        raise UserError(f"backend {torch_backends[0]} runs the PyTorch model, which a check against saved outputs "
-                        "does not load", "pass ONNX backends only, e.g. --backends ort")
-    tolerance = tolerance or Tolerance(**meta.get("tolerance", {"atol": 1e-4, "rtol": 1e-4}))
-    proto = validate_onnx_file(onnx_path)
-    options = dataclasses.replace(runner_options or RunnerOptions(), onnx_path=Path(onnx_path), threads=threads,
-                                  shapes=[tuple(np.shape(next(iter(c.inputs.values())))) for c in cases])
-    plan = plan_backends(backends, options, has_plugin_nodes(proto))
-    report = CheckReport(spec=f"saved outputs {saved} (from {meta.get('spec', '?')})", seed=meta.get("seed", 0),
-                         tolerance=tolerance, onnx=str(onnx_path), inputs=list(cases[0].inputs))
-    with open_runners(plan, options) as runners:
-        report.backends = describe_runners(runners)
-        for case in cases:
-            shape = _case_shape(case.inputs)
-            for name, runner in runners.items():
-                metrics, _ = run_and_compare(runner, case.inputs, case.outputs, tolerance)
-                report.results.extend(CheckResult(name, shape, output, m) for output, m in metrics.items())
-            report.results.extend(CheckResult(name, shape, None, None, skipped=why) for name, why in plan.skipped.items())
-    return report
-
-
-def _case_shape(inputs: dict[str, np.ndarray]):
-    from deploykit.model_io import Case
-
-    shapes = {name: tuple(np.shape(array)) for name, array in inputs.items()}
-    return next(iter(shapes.values())) if len(shapes) == 1 else Case(shapes)

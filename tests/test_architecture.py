@@ -20,7 +20,7 @@ LAYERS = [
     ("runners and engine build", ["backends"]),
     ("latency", ["latency"]),
     ("export", ["export", "localize"]),
-    ("check and bench", ["pipeline", "check", "bench", "matrix", "saved_outputs"]),
+    ("check and bench", ["pipeline", "check", "bench", "matrix", "saved_outputs", "onnx_check"]),
     ("reports", ["report", "html_report"]),
     ("entry points", ["cli_options", "cli", "__main__", "ops.benchmark", "ops.strategy_benchmark",
                       "export.maxpool_benchmark"]),

@@ -70,7 +70,7 @@ def test_what_a_saved_check_cannot_do_is_refused(saved, extra, fragments):
 
 def test_a_saved_check_needs_the_file_and_a_file_deploykit_saved(saved, tmp_path):
     model, reference = saved
-    assert_user_error(run("check", "--load-outputs", reference), "--load-outputs needs the file", "--onnx")
+    assert_user_error(run("check", "--load-outputs", reference), "needs the file to check", "--onnx")
     other = tmp_path / "other.npz"
     np.savez(other, x=np.zeros(3))
     assert_user_error(run("check", "--onnx", model, "--load-outputs", other), "holds no outputs saved by deploykit")

@@ -1,0 +1,62 @@
+"""check --onnx B --against A.onnx: one ONNX file against another run on ONNX Runtime's CPU,
+without SPEC or PyTorch (ONNX-only checks against saved outputs: tests/test_saved_outputs.py)."""
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import onnx
+import pytest
+from onnx import numpy_helper
+
+from tests.cli_helpers import assert_user_error, run
+
+ROOT = Path(__file__).resolve().parents[1]
+SHAPES = ("--shape", "1x32x8x8", "--shape", "2x32x11x7")
+
+
+@pytest.fixture(scope="module")
+def files(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("against")
+    model = folder / "m.onnx"
+    assert run("export", "conv_transpose", "-o", model).exit_code == 0
+    proto = onnx.load(str(model))
+    weight = max(proto.graph.initializer, key=lambda t: np.prod(t.dims))
+    weight.CopyFrom(numpy_helper.from_array(numpy_helper.to_array(weight) * 1.01, weight.name))
+    changed = folder / "changed.onnx"
+    onnx.save(proto, str(changed))
+    return model, changed
+
+
+def test_a_file_against_another_runs_without_torch(files, tmp_path):
+    model, _ = files
+    fake = tmp_path / "no_torch"
+    (fake / "torch").mkdir(parents=True)
+    (fake / "torch" / "__init__.py").write_text("raise RuntimeError('torch was imported')\n")
+    report = tmp_path / "r.json"
+    result = subprocess.run([sys.executable, "-m", "deploykit", "check", "--onnx", str(model), "--against", str(model),
+                             *SHAPES, "--backends", "ort,onnx-ref", "--report", str(report)], capture_output=True,
+                            text=True, cwd=tmp_path, env={**os.environ, "PYTHONPATH": f"{fake}{os.pathsep}{ROOT}"},
+                            timeout=120)
+    assert result.returncode == 0, result.stdout + result.stderr
+    data = json.loads(report.read_text())
+    assert data["passed"] and data["reference"] == f"{model} on ONNX Runtime CPU"
+    assert {r["backend"] for r in data["results"]} == {"ort", "onnx-ref"} and len(data["results"]) == 4
+
+
+def test_a_file_that_computes_otherwise_fails_against_the_reference(files):
+    model, changed = files
+    result = run("check", "--onnx", changed, "--against", model, *SHAPES)
+    assert result.exit_code == 1 and "parity FAILED" in result.output
+
+
+def test_a_dynamic_reference_needs_a_shape_and_one_reference_at_a_time(files, tmp_path):
+    model, changed = files
+    assert_user_error(run("check", "--onnx", changed, "--against", model), "has dynamic dims", "--shape")
+    npz = tmp_path / "ref.npz"
+    np.savez(npz, x=np.zeros(1))
+    assert_user_error(run("check", "--onnx", changed, "--against", model, "--load-outputs", npz),
+                      "--against with --load-outputs")
