@@ -538,7 +538,7 @@ def _check_onnx_only(load_path, against_path, atol, rtol, save_path, localize, h
 
 
 @main.command("bench")
-@model_options
+@model_options(spec_required=False)
 @run_options
 @click.option("--warmup", type=click.IntRange(min=0, max=MAX_WARMUP), default=10, show_default=True,
               help="Untimed runs first.")
@@ -554,7 +554,34 @@ def bench_command(warmup, iters, max_seconds, **common):
     from deploykit.bench import run_bench
     from deploykit.report import print_bench
 
+    if common["spec"] is None:
+        return _bench_file(warmup, iters, max_seconds, **common)
     _run_and_report(run_bench, print_bench, warmup=warmup, iters=iters, max_seconds=max_seconds, **common)
+
+
+def _bench_file(warmup, iters, max_seconds, onnx_path, backends, shapes, threads, seed, report_path, force,
+                engine_path, plugins, quiet, cuda_graph, params, weights, inputs_file, **ignored) -> int:
+    """bench --onnx F without SPEC: the file's ONNX backends timed on inputs drawn from its
+    signature, no model and no PyTorch (trtexec --onnx's habit)."""
+    from deploykit.backends import RunnerOptions, parse_backends
+    from deploykit.onnx_check import bench_file
+    from deploykit.progress import progress_bar
+    from deploykit.report import print_bench, write_json
+
+    if onnx_path is None:
+        raise click.UsageError("missing argument 'SPEC' (or pass --onnx model.onnx to time the file alone)")
+    used = [name for name, value in (("-p", params), ("--weights", weights), ("--inputs", inputs_file)) if value]
+    if used:
+        raise UserError(f"bench of a file without SPEC takes no {', '.join(used)}", "drop them, or pass SPEC")
+    _check_outputs({"--report": report_path}, _inputs(None, None, onnx_path, engine_path, plugins), force)
+    options = RunnerOptions(engine_path=engine_path, plugins=list(plugins), cuda_graph=cuda_graph)
+    with progress_bar("bench", quiet) as progress:
+        report = bench_file(onnx_path, parse_backends(backends or "ort"), list(shapes), warmup, iters, threads, seed,
+                            max_seconds, options, progress)
+    print_bench(report, _console())
+    if report_path:
+        write_json(report_path, report.as_json(), force=force)
+    return EXIT_OK
 
 
 # One worked example per command, under its -h (the README's quick start has the whole flow).
@@ -568,7 +595,8 @@ _EXAMPLES = {
     "check": ["deploykit check mypkg.net:build --onnx net.onnx --shape 1x3x256x256 --shape 2x3x320x480",
               "deploykit check dysample --backends torch,ort,trt --report check.json",
               "deploykit check --onnx rewritten.onnx --against net.onnx --shape 1x3x256x256"],
-    "bench": ["deploykit bench mypkg.net:build --onnx net.onnx --shape 1x3x512x512 --threads 2"],
+    "bench": ["deploykit bench mypkg.net:build --onnx net.onnx --shape 1x3x512x512 --threads 2",
+              "deploykit bench --onnx net.onnx --shape 1x3x512x512 --backends ort,trt"],
 }
 
 for _name, _command in main.commands.items():

@@ -1,6 +1,7 @@
-"""ONNX-only checks, where the model's source is not at hand (what Polygraphy users do daily):
-a file against outputs saved by ``check --save-outputs`` (deploykit.saved_outputs), or against
-another ONNX file run on ONNX Runtime's CPU provider. Neither imports torch or model code."""
+"""ONNX-only runs, where the model's source is not at hand (what Polygraphy and trtexec users do
+daily): a file checked against outputs saved by ``check --save-outputs``
+(deploykit.saved_outputs) or against another ONNX file run on ONNX Runtime's CPU provider, and
+a file benched on its own. None imports torch or model code."""
 
 from __future__ import annotations
 
@@ -36,10 +37,22 @@ def check_against(onnx_path: Path, reference_path: Path, backends: list[str], sh
     """Every ONNX backend on ``onnx_path`` against ``reference_path`` run on ONNX Runtime's CPU
     provider, on seeded inputs drawn from the reference's input signature at ``shapes`` (its own
     dims when every one is fixed)."""
-    from deploykit.model_io import InputSpec, draw_inputs, parse_case
+    feeds = [feed for _, feed in signature_feeds(reference_path, shapes, seed, option="--against")]
+    reference = _open_one(reference_path, threads)
+    with reference:
+        pairs = [(feed, run_backend(reference, feed)) for feed in feeds]
+    return _compare(onnx_path, backends, pairs, tolerance or DEFAULT_TOLERANCE, threads, runner_options,
+                    f"{reference_path} on ONNX Runtime CPU", str(onnx_path), seed)
+
+
+def signature_feeds(path: Path, shapes: list[str], seed: int, option: str = "--onnx") -> list[tuple]:
+    """(case, seeded inputs) for each ``--shape`` text, drawn from the file's input names and
+    dtypes (N(0, 1) floats, {0, 1} integers); the file's own dims when none is given and every
+    one is fixed."""
+    from deploykit.model_io import Case, InputSpec, draw_inputs, parse_case
     from deploykit.onnx_file import validate_onnx_file
 
-    graph = validate_onnx_file(reference_path, option="--against").graph
+    graph = validate_onnx_file(path, option=option).graph
     initializers = {t.name for t in graph.initializer}
     signature = [v for v in graph.input if v.name not in initializers]
     names = [v.name for v in signature]
@@ -50,17 +63,50 @@ def check_against(onnx_path: Path, reference_path: Path, backends: list[str], sh
         dims = {v.name: [d.dim_value if d.HasField("dim_value") else None for d in v.type.tensor_type.shape.dim]
                 for v in signature}
         if any(None in d for d in dims.values()):
-            raise UserError(f"{reference_path} has dynamic dims, so the inputs need a size",
+            raise UserError(f"{path} has dynamic dims, so the inputs need a size",
                             "pass --shape (repeatable), e.g. --shape 1x3x64x64")
-        from deploykit.model_io import Case
-
         cases = [tuple(dims[names[0]]) if len(names) == 1 else Case({n: tuple(d) for n, d in dims.items()})]
-    feeds = [draw_inputs(case, seed, specs) for case in cases]
-    reference = _open_one(reference_path, threads)
-    with reference:
-        pairs = [(feed, run_backend(reference, feed)) for feed in feeds]
-    return _compare(onnx_path, backends, pairs, tolerance or DEFAULT_TOLERANCE, threads, runner_options,
-                    f"{reference_path} on ONNX Runtime CPU", str(onnx_path), seed)
+    return [(case, draw_inputs(case, seed, specs)) for case in cases]
+
+
+def bench_file(onnx_path: Path, backends: list[str], shapes: list[str], warmup: int, iters: int,
+               threads: int | None, seed: int, max_seconds: float | None = None,
+               runner_options: RunnerOptions | None = None, progress=None):
+    """bench without SPEC (trtexec's --onnx habit): each ONNX backend timed on seeded inputs
+    drawn from the file's signature, side by side; no PyTorch, so no ratio to it."""
+    from deploykit.bench import BenchReport, BenchResult
+    from deploykit.latency import measure
+    from deploykit.model_io import format_shape
+    from deploykit.onnx_file import has_plugin_nodes, validate_onnx_file
+
+    _refuse_torch_backends(backends)
+    cases = signature_feeds(onnx_path, shapes, seed)
+    options = dataclasses.replace(runner_options or RunnerOptions(), onnx_path=Path(onnx_path), threads=threads,
+                                  shapes=[case for case, _ in cases])
+    plan = plan_backends(backends, options, has_plugin_nodes(validate_onnx_file(onnx_path)), allow_substitutes=False)
+    report = BenchReport(spec=str(onnx_path), warmup=warmup, iters=iters, threads=threads, max_seconds=max_seconds,
+                         inputs=list(cases[0][1]))
+    with open_runners(plan, options) as runners:
+        report.backends = describe_runners(runners)
+        total, done = len(cases) * len(runners), 0
+        for case, feed in cases:
+            for name, runner in runners.items():
+                if progress:
+                    progress(done, total, f"{name} at {format_shape(case)}")
+                runner.validate(feed)
+                report.results.append(BenchResult(name, case, measure(runner, feed, warmup, iters, max_seconds)))
+                done += 1
+            report.results.extend(BenchResult(name, case, None, skipped=why) for name, why in plan.skipped.items())
+    return report
+
+
+def _refuse_torch_backends(backends: list[str]) -> None:
+    from deploykit.backends import runner_class
+
+    torch_backends = [name for name in backends if not runner_class(name).needs_onnx]
+    if torch_backends:
+        raise UserError(f"backend {torch_backends[0]} runs the PyTorch model, which an ONNX-only run does not load",
+                        "pass ONNX backends only, e.g. --backends ort")
 
 
 def _numpy_dtype(value) -> str:
@@ -83,13 +129,9 @@ def _compare(onnx_path: Path, backends: list[str], pairs: list[tuple[dict, dict]
              threads: int | None, runner_options: RunnerOptions | None, reference: str, spec: str,
              seed: int) -> CheckReport:
     """Each backend on each (inputs, reference outputs) pair, compared: check's report."""
-    from deploykit.backends import runner_class
     from deploykit.onnx_file import has_plugin_nodes, validate_onnx_file
 
-    torch_backends = [name for name in backends if not runner_class(name).needs_onnx]
-    if torch_backends:
-        raise UserError(f"backend {torch_backends[0]} runs the PyTorch model, which an ONNX-only check does not load",
-                        "pass ONNX backends only, e.g. --backends ort")
+    _refuse_torch_backends(backends)
     proto = validate_onnx_file(onnx_path)
     options = dataclasses.replace(runner_options or RunnerOptions(), onnx_path=Path(onnx_path), threads=threads,
                                   shapes=[tuple(np.shape(next(iter(inputs.values())))) for inputs, _ in pairs])

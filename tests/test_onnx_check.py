@@ -60,3 +60,25 @@ def test_a_dynamic_reference_needs_a_shape_and_one_reference_at_a_time(files, tm
     np.savez(npz, x=np.zeros(1))
     assert_user_error(run("check", "--onnx", changed, "--against", model, "--load-outputs", npz),
                       "--against with --load-outputs")
+
+
+def test_a_file_is_benched_alone_without_spec_or_torch(files, tmp_path):
+    model, _ = files
+    fake = tmp_path / "no_torch"
+    (fake / "torch").mkdir(parents=True)
+    (fake / "torch" / "__init__.py").write_text("raise RuntimeError('torch was imported')\n")
+    report = tmp_path / "b.json"
+    result = subprocess.run([sys.executable, "-m", "deploykit", "bench", "--onnx", str(model), "--shape", "1x32x8x8",
+                             "--iters", "3", "--warmup", "1", "--report", str(report)], capture_output=True, text=True,
+                            cwd=tmp_path, env={**os.environ, "PYTHONPATH": f"{fake}{os.pathsep}{ROOT}"}, timeout=120)
+    assert result.returncode == 0, result.stdout + result.stderr
+    (row,) = json.loads(report.read_text())["results"]
+    assert row["backend"] == "ort" and row["shape"] == {"input": [1, 32, 8, 8]} and row["ratio_to_torch"] is None
+
+
+def test_a_bench_without_spec_needs_the_file_and_no_model_options(files):
+    model, _ = files
+    assert_user_error(run("bench"), "missing argument 'SPEC'", "--onnx")
+    assert_user_error(run("bench", "--onnx", model, "--shape", "1x32x8x8", "-p", "stride=2"), "takes no -p")
+    assert_user_error(run("bench", "--onnx", model, "--shape", "1x32x8x8", "--backends", "torch,ort"),
+                      "backend torch runs the PyTorch model")
