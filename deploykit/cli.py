@@ -23,7 +23,8 @@ import click
 
 from deploykit.cli_options import (DEFAULT_BACKENDS, DEFAULT_BENCH_SECONDS, MAX_BENCH_SECONDS, MAX_ITERS,
                                    MAX_WARMUP, SHAPE, dysample_impl_option, finite_tolerance, force_option,
-                                   maxpool_impl_option, model_options, plugin_option, precision_option,
+                                   maxpool_impl_option, model_options, onnx_file_argument, plugin_option,
+                                   precision_option,
                                    report_option, run_options, shape_option, target_option)
 from deploykit.errors import (EXIT_OK, EXIT_SIGNAL_BASE, EXIT_USAGE, TERMINATION_REQUESTED, ForeignExit, Terminated,
                               UserError, exit_code_for)
@@ -255,13 +256,16 @@ def list_command(name):
                    "PyTorch. Default: batch+1 and each spatial size + its power-of-two divisor (at most 32).")
 @click.option("--no-verify", is_flag=True,
               help="Write the graph without running it: a dynamic graph is then trusted at shapes it never ran.")
+@report_option("what was written and where it was verified")
 def export_command(spec, params, weights, seed, input_dtypes, val_ranges, inputs_file, output, opset, static,
-                   shapes, target, force, dysample_impl, maxpool_impl, precision, verify_shapes, no_verify):
+                   shapes, target, force, dysample_impl, maxpool_impl, precision, verify_shapes, no_verify,
+                   report_path):
     """Export SPEC (zoo name, package.module:callable, or recipe .toml) to ONNX."""
-    from deploykit.export import describe, export_onnx
+    from deploykit.export import describe, export_json, export_onnx
     from deploykit.export.recipe import export_options
+    from deploykit.report import write_json
 
-    _check_outputs({"-o": output}, _inputs(spec, weights, **{"--inputs": inputs_file}), force)
+    _check_outputs({"-o": output, "--report": report_path}, _inputs(spec, weights, **{"--inputs": inputs_file}), force)
     if no_verify and verify_shapes:
         raise UserError("--verify-shape and --no-verify contradict each other", "pass one of them")
     model, recipe = _load(spec, params, weights, seed, input_dtypes, val_ranges, inputs_file)
@@ -274,6 +278,8 @@ def export_command(spec, params, weights, seed, input_dtypes, val_ranges, inputs
     result = export_onnx(model, output, force=force, precision=precision, verify=not no_verify,
                          verify_shapes=_shapes(verify_shapes, model), **options.as_kwargs())
     click.echo(describe(result))
+    if report_path:
+        write_json(report_path, export_json(result), force=force)
     if options.target == "trt":  # the file is written either way; the exit code says if TensorRT will take it
         code = _print_lint(output, "trt", plugins=None, plugin_pending=options.dysample_impl == "plugin")
         if code:  # exit 1 is parity's code too: say which of the two it is
@@ -281,6 +287,15 @@ def export_command(spec, params, weights, seed, input_dtypes, val_ranges, inputs
             click.echo(f"exit 1 from lint, not parity: the graph {parity} and was written to {output}, but TensorRT "
                        "would reject or misread the nodes above")
         return code
+
+
+def _the_onnx_file(model: Path | None, onnx_option: Path | None) -> Path:
+    """MODEL or --onnx, whichever was given (both, when they name the same file)."""
+    if model is None and onnx_option is None:
+        raise click.UsageError("missing the ONNX file: pass MODEL.onnx or --onnx MODEL.onnx")
+    if model is not None and onnx_option is not None and model != onnx_option:
+        raise click.UsageError(f"MODEL {model} and --onnx {onnx_option} name two files: pass one")
+    return model if model is not None else onnx_option
 
 
 def _print_lint(path: Path, target: str, plugins, report_path: Path | None = None, force: bool = False,
@@ -298,7 +313,7 @@ def _print_lint(path: Path, target: str, plugins, report_path: Path | None = Non
 
 
 @main.command("convert")
-@click.argument("model", type=click.Path(path_type=Path))
+@onnx_file_argument
 @click.option("-o", "--output", type=click.Path(path_type=Path), required=True, help="ONNX file to write.")
 @click.option("--dysample-impl", type=click.Choice(["plugin", "gather", "roialign", "standard", "auto"]),
               required=True, help="What each DySample layer becomes: plugin (one deploykit::DySample node for "
@@ -309,37 +324,47 @@ def _print_lint(path: Path, target: str, plugins, report_path: Path | None = Non
 @target_option("Lint the result for this runtime (trt: exit 1 if TensorRT would reject or misread it).")
 @force_option("output file")
 @click.option("--threads", type=click.IntRange(min=1), default=None, help="ONNX Runtime intra-op threads.")
-def convert_command(model, output, dysample_impl, shapes, target, force, threads):
+@report_option("the converted layers and where the file was proven")
+def convert_command(model, onnx_option, output, dysample_impl, shapes, target, force, threads, report_path):
     """Replace the DySample layers of MODEL.onnx (exported elsewhere) by another form, each verified first."""
-    from deploykit.export.convert import convert_onnx, describe
+    from deploykit.export.convert import convert_json, convert_onnx, describe
     from deploykit.model_io import parse_case
     from deploykit.onnx_file import validate_onnx_file
+    from deploykit.report import write_json
 
-    _check_outputs({"-o": output}, _inputs(MODEL=model), force)
-    names = [value.name for value in validate_onnx_file(model, "MODEL").graph.input]
+    model = _the_onnx_file(model, onnx_option)
+    _check_outputs({"-o": output, "--report": report_path}, _inputs(MODEL=model), force)
+    graph = validate_onnx_file(model, "MODEL").graph
+    initializers = {t.name for t in graph.initializer}
+    names = [value.name for value in graph.input if value.name not in initializers]
     result = convert_onnx(model, output, dysample_impl, [parse_case(text, names) for text in shapes] or None,
                           force=force, threads=threads)
     click.echo(describe(result))
+    if report_path:
+        write_json(report_path, convert_json(result, names), force=force)
     if target:
         return _print_lint(output, target, plugins=None, plugin_pending=dysample_impl == "plugin")
 
 
 @main.command("lint")
-@click.argument("model", type=click.Path(path_type=Path))
+@onnx_file_argument
 @target_option("The runtime the graph is for.", default="trt")
 @plugin_option("TensorRT plugin library the engine build will load (repeatable).")
 @report_option("the findings")
 @force_option("report file")
-def lint_command(model, target, plugins, report_path, force):
+def lint_command(model, onnx_option, target, plugins, report_path, force):
     """Flag what the target rejects or silently computes differently. Exit 1 on errors."""
+    model = _the_onnx_file(model, onnx_option)
     _check_outputs({"--report": report_path}, _inputs(plugins=plugins, MODEL=model), force)
     return _print_lint(model, target, list(plugins), report_path, force)
 
 
 @main.command("build")
-@click.argument("model", type=click.Path(path_type=Path))
+@onnx_file_argument
 @click.option("-o", "--output", type=click.Path(path_type=Path), required=True, help="Engine file to write.")
-@click.option("--fp16", is_flag=True, help="FP16 kernels (TensorRT 10 builder flag; on 11 export an fp16 graph).")
+@click.option("--fp16", is_flag=True, help="The same as --precision fp16.")
+@click.option("--precision", type=click.Choice(["fp32", "fp16"]), default=None,
+              help="fp16: FP16 kernels (TensorRT 10 builder flag; on 11 export an fp16 graph). Default fp32.")
 @plugin_option("Plugin library loaded before parsing (repeatable), e.g. build/libdeploykit_trt_plugins.so.")
 @click.option("--profile", "--shapes", "profiles", multiple=True, metavar="NAME=MIN/OPT/MAX",
               help="The optimization profile of one input (repeatable), trtexec's --minShapes/--optShapes/"
@@ -350,11 +375,17 @@ def lint_command(model, target, plugins, report_path, force):
 @click.option("--workspace", type=click.IntRange(min=1), default=None, help="Workspace limit in MiB.")
 @click.option("--tf32", is_flag=True, help="Allow TF32 for fp32 layers (off: fp32 stays fp32, as parity expects).")
 @force_option("engine file")
-def build_command(model, output, fp16, plugins, profiles, timing_cache, workspace, tf32, force):
+def build_command(model, onnx_option, output, fp16, precision, plugins, profiles, timing_cache, workspace, tf32,
+                  force):
     """Build a TensorRT engine from MODEL.onnx (lint first: 'deploykit lint')."""
     from deploykit.backends.trt_engine import build_engine, parse_profile
     from deploykit.model_io import shape_text
     from deploykit.onnx_file import validate_onnx_file
+
+    model = _the_onnx_file(model, onnx_option)
+    if fp16 and precision == "fp32":
+        raise UserError("--fp16 and --precision fp32 contradict each other", "pass one of them")
+    fp16 = fp16 or precision == "fp16"
 
     _check_outputs({"-o": output}, _inputs(plugins=plugins, MODEL=model), force)
     if timing_cache is not None:  # read and written back: it may be neither the model nor the engine

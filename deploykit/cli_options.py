@@ -41,6 +41,16 @@ def plugin_option(help_text: str):
     return click.option("--plugin", "plugins", multiple=True, type=click.Path(path_type=Path), help=help_text)
 
 
+def onnx_file_argument(command):
+    """The ONNX file a command reads, as MODEL or as --onnx (check and bench's name for it): one
+    name per concept across commands, the positional kept for trtexec's and Polygraphy's habit."""
+    return _apply(command, [
+        click.argument("model", type=click.Path(path_type=Path), required=False),
+        click.option("--onnx", "onnx_option", type=click.Path(path_type=Path), default=None, metavar="MODEL.onnx",
+                     help="The ONNX file (the same as the MODEL argument)."),
+    ])
+
+
 class ShapeText(click.ParamType):
     """A --shape in any form deploykit reads (NxCxHxW, NAME=..., trtexec's NAME:..., Polygraphy's
     NAME:[...]), refused by Click before any model or torch loads; the text is bound to the

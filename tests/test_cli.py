@@ -379,3 +379,32 @@ def test_every_help_ends_with_an_example_of_its_own_command(command):
 def test_builds_profile_option_is_named_for_what_it_is_and_keeps_its_old_name():
     text = " ".join(run("build", "-h").output.split())
     assert "--profile, --shapes NAME=MIN/OPT/MAX" in text and "--minShapes" in text
+
+
+def test_export_and_convert_write_a_json_report_too(tmp_path):
+    from tests.cli_helpers import run as cli
+
+    report = tmp_path / "e.json"
+    done = cli("export", "tests.inline_models:tiny_sr", "--shape", "1x3x24x36", "--dysample-impl", "standard",
+               "-o", tmp_path / "sr.onnx",
+               "--report", report)
+    assert done.exit_code == 0, done.output
+    data = json.loads(report.read_text())
+    assert data["schema_version"] == 2 and data["onnx"].endswith("sr.onnx") and data["dynamic"] is True
+    assert data["traced_shape"] == {"input": [1, 3, 24, 36]} and len(data["verified_shapes"]) == 3
+    assert [layer["module"] for layer in data["dysample_layers"]] == ["to_img"]
+    converted = tmp_path / "c.json"
+    done = cli("convert", "--onnx", tmp_path / "sr.onnx", "-o", tmp_path / "c.onnx", "--dysample-impl", "gather",
+               "--report", converted)
+    assert done.exit_code == 0, done.output
+    data = json.loads(converted.read_text())
+    assert data["strategy"] == "gather" and data["checked_shapes"] and all("input" in s for s in data["checked_shapes"])
+
+
+def test_the_onnx_file_is_model_or_onnx_on_every_command(exported, tmp_path):
+    for args in (["lint", exported], ["lint", "--onnx", exported], ["lint", exported, "--onnx", exported]):
+        assert run(*args).exit_code == 0
+    assert_user_error(run("lint"), "missing the ONNX file", "--onnx")
+    assert_user_error(run("lint", exported, "--onnx", tmp_path / "other.onnx"), "name two files")
+    assert_user_error(run("build", "--onnx", exported, "-o", tmp_path / "e.engine", "--fp16", "--precision", "fp32"),
+                      "--fp16 and --precision fp32 contradict")

@@ -11,6 +11,7 @@ from __future__ import annotations
 import importlib
 
 _HOMES = {"DEFAULT_OPSET": "onnx_export", "ExportResult": "onnx_export", "describe": "onnx_export",
+          "export_json": "onnx_export",
           "export_onnx": "onnx_export", "ExportError": "program", "dynamic_dims": "program",
           "ExportOptions": "options", "TARGETS": "options"}
 

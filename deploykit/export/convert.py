@@ -585,6 +585,20 @@ def _relative_l2(reference, actual) -> float:
     return float(np.linalg.norm(actual - reference)) / norm if norm else float("inf")
 
 
+def convert_json(result: ConvertResult, names: list[str]) -> dict:
+    """What ``convert --report`` writes: each converted layer, and where the file was proven
+    (shapes as {input name: dims}, ``names`` the file's inputs)."""
+    from deploykit.model_io import case_json
+
+    return {"onnx": str(result.path), "opset": result.opset, "strategy": result.strategy,
+            "converted": result.converted,
+            "lookalikes": [{"site": l.path, "reason": l.reason} for l in result.lookalikes],
+            "specialised": result.specialised, "fp16_notes": result.fp16_notes,
+            "probe_shapes": [case_json(shape, names) for shape in result.probe_shapes],
+            "checked_shapes": [case_json(shape, names) for shape in result.checked_shapes],
+            "checked_with": result.checked_with}
+
+
 def describe(result: ConvertResult) -> str:
     """What convert prints: the file, each converted layer, lookalikes left alone, and which
     sizes were proven."""

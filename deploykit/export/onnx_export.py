@@ -314,6 +314,26 @@ def _fixed_outputs_warning(result: ExportResult) -> list[str]:
             "(verify at the sizes you deploy with --verify-shape)"]
 
 
+def export_json(result: ExportResult) -> dict:
+    """What ``export --report`` writes: the file, its signature, what became of DySample layers,
+    and where the graph was run against PyTorch (shapes as {input name: dims})."""
+    from deploykit.model_io import case_json
+
+    names = [name for name, _ in result.inputs]
+    return {"onnx": str(result.path), "opset": result.opset, "opset_note": result.opset_note,
+            "dynamic": result.dynamic, "traced_shape": case_json(result.traced_shape, names),
+            "inputs": [{"name": name, "dims": dims} for name, dims in result.inputs],
+            "outputs": [{"name": name, "dims": dims} for name, dims in result.outputs],
+            "dysample_layers": result.dysample.converted() if result.dysample else [],
+            "dysample_note": result.strategy_note,
+            "lookalikes": [{"module": l.path, "class": l.cls, "reason": l.reason}
+                           for l in (result.dysample.lookalikes if result.dysample else [])],
+            "maxpool_impl": result.maxpool_impl,
+            "bounds": [bound.text() for bound in result.dim_ranges],
+            "verified_shapes": [case_json(shape, names) for shape in result.verified_shapes],
+            "verified_with": result.verified_with}
+
+
 def describe(result: ExportResult) -> str:
     """What export prints: the file and its signature, what became of DySample layers, and
     at which shapes the graph was run against PyTorch."""
