@@ -415,9 +415,9 @@ def _check_range(text: str, dtype: str, low: float, high: float) -> None:
                             "give whole numbers the dtype holds, or another --input-dtype")
 
 
-def load_npz(path, specs: dict[str, InputSpec]) -> tuple[Any, dict[str, Any]]:
-    """(its case, its arrays by input name) from --inputs FILE.npz: one array per input, keyed by
-    the input's name ('input' or the parameter's name for a one-input model), of its dtype."""
+def read_npz(path, what: str, fix: str) -> dict[str, Any]:
+    """Every array of an .npz by key, loaded without pickle; a missing or unreadable file is a
+    UserError naming ``what`` it is (``--inputs``, saved outputs) and the ``fix``."""
     import zipfile
     from pathlib import Path
 
@@ -426,15 +426,27 @@ def load_npz(path, specs: dict[str, InputSpec]) -> tuple[Any, dict[str, Any]]:
     from deploykit.errors import UserError
 
     path = Path(path)
-    names = list(specs)
     if not path.is_file():
-        raise UserError(f"--inputs {path} not found", "give an .npz file of arrays keyed by input name")
+        raise UserError(f"{what} {path} not found", fix)
     try:
         with np.load(path, allow_pickle=False) as data:
-            arrays = {key: data[key] for key in data.files}
+            return {key: data[key] for key in data.files}
     except (OSError, ValueError, zipfile.BadZipFile, EOFError) as exc:
-        raise UserError(f"--inputs {path} is not a readable .npz file ({type(exc).__name__})",
-                        "save it with numpy.savez(path, name=array, ...)") from None
+        raise UserError(f"{what} {path} is not a readable .npz file ({type(exc).__name__})", fix) from None
+
+
+def load_npz(path, specs: dict[str, InputSpec]) -> tuple[Any, dict[str, Any]]:
+    """(its case, its arrays by input name) from --inputs FILE.npz: one array per input, keyed by
+    the input's name ('input' or the parameter's name for a one-input model), of its dtype."""
+    from pathlib import Path
+
+    import numpy as np
+
+    from deploykit.errors import UserError
+
+    path = Path(path)
+    names = list(specs)
+    arrays = read_npz(path, "--inputs", "save it with numpy.savez(path, name=array, ...)")
     if len(names) == 1 and len(arrays) == 1:  # one input: 'input', its parameter's name, or any key
         arrays = {names[0]: next(iter(arrays.values()))}
     missing = [n for n in names if n not in arrays]

@@ -49,15 +49,10 @@ def save_outputs(path: Path, cases: list[SavedCase], meta: dict[str, Any], force
 
 def load_outputs(path: Path) -> tuple[dict[str, Any], list[SavedCase]]:
     """(meta, cases) of a file ``save_outputs`` wrote; a UserError naming what is wrong with any other."""
+    from deploykit.model_io import read_npz
+
     path = Path(path)
-    if not path.is_file():
-        raise UserError(f"saved outputs {path} not found", "pass the .npz that 'check --save-outputs' wrote")
-    try:
-        with np.load(path, allow_pickle=False) as data:
-            arrays = {key: data[key] for key in data.files}
-    except (OSError, ValueError, EOFError) as exc:
-        raise UserError(f"{path} is not a readable .npz ({type(exc).__name__}: {str(exc)[:120]})",
-                        "pass the .npz that 'check --save-outputs' wrote") from None
+    arrays = read_npz(path, "saved outputs", "pass the .npz that 'check --save-outputs' wrote")
     try:
         meta = json.loads(str(arrays.pop(_META)))
     except (KeyError, ValueError):

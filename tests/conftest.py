@@ -91,3 +91,24 @@ def without_ort_library(monkeypatch, tmp_path):
     empty_cache.mkdir()
     monkeypatch.setattr(ort_library, "cache_dir", lambda: empty_cache)
     monkeypatch.setattr(ort_library, "_built", {})
+
+
+@pytest.fixture
+def torch_unimportable(tmp_path):
+    """An environment for a subprocess in which ``import torch`` fails (a stand-in package
+    first on PYTHONPATH, raising ``error``): ``torch_unimportable()`` proves a path never
+    imports torch; ``torch_unimportable(missing=True)`` is a Python without PyTorch."""
+    import os
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[1]
+
+    def environment(missing: bool = False) -> dict[str, str]:
+        fake = tmp_path / ("torch_missing" if missing else "torch_forbidden")
+        (fake / "torch").mkdir(parents=True, exist_ok=True)
+        error = ("ModuleNotFoundError(\"No module named 'torch'\", name='torch')" if missing
+                 else "RuntimeError('torch was imported')")
+        (fake / "torch" / "__init__.py").write_text(f"raise {error}\n")
+        return {**os.environ, "PYTHONPATH": f"{fake}{os.pathsep}{root}"}
+
+    return environment

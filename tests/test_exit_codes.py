@@ -238,27 +238,19 @@ def test_a_killed_supervisor_leaves_no_crash_file_behind(tmp_path):
 
 
 @pytest.mark.parametrize("command", [["list"], ["export", "dysample", "-o"]])
-def test_without_torch_the_console_script_says_how_to_install_it(tmp_path, command):
-    """A Python without torch (an empty stand-in package that fails as a missing one does) is an
-    environment error with the install line, never an internal error."""
-    fake = tmp_path / "no_torch"
-    (fake / "torch").mkdir(parents=True)
-    (fake / "torch" / "__init__.py").write_text(
-        "raise ModuleNotFoundError(\"No module named 'torch'\", name='torch')\n")
+def test_without_torch_the_console_script_says_how_to_install_it(tmp_path, command, torch_unimportable):
+    """A Python without torch is an environment error with the install line, never an internal error."""
     if command[0] == "export":
         command = [*command, tmp_path / "never.onnx"]
-    result = deploykit(*command, env={"PYTHONPATH": f"{fake}{os.pathsep}{ROOT}"})
+    result = deploykit(*command, env=torch_unimportable(missing=True))
     assert result.returncode == EXIT_USAGE, result.stderr
     line = one_error_line(result.stderr)
     assert "torch is not installed" in line and "download.pytorch.org/whl/cpu" in line
 
 
 @pytest.mark.parametrize("shape", ["1x64xx32", "image:[1,3,x]", ":1x3x8x8"])
-def test_a_malformed_shape_is_refused_before_torch_loads(tmp_path, shape):
-    fake = tmp_path / "no_torch"
-    (fake / "torch").mkdir(parents=True)
-    (fake / "torch" / "__init__.py").write_text("raise RuntimeError('torch was imported')\n")
-    result = deploykit("check", "dysample", "--shape", shape, env={"PYTHONPATH": f"{fake}{os.pathsep}{ROOT}"})
+def test_a_malformed_shape_is_refused_before_torch_loads(shape, torch_unimportable):
+    result = deploykit("check", "dysample", "--shape", shape, env=torch_unimportable())
     assert result.returncode == EXIT_USAGE, result.stderr
     line = one_error_line(result.stderr)
     assert "Invalid value for '--shape'" in line and "torch" not in line

@@ -2,10 +2,8 @@
 without SPEC or PyTorch (ONNX-only checks against saved outputs: tests/test_saved_outputs.py)."""
 
 import json
-import os
 import subprocess
 import sys
-from pathlib import Path
 
 import numpy as np
 import onnx
@@ -14,7 +12,6 @@ from onnx import numpy_helper
 
 from tests.cli_helpers import assert_user_error, run
 
-ROOT = Path(__file__).resolve().parents[1]
 SHAPES = ("--shape", "1x32x8x8", "--shape", "2x32x11x7")
 
 
@@ -31,15 +28,12 @@ def files(tmp_path_factory):
     return model, changed
 
 
-def test_a_file_against_another_runs_without_torch(files, tmp_path):
+def test_a_file_against_another_runs_without_torch(files, tmp_path, torch_unimportable):
     model, _ = files
-    fake = tmp_path / "no_torch"
-    (fake / "torch").mkdir(parents=True)
-    (fake / "torch" / "__init__.py").write_text("raise RuntimeError('torch was imported')\n")
     report = tmp_path / "r.json"
     result = subprocess.run([sys.executable, "-m", "deploykit", "check", "--onnx", str(model), "--against", str(model),
                              *SHAPES, "--backends", "ort,onnx-ref", "--report", str(report)], capture_output=True,
-                            text=True, cwd=tmp_path, env={**os.environ, "PYTHONPATH": f"{fake}{os.pathsep}{ROOT}"},
+                            text=True, cwd=tmp_path, env=torch_unimportable(),
                             timeout=120)
     assert result.returncode == 0, result.stdout + result.stderr
     data = json.loads(report.read_text())
@@ -62,15 +56,12 @@ def test_a_dynamic_reference_needs_a_shape_and_one_reference_at_a_time(files, tm
                       "--against with --load-outputs")
 
 
-def test_a_file_is_benched_alone_without_spec_or_torch(files, tmp_path):
+def test_a_file_is_benched_alone_without_spec_or_torch(files, tmp_path, torch_unimportable):
     model, _ = files
-    fake = tmp_path / "no_torch"
-    (fake / "torch").mkdir(parents=True)
-    (fake / "torch" / "__init__.py").write_text("raise RuntimeError('torch was imported')\n")
     report = tmp_path / "b.json"
     result = subprocess.run([sys.executable, "-m", "deploykit", "bench", "--onnx", str(model), "--shape", "1x32x8x8",
                              "--iters", "3", "--warmup", "1", "--report", str(report)], capture_output=True, text=True,
-                            cwd=tmp_path, env={**os.environ, "PYTHONPATH": f"{fake}{os.pathsep}{ROOT}"}, timeout=120)
+                            cwd=tmp_path, env=torch_unimportable(), timeout=120)
     assert result.returncode == 0, result.stdout + result.stderr
     (row,) = json.loads(report.read_text())["results"]
     assert row["backend"] == "ort" and row["shape"] == {"input": [1, 32, 8, 8]} and row["ratio_to_torch"] is None

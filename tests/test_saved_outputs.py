@@ -2,10 +2,8 @@
 code or PyTorch, as Polygraphy users do."""
 
 import json
-import os
 import subprocess
 import sys
-from pathlib import Path
 
 import numpy as np
 import onnx
@@ -14,7 +12,6 @@ from onnx import numpy_helper
 
 from tests.cli_helpers import assert_user_error, run
 
-ROOT = Path(__file__).resolve().parents[1]
 SPEC = ("conv_transpose", "--seed", "3")
 SHAPES = ("--shape", "1x32x8x8", "--shape", "2x32x11x7")
 
@@ -30,16 +27,13 @@ def saved(tmp_path_factory):
     return model, folder / "ref.npz"
 
 
-def test_a_file_is_checked_against_saved_outputs_without_spec_or_torch(saved, tmp_path):
+def test_a_file_is_checked_against_saved_outputs_without_spec_or_torch(saved, tmp_path, torch_unimportable):
     """torch made unimportable: the check still runs, on ONNX Runtime, at the saved cases."""
     model, reference = saved
-    fake = tmp_path / "no_torch"
-    (fake / "torch").mkdir(parents=True)
-    (fake / "torch" / "__init__.py").write_text("raise RuntimeError('torch was imported')\n")
     report = tmp_path / "r.json"
     result = subprocess.run([sys.executable, "-m", "deploykit", "check", "--onnx", str(model), "--load-outputs",
                              str(reference), "--report", str(report)], capture_output=True, text=True, cwd=tmp_path,
-                            env={**os.environ, "PYTHONPATH": f"{fake}{os.pathsep}{ROOT}"}, timeout=120)
+                            env=torch_unimportable(), timeout=120)
     assert result.returncode == 0, result.stdout + result.stderr
     data = json.loads(report.read_text())
     assert data["passed"] and {r["backend"] for r in data["results"]} == {"ort"}
@@ -77,6 +71,9 @@ def test_a_saved_check_needs_the_file_and_a_file_deploykit_saved(saved, tmp_path
     garbage = tmp_path / "garbage.npz"
     garbage.write_bytes(b"not a zip")
     assert_user_error(run("check", "--onnx", model, "--load-outputs", garbage), "is not a readable .npz")
+    truncated = tmp_path / "truncated.npz"
+    truncated.write_bytes(reference.read_bytes()[:200])
+    assert_user_error(run("check", "--onnx", model, "--load-outputs", truncated), "is not a readable .npz")
 
 
 def test_saving_never_overwrites_without_force(saved, tmp_path):
