@@ -153,10 +153,11 @@ def _declared_dynamic(onnx_path: Path) -> dict[str, list[int]]:
     """Input -> the axes an ONNX file declares dynamic (a name or no size)."""
     import onnx
 
-    graph = onnx.load(str(onnx_path), load_external_data=False).graph
-    initializers = {t.name for t in graph.initializer}
+    from deploykit.onnx_file import graph_inputs
+
+    proto = onnx.load(str(onnx_path), load_external_data=False)
     return {v.name: [axis for axis, d in enumerate(v.type.tensor_type.shape.dim) if not d.HasField("dim_value")]
-            for v in graph.input if v.name not in initializers}
+            for v in graph_inputs(proto)}
 
 
 def _pictures(name, shape, references, outputs) -> dict:

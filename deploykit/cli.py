@@ -329,14 +329,12 @@ def convert_command(model, onnx_option, output, dysample_impl, shapes, target, f
     """Replace the DySample layers of MODEL.onnx (exported elsewhere) by another form, each verified first."""
     from deploykit.export.convert import convert_json, convert_onnx, describe
     from deploykit.model_io import parse_case
-    from deploykit.onnx_file import validate_onnx_file
+    from deploykit.onnx_file import graph_inputs, validate_onnx_file
     from deploykit.report import write_json
 
     model = _the_onnx_file(model, onnx_option)
     _check_outputs({"-o": output, "--report": report_path}, _inputs(MODEL=model), force)
-    graph = validate_onnx_file(model, "MODEL").graph
-    initializers = {t.name for t in graph.initializer}
-    names = [value.name for value in graph.input if value.name not in initializers]
+    names = [value.name for value in graph_inputs(validate_onnx_file(model, "MODEL"))]
     result = convert_onnx(model, output, dysample_impl, [parse_case(text, names) for text in shapes] or None,
                           force=force, threads=threads)
     click.echo(describe(result))

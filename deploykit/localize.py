@@ -34,7 +34,7 @@ from deploykit.compare import Metrics, Tolerance, compare
 from deploykit.errors import BackendRunError, BackendUnavailable, EnvironmentProblem, UserError, first_line
 from deploykit.export.modules import fx_module, node_module
 from deploykit.files import temporary_directory
-from deploykit.model_io import shape_text
+from deploykit.model_io import bare_text, case_of, shape_text
 from deploykit.spec import LoadedModel
 
 PYTORCH = "pytorch"
@@ -88,7 +88,7 @@ class Localization:
                 "error": self.error, "diverging_node": self.node.as_json() if self.node else None}
 
     def lines(self) -> list[str]:
-        head = f"localize {self.backend} at {_shapes_text(self.shape)}"
+        head = f"localize {self.backend} at {bare_text(case_of(self.shape))}"
         if self.error:
             return [f"{head}: {self.error}"]
         counts = (f"{self.compared[PYTORCH]} values compared with PyTorch, {self.compared[ORT_CPU]} with "
@@ -362,10 +362,3 @@ def _first_diverging(proto, actual, values, kinds, modules, tolerance) -> Diverg
             return DivergingNode(node.name, node.op_type, *(module or (None, None)), outputs,
                                  [describe(i) for i in node.input if i])
     return None
-
-
-def _shapes_text(shape: dict[str, list[int]]) -> str:
-    """'1x3x8x8' for one input, 'image=1x3x8x8,mask=1x1x8x8' for several."""
-    if len(shape) == 1:
-        return shape_text(next(iter(shape.values())))
-    return ",".join(f"{name}={shape_text(dims)}" for name, dims in shape.items())

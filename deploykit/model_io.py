@@ -65,8 +65,14 @@ def describe_feed(feed: dict) -> str:
     for several."""
     import numpy as np
 
-    shapes = {name: np.shape(array) for name, array in feed.items()}
-    return bare_text(next(iter(shapes.values())) if len(shapes) == 1 else Case(shapes))
+    return bare_text(case_of({name: np.shape(array) for name, array in feed.items()}))
+
+
+def case_of(shapes: dict[str, Any]):
+    """Input name -> dims as a test case: a plain Shape for one input, a Case for several."""
+    if len(shapes) == 1:
+        return tuple(next(iter(shapes.values())))
+    return Case({name: tuple(dims) for name, dims in shapes.items()})
 
 
 @contextlib.contextmanager

@@ -37,24 +37,26 @@ def check_against(onnx_path: Path, reference_path: Path, backends: list[str], sh
     """Every ONNX backend on ``onnx_path`` against ``reference_path`` run on ONNX Runtime's CPU
     provider, on seeded inputs drawn from the reference's input signature at ``shapes`` (its own
     dims when every one is fixed)."""
-    feeds = [feed for _, feed in signature_feeds(reference_path, shapes, seed, option="--against")]
-    reference = _open_one(reference_path, threads)
-    with reference:
+    from deploykit.onnx_file import has_plugin_nodes, validate_onnx_file
+
+    proto = validate_onnx_file(reference_path, option="--against")
+    feeds = [feed for _, feed in signature_feeds(proto, reference_path, shapes, seed)]
+    options = RunnerOptions(onnx_path=Path(reference_path), threads=threads)
+    with open_runners(plan_backends(["ort"], options, has_plugin_nodes(proto)), options) as runners:
+        (reference,) = runners.values()
         pairs = [(feed, run_backend(reference, feed)) for feed in feeds]
     return _compare(onnx_path, backends, pairs, tolerance or DEFAULT_TOLERANCE, threads, runner_options,
                     f"{reference_path} on ONNX Runtime CPU", str(onnx_path), seed)
 
 
-def signature_feeds(path: Path, shapes: list[str], seed: int, option: str = "--onnx") -> list[tuple]:
-    """(case, seeded inputs) for each ``--shape`` text, drawn from the file's input names and
-    dtypes (N(0, 1) floats, {0, 1} integers); the file's own dims when none is given and every
-    one is fixed."""
-    from deploykit.model_io import Case, InputSpec, draw_inputs, parse_case
-    from deploykit.onnx_file import validate_onnx_file
+def signature_feeds(proto, path: Path, shapes: list[str], seed: int) -> list[tuple]:
+    """(case, seeded inputs) for each ``--shape`` text, drawn from the input names and dtypes of
+    ``proto`` (the file at ``path``; N(0, 1) floats, {0, 1} integers); the file's own dims when
+    none is given and every one is fixed."""
+    from deploykit.model_io import InputSpec, case_of, draw_inputs, parse_case
+    from deploykit.onnx_file import graph_inputs
 
-    graph = validate_onnx_file(path, option=option).graph
-    initializers = {t.name for t in graph.initializer}
-    signature = [v for v in graph.input if v.name not in initializers]
+    signature = graph_inputs(proto)
     names = [v.name for v in signature]
     specs = {v.name: InputSpec(v.name, _numpy_dtype(v)) for v in signature}
     if shapes:
@@ -65,7 +67,7 @@ def signature_feeds(path: Path, shapes: list[str], seed: int, option: str = "--o
         if any(None in d for d in dims.values()):
             raise UserError(f"{path} has dynamic dims, so the inputs need a size",
                             "pass --shape (repeatable), e.g. --shape 1x3x64x64")
-        cases = [tuple(dims[names[0]]) if len(names) == 1 else Case({n: tuple(d) for n, d in dims.items()})]
+        cases = [case_of(dims)]
     return [(case, draw_inputs(case, seed, specs)) for case in cases]
 
 
@@ -80,10 +82,11 @@ def bench_file(onnx_path: Path, backends: list[str], shapes: list[str], warmup: 
     from deploykit.onnx_file import has_plugin_nodes, validate_onnx_file
 
     _refuse_torch_backends(backends)
-    cases = signature_feeds(onnx_path, shapes, seed)
+    proto = validate_onnx_file(onnx_path)
+    cases = signature_feeds(proto, onnx_path, shapes, seed)
     options = dataclasses.replace(runner_options or RunnerOptions(), onnx_path=Path(onnx_path), threads=threads,
                                   shapes=[case for case, _ in cases])
-    plan = plan_backends(backends, options, has_plugin_nodes(validate_onnx_file(onnx_path)), allow_substitutes=False)
+    plan = plan_backends(backends, options, has_plugin_nodes(proto), allow_substitutes=False)
     report = BenchReport(spec=str(onnx_path), warmup=warmup, iters=iters, threads=threads, max_seconds=max_seconds,
                          inputs=list(cases[0][1]))
     with open_runners(plan, options) as runners:
@@ -115,20 +118,11 @@ def _numpy_dtype(value) -> str:
     return np.dtype(helper.tensor_dtype_to_np_dtype(value.type.tensor_type.elem_type)).name
 
 
-def _open_one(path: Path, threads: int | None):
-    """ONNX Runtime's CPU runner on ``path`` (with deploykit's library for a plugin graph)."""
-    from deploykit.onnx_file import has_plugin_nodes, validate_onnx_file
-
-    options = RunnerOptions(onnx_path=Path(path), threads=threads)
-    plan = plan_backends(["ort"], options, has_plugin_nodes(validate_onnx_file(path)))
-    (cls,) = plan.classes.values()
-    return cls(dataclasses.replace(options, ort_custom_ops=plan.ort_custom_ops))
-
-
 def _compare(onnx_path: Path, backends: list[str], pairs: list[tuple[dict, dict]], tolerance: Tolerance,
              threads: int | None, runner_options: RunnerOptions | None, reference: str, spec: str,
              seed: int) -> CheckReport:
     """Each backend on each (inputs, reference outputs) pair, compared: check's report."""
+    from deploykit.model_io import case_of
     from deploykit.onnx_file import has_plugin_nodes, validate_onnx_file
 
     _refuse_torch_backends(backends)
@@ -141,16 +135,9 @@ def _compare(onnx_path: Path, backends: list[str], pairs: list[tuple[dict, dict]
     with open_runners(plan, options) as runners:
         report.backends = describe_runners(runners)
         for inputs, references in pairs:
-            shape = _case_shape(inputs)
+            shape = case_of({name: np.shape(array) for name, array in inputs.items()})
             for name, runner in runners.items():
                 metrics, _ = run_and_compare(runner, inputs, references, tolerance)
                 report.results.extend(CheckResult(name, shape, output, m) for output, m in metrics.items())
             report.results.extend(CheckResult(name, shape, None, None, skipped=why) for name, why in plan.skipped.items())
     return report
-
-
-def _case_shape(inputs: dict[str, np.ndarray]):
-    from deploykit.model_io import Case
-
-    shapes = {name: tuple(np.shape(array)) for name, array in inputs.items()}
-    return next(iter(shapes.values())) if len(shapes) == 1 else Case(shapes)

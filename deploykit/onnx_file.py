@@ -99,6 +99,13 @@ def _has_external_data(proto) -> bool:
     return False
 
 
+def graph_inputs(proto) -> list:
+    """The graph's inputs that a caller feeds (ValueInfos), without initializers listed as
+    inputs (older exporters list every weight there)."""
+    initializers = {t.name for t in proto.graph.initializer}
+    return [value for value in proto.graph.input if value.name not in initializers]
+
+
 def has_plugin_nodes(proto) -> bool:
     """Whether the graph holds deploykit::DySample nodes, which only TensorRT (with deploykit's
     plugin) and onnx-ref run."""
