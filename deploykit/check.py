@@ -88,18 +88,21 @@ def run_check(model: LoadedModel, backends: list[str], shapes: list[Shape] | Non
               export_options: ExportOptions | None = None, runner_options: RunnerOptions | None = None,
               pictures: bool = False,
               latency_iters: int = 0, localize: bool = False,
-              progress: ProgressCallback | None = None, keep_cases: bool = False) -> CheckReport:
+              progress: ProgressCallback | None = None, keep_cases: bool = False,
+              reference: str = "PyTorch fp32") -> CheckReport:
     """Run each backend at each shape on seeded inputs and compare with PyTorch fp32 eager on the
     CPU. A backend that fails to compute is a failed comparison (its error is the reason).
 
     ``pictures``: keep each output's ErrorPicture; ``latency_iters``: also time each backend
     (deploykit.latency.measure); ``localize``: find the first diverging ONNX node of each
     backend's first failure; ``progress(done, total, next step)`` is told of each step;
-    ``keep_cases``: keep each shape's inputs and reference outputs (``report.cases``).
+    ``keep_cases``: keep each shape's inputs and reference outputs (``report.cases``);
+    ``reference`` names where the PyTorch model came from, for the report.
     """
     shapes = model.shapes_or_default(shapes)
     report = CheckReport(spec=model.spec, seed=model.seed, tolerance=tolerance,
-                         onnx=str(onnx_path) if onnx_path else None, inputs=list(model.input_names))
+                         onnx=str(onnx_path) if onnx_path else None, inputs=list(model.input_names),
+                         reference=reference)
     runner_options = dataclasses.replace(runner_options or RunnerOptions(), threads=threads, precision=precision)
     if onnx_path is None and (export_options or ExportOptions()).dynamic and untested_dims(model, shapes):
         report.proof_shapes = _proof_shapes(model, shapes)

@@ -12,6 +12,7 @@ import click
 from deploykit.export.dysample import DEFAULT_DYSAMPLE_IMPL, DYSAMPLE_IMPLS
 from deploykit.export.maxpool_indices import DEFAULT_MAXPOOL_IMPL, MAXPOOL_IMPLS
 from deploykit.export.options import TARGETS
+from deploykit.model_io import check_case_syntax, parse_input_dtype, parse_val_range
 
 DEFAULT_BACKENDS = "torch,ort"
 MAX_THREADS = 256  # beyond this a typo, not a setting: ONNX Runtime would start that many threads
@@ -51,24 +52,50 @@ def onnx_file_argument(command):
     ])
 
 
-class ShapeText(click.ParamType):
-    """A --shape in any form deploykit reads (NxCxHxW, NAME=..., trtexec's NAME:..., Polygraphy's
-    NAME:[...]), refused by Click before any model or torch loads; the text is bound to the
-    model's inputs later (model_io.parse_case)."""
+class CheckedText(click.ParamType):
+    """Option text whose syntax ``parse`` (a deploykit parser raising UserError) checks as Click
+    parses the command line, before any model or torch loads: a malformed value is exit 2 naming
+    the fix. The text is kept as given and bound to the model's inputs later, once they are known
+    (model_io.parse_case, model_io.input_specs)."""
 
-    name = "shape"
+    def __init__(self, name: str, parse):
+        self.name = name
+        self.parse = parse
 
     def convert(self, value, param, ctx):
         from deploykit.errors import UserError
-        from deploykit.model_io import check_case_syntax
 
         try:
-            return check_case_syntax(value)
+            self.parse(value)
+        except UserError as exc:
+            self.fail(str(exc), param, ctx)
+        return value
+
+
+class Assignment(click.ParamType):
+    """-p KEY=VALUE as a (key, value) pair, refused by Click when it has no key or no '='."""
+
+    name = "assignment"
+
+    def convert(self, value, param, ctx):
+        from deploykit.errors import UserError
+        from deploykit.spec import parse_assignment
+
+        try:
+            return parse_assignment(value)
         except UserError as exc:
             self.fail(str(exc), param, ctx)
 
 
-SHAPE = ShapeText()
+def _distinct_keys(ctx, param, pairs):
+    keys = [key for key, _ in pairs]
+    repeated = next((key for key in keys if keys.count(key) > 1), None)
+    if repeated is not None:
+        raise click.BadParameter(f"parameter {repeated!r} given twice; pass each -p key once", ctx=ctx, param=param)
+    return pairs
+
+
+SHAPE = CheckedText("shape", check_case_syntax)  # every form parse_case reads: NxCxHxW, NAME=, NAME:, NAME:[...]
 
 
 def shape_option(help_text: str):
@@ -99,15 +126,18 @@ def model_options(command=None, *, spec_required: bool = True):
         return lambda c: model_options(c, spec_required=spec_required)
     return _apply(command, [
         click.argument("spec", required=spec_required),
-        click.option("-p", "--param", "params", multiple=True, metavar="KEY=VALUE",
+        click.option("-p", "--param", "params", multiple=True, type=Assignment(), callback=_distinct_keys,
+                     metavar="KEY=VALUE",
                      help="Zoo/constructor parameter (repeatable); see 'deploykit list NAME'."),
         click.option("--weights", type=click.Path(path_type=Path), default=None,
                      help="State dict to load (torch.load with weights_only=True)."),
         click.option("--seed", type=click.IntRange(0, MAX_SEED), default=0, show_default=True,
                      help="Seeds the initial weights and the test inputs."),
-        click.option("--input-dtype", "input_dtypes", multiple=True, metavar="[NAME=]DTYPE",
+        click.option("--input-dtype", "input_dtypes", multiple=True, type=CheckedText("dtype", parse_input_dtype),
+                     metavar="[NAME=]DTYPE",
                      help="An input's dtype (repeatable): float32 (default), float16, int64, int32, int8, uint8, bool."),
-        click.option("--val-range", "val_ranges", multiple=True, metavar="[NAME=]LOW,HIGH",
+        click.option("--val-range", "val_ranges", multiple=True, type=CheckedText("range", parse_val_range),
+                     metavar="[NAME=]LOW,HIGH",
                      help="Draw an input uniformly in [LOW, HIGH] (repeatable; default N(0, 1) for floats, "
                           "0..1 for integers); without NAME, every input."),
         click.option("--inputs", "inputs_file", type=click.Path(path_type=Path), default=None,
@@ -151,5 +181,4 @@ def run_options(command):
         click.option("--engine", "engine_path", type=click.Path(path_type=Path), default=None,
                      help="TensorRT engine for the trt backend (default: built from the ONNX file for the shapes)."),
         plugin_option("TensorRT plugin library to load before the engine (repeatable)."),
-        click.option("-q", "--quiet", is_flag=True, help="No progress bar (there is none without a terminal)."),
     ])

@@ -361,43 +361,74 @@ def _named_entries(text: str) -> list[str]:
     return [entry for entry in entries if entry.strip()]
 
 
-def _named(text: str, option: str, names: list[str]) -> tuple[list[str], str]:
-    """'mask=int64' -> (['mask'], 'int64'); 'int64' alone -> every input."""
+def _split_named(text: str, option: str, form: str) -> tuple[str | None, str]:
+    """'mask=int64' -> ('mask', 'int64'); 'int64' alone -> (None, 'int64'): every input."""
     from deploykit.errors import UserError
 
     name, sep, value = text.partition("=")
     if not sep:
-        return list(names), text.strip()
-    name = name.strip()
+        return None, text.strip()
+    if not name.strip():
+        raise UserError(f"{option} {text!r} has '=' but no input name", f"write {option} NAME={form}, or {form} alone")
+    return name.strip(), value.strip()
+
+
+def parse_input_dtype(text: str) -> tuple[str | None, str]:
+    """--input-dtype [NAME=]DTYPE -> (NAME or None for every input, DTYPE)."""
+    from deploykit.errors import UserError
+
+    name, dtype = _split_named(text, "--input-dtype", "DTYPE")
+    if dtype not in DTYPES:
+        raise UserError(f"--input-dtype {text!r}: unknown dtype {dtype!r}", f"use one of {', '.join(DTYPES)}")
+    return name, dtype
+
+
+def parse_val_range(text: str) -> tuple[str | None, float, float]:
+    """--val-range [NAME=]LOW,HIGH -> (NAME or None for every input, LOW, HIGH); whether the
+    input's dtype holds the range is checked once the inputs are known (input_specs)."""
+    from deploykit.errors import UserError
+
+    name, value = _split_named(text, "--val-range", "LOW,HIGH")
+    try:
+        low, high = (float(v) for v in value.strip("[]").split(","))
+    except ValueError:
+        raise UserError(f"--val-range {text!r} is not LOW,HIGH", "e.g. --val-range image=0,1") from None
+    if not (math.isfinite(low) and math.isfinite(high)) or low > high:
+        raise UserError(f"--val-range {text!r}: need finite LOW <= HIGH", "e.g. --val-range image=0,1")
+    return name, low, high
+
+
+def onnx_dtype_name(value) -> str:
+    """The NumPy dtype name ('float32', 'int64') of an ONNX graph input (a ValueInfo)."""
+    import numpy as np
+    from onnx import helper
+
+    return np.dtype(helper.tensor_dtype_to_np_dtype(value.type.tensor_type.elem_type)).name
+
+
+def _inputs_named(name: str | None, option: str, names: list[str]) -> list[str]:
+    """The inputs an option's NAME= selects: every input for no name."""
+    from deploykit.errors import UserError
+
+    if name is None:
+        return list(names)
     if name not in names and not (len(names) == 1 and name == SINGLE_INPUT):
         raise UserError(f"{option} names unknown input {name!r}", f"the model's inputs are {', '.join(names)}")
-    return [names[0] if name == SINGLE_INPUT else name], value.strip()
+    return [names[0] if name == SINGLE_INPUT else name]
 
 
 def input_specs(names: list[str], dtypes: list[str], ranges: list[str]) -> dict[str, InputSpec]:
     """--input-dtype NAME=DTYPE and --val-range [NAME=]LOW,HIGH (repeatable) -> name -> InputSpec."""
-    import math
-
-    from deploykit.errors import UserError
-
     specs = {name: InputSpec(name) for name in names}
     for text in dtypes:
-        targets, dtype = _named(text, "--input-dtype", names)
-        if dtype not in DTYPES:
-            raise UserError(f"--input-dtype {text!r}: unknown dtype {dtype!r}", f"use one of {', '.join(DTYPES)}")
-        for name in targets:
-            specs[name] = dataclasses.replace(specs[name], dtype=dtype)
+        name, dtype = parse_input_dtype(text)
+        for target in _inputs_named(name, "--input-dtype", names):
+            specs[target] = dataclasses.replace(specs[target], dtype=dtype)
     for text in ranges:
-        targets, value = _named(text, "--val-range", names)
-        try:
-            low, high = (float(v) for v in value.strip("[]").split(","))
-        except ValueError:
-            raise UserError(f"--val-range {text!r} is not LOW,HIGH", "e.g. --val-range image=0,1") from None
-        if not (math.isfinite(low) and math.isfinite(high)) or low > high:
-            raise UserError(f"--val-range {text!r}: need finite LOW <= HIGH", "e.g. --val-range image=0,1")
-        for name in targets:
-            _check_range(text, specs[name].dtype, low, high)
-            specs[name] = dataclasses.replace(specs[name], low=low, high=high)
+        name, low, high = parse_val_range(text)
+        for target in _inputs_named(name, "--val-range", names):
+            _check_range(text, specs[target].dtype, low, high)
+            specs[target] = dataclasses.replace(specs[target], low=low, high=high)
     return specs
 
 

@@ -53,12 +53,12 @@ def signature_feeds(proto, path: Path, shapes: list[str], seed: int) -> list[tup
     """(case, seeded inputs) for each ``--shape`` text, drawn from the input names and dtypes of
     ``proto`` (the file at ``path``; N(0, 1) floats, {0, 1} integers); the file's own dims when
     none is given and every one is fixed."""
-    from deploykit.model_io import InputSpec, case_of, draw_inputs, parse_case
+    from deploykit.model_io import InputSpec, case_of, draw_inputs, onnx_dtype_name, parse_case
     from deploykit.onnx_file import graph_inputs
 
     signature = graph_inputs(proto)
     names = [v.name for v in signature]
-    specs = {v.name: InputSpec(v.name, _numpy_dtype(v)) for v in signature}
+    specs = {v.name: InputSpec(v.name, onnx_dtype_name(v)) for v in signature}
     if shapes:
         cases = [parse_case(text, names) for text in shapes]
     else:
@@ -110,12 +110,6 @@ def _refuse_torch_backends(backends: list[str]) -> None:
     if torch_backends:
         raise UserError(f"backend {torch_backends[0]} runs the PyTorch model, which an ONNX-only run does not load",
                         "pass ONNX backends only, e.g. --backends ort")
-
-
-def _numpy_dtype(value) -> str:
-    from onnx import helper
-
-    return np.dtype(helper.tensor_dtype_to_np_dtype(value.type.tensor_type.elem_type)).name
 
 
 def _compare(onnx_path: Path, backends: list[str], pairs: list[tuple[dict, dict]], tolerance: Tolerance,

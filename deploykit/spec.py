@@ -24,17 +24,12 @@ from deploykit.model_io import Shape, format_shape
 logger = logging.getLogger(__name__)
 
 
-def parse_assignments(pairs: tuple[str, ...] | list[str]) -> dict[str, str]:
-    """['scale=2', 'style=pl'] -> {'scale': '2', 'style': 'pl'}."""
-    values: dict[str, str] = {}
-    for pair in pairs:
-        key, sep, value = pair.partition("=")
-        if not sep or not key.strip():
-            raise UserError(f"malformed parameter {pair!r}", "write -p key=value, e.g. -p scale=2")
-        if key.strip() in values:
-            raise UserError(f"parameter {key.strip()!r} given twice", "pass each -p key once")
-        values[key.strip()] = value.strip()
-    return values
+def parse_assignment(text: str) -> tuple[str, str]:
+    """-p 'scale=2' -> ('scale', '2'): checked as the command line is parsed, before any model loads."""
+    key, sep, value = text.partition("=")
+    if not sep or not key.strip():
+        raise UserError(f"malformed parameter {text!r}", "write -p key=value, e.g. -p scale=2")
+    return key.strip(), value.strip()
 
 
 @dataclass
@@ -174,22 +169,23 @@ def check_same_model(model: LoadedModel, meta: dict[str, str], path) -> None:
 
 
 def load_model(spec: str, params: dict[str, str] | None = None, weights: Path | None = None,
-               seed: int = 0) -> LoadedModel:
-    """Build the module for SPEC with deterministic weights, then load --weights if given."""
+               seed: int = 0, typed_params: dict[str, Any] | None = None) -> LoadedModel:
+    """Build the module for SPEC with deterministic weights, then load --weights if given.
+    ``params`` are -p texts; ``typed_params`` values already parsed (a file's recorded ones)."""
     import torch
 
     params = params or {}
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
         if ":" in spec:
-            typed = {key: _literal(value) for key, value in params.items()}
+            typed = {**{key: _literal(value) for key, value in params.items()}, **(typed_params or {})}
             module = _build_callable(spec, typed)
             default_shapes, rule = None, None
         else:
             from deploykit import zoo
 
             entry = zoo.get(spec)
-            typed = entry.resolve_params(params)
+            typed = entry.resolve_params(params, typed_params)
             module = entry.build(**typed)
             default_shapes = entry.default_shapes(typed)
             rule = lambda shape, e=entry, p=typed: e.shape_problem(shape, p)  # noqa: E731
@@ -200,6 +196,81 @@ def load_model(spec: str, params: dict[str, str] | None = None, weights: Path | 
     module.eval()
     return LoadedModel(spec=spec, module=module, params=typed, default_shapes=default_shapes,
                        shape_rule=rule, seed=seed)
+
+
+# What 'deploykit export' records of the model a file came from (beside METADATA_WEIGHTS).
+METADATA_SPEC = "deploykit.spec"
+METADATA_PARAMS = "deploykit.params"
+METADATA_SEED = "deploykit.seed"
+_OTHER_REFERENCES = "give the SPEC it was exported from, --load-outputs FILE.npz or --against REF.onnx"
+
+
+@dataclass(frozen=True)
+class RecordedOrigin:
+    """The SPEC, parameters and seed an ONNX file's metadata says it was exported from."""
+
+    spec: str
+    params: dict[str, Any]
+    seed: int
+    weights_sha256: str | None
+
+    def __str__(self) -> str:
+        params = ", ".join(f"{key}={value!r}" for key, value in self.params.items())
+        return f"{self.spec}{f' ({params})' if params else ''}, seed {self.seed}"
+
+
+def recorded_origin(path, meta: dict[str, str]) -> RecordedOrigin:
+    """What ``path``'s metadata records of its model; a UserError when it records none."""
+    import json
+
+    if not meta.get(METADATA_SPEC):
+        raise UserError(f"{path} does not record the SPEC it was exported from ('deploykit export' writes it)",
+                        _OTHER_REFERENCES)
+    unreadable = UserError(f"{path}'s metadata has unreadable {METADATA_PARAMS} or {METADATA_SEED}",
+                           _OTHER_REFERENCES)
+    try:
+        params = json.loads(meta.get(METADATA_PARAMS) or "{}")
+        seed = int(meta.get(METADATA_SEED) or 0)
+    except ValueError:
+        raise unreadable from None
+    if not isinstance(params, dict) or seed < 0:
+        raise unreadable
+    return RecordedOrigin(meta[METADATA_SPEC], params, seed, meta.get(METADATA_WEIGHTS))
+
+
+def load_recorded_model(onnx_path: Path, weights: Path | None = None, input_dtypes=(), val_ranges=(),
+                        inputs_file: Path | None = None) -> tuple[LoadedModel, RecordedOrigin]:
+    """The PyTorch model ``onnx_path`` was exported from, rebuilt from its metadata (SPEC,
+    parameters, seed) with ``weights`` if given, so a file is checked without retyping them. The
+    file's integer and bool inputs keep their dtypes; --input-dtype, --val-range and --inputs add
+    to them as with SPEC. Refused, never replaced by other weights, when the rebuilt weights are
+    not the ones the file recorded."""
+    from deploykit.model_io import DTYPES, input_specs, load_npz, onnx_dtype_name
+    from deploykit.onnx_file import graph_inputs, validate_onnx_file
+
+    proto = validate_onnx_file(onnx_path)
+    origin = recorded_origin(onnx_path, {p.key: p.value for p in proto.metadata_props})
+    try:
+        model = load_model(origin.spec, weights=weights, seed=origin.seed, typed_params=origin.params)
+    except UserError as exc:
+        raise UserError(f"{onnx_path} was exported from {origin.spec}, which cannot be rebuilt here: {exc.problem}",
+                        f"{exc.fix}; or {_OTHER_REFERENCES}") from None
+    if origin.weights_sha256 and weights_fingerprint(model.module) != origin.weights_sha256:
+        if weights is None:
+            raise UserError(f"{onnx_path} was exported from {origin.spec} with weights other than its seeded ones "
+                            "(a --weights file, or its code changed since)",
+                            f"pass --weights FILE, the state dict it was exported with; or {_OTHER_REFERENCES}")
+        raise UserError(f"--weights {weights} are not the weights {onnx_path} was exported with",
+                        f"pass the state dict it was exported with; or {_OTHER_REFERENCES}")
+    # Floats stay float32: the reference is PyTorch fp32, and an fp16 graph's runners cast its inputs.
+    declared = {value.name: onnx_dtype_name(value) for value in graph_inputs(proto) if value.name in model.input_names}
+    recorded_dtypes = [f"{name}={dtype}" for name, dtype in declared.items()
+                       if dtype in DTYPES and "float" not in dtype]
+    model.inputs = input_specs(model.input_names, [*recorded_dtypes, *input_dtypes], list(val_ranges))
+    if inputs_file is not None:
+        case, arrays = load_npz(inputs_file, model.inputs)
+        model.data_cases[case] = arrays
+    return model, origin
 
 
 def source_file(spec: str) -> Path | None:

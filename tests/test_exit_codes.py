@@ -256,6 +256,21 @@ def test_a_malformed_shape_is_refused_before_torch_loads(shape, torch_unimportab
     assert "Invalid value for '--shape'" in line and "torch" not in line
 
 
+@pytest.mark.parametrize("option, value, fragment", [
+    ("-p", "scale", "write -p key=value"),
+    ("-p", "=2", "write -p key=value"),
+    ("--val-range", "image=a,b", "is not LOW,HIGH"),
+    ("--val-range", "0,inf", "need finite LOW <= HIGH"),
+    ("--input-dtype", "complex64", "use one of float32"),
+    ("--input-dtype", "=int64", "no input name"),
+])
+def test_malformed_model_options_are_refused_before_torch_loads(option, value, fragment, torch_unimportable):
+    result = deploykit("check", "dysample", option, value, env=torch_unimportable())
+    assert result.returncode == EXIT_USAGE, result.stderr
+    line = one_error_line(result.stderr)
+    assert f"Invalid value for '{option}'" in line and fragment in line and "torch" not in line
+
+
 def test_an_onnx_runtime_that_cannot_be_imported_is_exit_2_naming_the_reinstall(tmp_path):
     from deploykit.errors import exit_code_for
 

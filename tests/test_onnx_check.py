@@ -73,3 +73,86 @@ def test_a_bench_without_spec_needs_the_file_and_no_model_options(files):
     assert_user_error(run("bench", "--onnx", model, "--shape", "1x32x8x8", "-p", "stride=2"), "takes no -p")
     assert_user_error(run("bench", "--onnx", model, "--shape", "1x32x8x8", "--backends", "torch,ort"),
                       "backend torch runs the PyTorch model")
+
+
+# --- check --onnx F alone: the PyTorch model F's metadata records --------------------------------
+
+@pytest.fixture(scope="module")
+def recorded(tmp_path_factory):
+    """A zoo export with a parameter and a seed of its own, which the check must take from the file."""
+    path = tmp_path_factory.mktemp("recorded") / "ct.onnx"
+    assert run("export", "conv_transpose", "-p", "stride=4", "--seed", 7, "-o", path).exit_code == 0
+    return path
+
+
+def _with_metadata(src, dst, **changes):
+    """A copy of ``src`` whose metadata entries deploykit.KEY are replaced (None: removed)."""
+    proto = onnx.load(str(src))
+    kept = {p.key: p.value for p in proto.metadata_props}
+    kept.update({f"deploykit.{key}": value for key, value in changes.items()})
+    del proto.metadata_props[:]
+    onnx.helper.set_model_props(proto, {key: value for key, value in kept.items() if value is not None})
+    onnx.save(proto, str(dst))
+    return dst
+
+
+def test_a_file_without_spec_is_checked_against_the_model_its_metadata_records(recorded, tmp_path):
+    report = tmp_path / "r.json"
+    result = run("check", "--onnx", recorded, "--report", report)
+    assert result.exit_code == 0, result.output
+    (line,) = [line for line in result.stdout.splitlines() if line.startswith("reference:")]
+    assert "conv_transpose (" in line and "stride=4" in line and "seed 7" in line and "metadata" in line
+    data = json.loads(report.read_text())
+    assert data["passed"] and data["spec"] == "conv_transpose" and data["seed"] == 7
+    assert data["reference"] == f"PyTorch fp32, rebuilt from {recorded}'s metadata" and len(data["results"]) == 6
+    quiet = run("check", "--onnx", recorded, "--backends", "ort", "-q")
+    assert quiet.exit_code == 0 and "parity passed" in quiet.stdout and "reference:" not in quiet.stdout
+
+
+def test_the_recorded_model_takes_no_parameters_or_seed_of_its_own(recorded):
+    for extra in (["-p", "stride=2"], ["--seed", "7"]):
+        assert_user_error(run("check", "--onnx", recorded, *extra), f"takes no {extra[0]}", "give SPEC")
+
+
+@pytest.mark.parametrize("changes, fragments", [
+    ({"spec": None}, ["does not record the SPEC"]),
+    ({"spec": "no_such_pkg.mod:build"}, ["cannot import 'no_such_pkg.mod'"]),
+    ({"params": "not json"}, ["unreadable deploykit.params"]),
+])
+def test_a_file_whose_metadata_cannot_rebuild_its_model_is_refused(recorded, tmp_path, changes, fragments):
+    changed = _with_metadata(recorded, tmp_path / "changed.onnx", **changes)
+    assert_user_error(run("check", "--onnx", changed), *fragments, "give the SPEC it was exported from",
+                      "--load-outputs", "--against")
+
+
+def test_an_export_with_weights_is_checked_only_with_those_weights(tmp_path):
+    import torch
+
+    from deploykit.spec import load_model
+
+    module = load_model("conv_transpose").module
+    weights, other = tmp_path / "w.pt", tmp_path / "other.pt"
+    torch.save({name: tensor * 3 for name, tensor in module.state_dict().items()}, weights)
+    torch.save(module.state_dict(), other)
+    exported = tmp_path / "w.onnx"
+    assert run("export", "conv_transpose", "--weights", weights, "-o", exported).exit_code == 0
+    assert_user_error(run("check", "--onnx", exported), "with weights other than its seeded ones", "--weights FILE")
+    assert_user_error(run("check", "--onnx", exported, "--weights", other), "are not the weights")
+    assert run("check", "--onnx", exported, "--weights", weights, "--backends", "ort").exit_code == 0
+    weights.unlink()
+    assert_user_error(run("check", "--onnx", exported, "--weights", weights), "not found", "--load-outputs")
+
+
+def test_a_user_models_recorded_parameters_and_integer_inputs_are_rebuilt(tmp_path):
+    """Typed -p values of a package.module:callable SPEC come back as they were ('pl' a string,
+    8 an int), and an int64 input stays int64 without --input-dtype."""
+    fpn, guided = tmp_path / "fpn.onnx", tmp_path / "guided.onnx"
+    assert run("export", "tests.user_models:fpn", "-p", "style=pl", "-p", "channels=8", "--shape", "1x3x8x8",
+               "-o", fpn).exit_code == 0
+    result = run("check", "--onnx", fpn, "--shape", "1x3x8x8", "--shape", "2x3x6x10")
+    assert result.exit_code == 0, result.output
+    assert "tests.user_models:fpn (channels=8, style='pl'), seed 0" in result.stdout
+    assert run("export", "tests.user_models:guided", "--shape", "image=1x3x10x14,mask=1x1x10x14",
+               "--input-dtype", "mask=int64", "-o", guided).exit_code == 0
+    checked = run("check", "--onnx", guided, "--shape", "image=2x3x10x14,mask=2x1x10x14")
+    assert checked.exit_code == 0, checked.output
