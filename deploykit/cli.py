@@ -24,10 +24,10 @@ import click
 from deploykit.cli_options import (DEFAULT_BACKENDS, DEFAULT_BENCH_SECONDS, MAX_BENCH_SECONDS, MAX_ITERS,
                                    MAX_WARMUP, SHAPE, dysample_impl_option, finite_tolerance, force_option,
                                    maxpool_impl_option, model_options, onnx_file_argument, plugin_option,
-                                   precision_option,
-                                   report_option, run_options, shape_option, target_option)
+                                   precision_option, report_option, run_options, shape_option, target_option)
 from deploykit.errors import (EXIT_OK, EXIT_SIGNAL_BASE, EXIT_USAGE, TERMINATION_REQUESTED, ForeignExit, Terminated,
                               UserError, exit_code_for)
+from deploykit.package import DEFAULT_SERVER_ROOT
 
 HTML_LATENCY_ITERS = 10  # check --html times each backend too, for the report's latency chart
 _CONTEXT = {"help_option_names": ["-h", "--help"], "max_content_width": 100}
@@ -112,6 +112,12 @@ def _stdout_line(text: str) -> None:
     click.echo(printable(text))
 
 
+def _note_line(text: str) -> None:
+    """An informational line on stdout, which -q leaves out."""
+    if not _quiet():
+        _stdout_line(text)
+
+
 @contextlib.contextmanager
 def _signals_raise():
     """SIGTERM and SIGHUP (what timeout, CI runners and a closed terminal send) raise Terminated
@@ -152,22 +158,53 @@ def _set_debug(ctx, param, value):
 def _set_verbosity(ctx, param, value):
     """-v before the subcommand (the group's) and after it (the subcommand's) add up, so
     ``deploykit -v check ...`` and ``deploykit check ... -v`` say the same."""
-    from deploykit.logs import configure
-
     root = ctx.find_root()
-    total = root.meta.get("deploykit.verbosity", 0) + (value or 0)
-    root.meta["deploykit.verbosity"] = total
+    root.meta["deploykit.verbosity"] = root.meta.get("deploykit.verbosity", 0) + (value or 0)
     if value or ctx is root:
-        configure(total)
+        _configure_logs(root)
     return value
 
 
+def _set_quiet(ctx, param, value):
+    """-q before or after the subcommand, as -v."""
+    root = ctx.find_root()
+    root.meta["deploykit.quiet"] = root.meta.get("deploykit.quiet", False) or value
+    if value or ctx is root:
+        _configure_logs(root)
+    return value
+
+
+def _configure_logs(root: click.Context) -> None:
+    import logging
+
+    from deploykit.logs import configure
+
+    verbosity, quiet = root.meta.get("deploykit.verbosity", 0), root.meta.get("deploykit.quiet", False)
+    if quiet and verbosity:
+        raise click.UsageError("-q and -v contradict each other: pass one of them")
+    configure(verbosity)
+    if quiet:  # deploykit's warnings are notes too (first-use builds, waits for a lock); errors still show
+        logging.getLogger("deploykit").setLevel(logging.ERROR)
+
+
+def _quiet() -> bool:
+    """This command's -q: no progress bar and no informational line, only the result and errors."""
+    return click.get_current_context().find_root().meta.get("deploykit.quiet", False)
+
+
 _VERBOSE_HELP = "Say more of what deploykit does: -v its steps, -vv also what the PyTorch exporter said."
+_QUIET_HELP = "Print only the result (table, verdict, file written) and errors: no progress bar, no notes."
+_QUIET_COMMANDS = ("export", "convert", "lint", "build", "check", "bench", "package")  # the commands that do work
 
 
 def _verbose_option() -> click.Option:
     return click.Option(["-v", "--verbose"], count=True, is_eager=True, expose_value=False, callback=_set_verbosity,
                         help=_VERBOSE_HELP)
+
+
+def _quiet_option() -> click.Option:
+    return click.Option(["-q", "--quiet"], is_flag=True, is_eager=True, expose_value=False, callback=_set_quiet,
+                        help=_QUIET_HELP)
 
 
 def _shapes(texts, model):
@@ -178,10 +215,10 @@ def _shapes(texts, model):
 
 
 def _load(spec, params, weights, seed, input_dtypes, val_ranges, inputs_file):
+    """-p's (key, value) pairs are distinct (cli_options checks them as it parses)."""
     from deploykit.export.recipe import resolve_model
-    from deploykit.spec import parse_assignments
 
-    return resolve_model(spec, parse_assignments(params), weights, seed, input_dtypes, val_ranges, inputs_file)
+    return resolve_model(spec, dict(params), weights, seed, input_dtypes, val_ranges, inputs_file)
 
 
 def _inputs(spec=None, weights=None, onnx_path=None, engine_path=None, plugins=(), **more) -> dict:
@@ -224,6 +261,7 @@ def _check_outputs(outputs: dict, inputs: dict, force: bool) -> None:
               help="On an internal error, print the traceback instead of saving it to a file.")
 @click.option("-v", "--verbose", count=True, is_eager=True, expose_value=False, callback=_set_verbosity,
               help=_VERBOSE_HELP)
+@click.option("-q", "--quiet", is_flag=True, is_eager=True, expose_value=False, callback=_set_quiet, help=_QUIET_HELP)
 def main():
     """Export PyTorch upsamplers to ONNX, check every backend against PyTorch, and time them."""
 
@@ -277,7 +315,7 @@ def export_command(spec, params, weights, seed, input_dtypes, val_ranges, inputs
                              maxpool_impl=maxpool_impl)
     result = export_onnx(model, output, force=force, precision=precision, verify=not no_verify,
                          verify_shapes=_shapes(verify_shapes, model), **options.as_kwargs())
-    click.echo(describe(result))
+    _echo_result(describe(result))
     if report_path:
         write_json(report_path, export_json(result), force=force)
     if options.target == "trt":  # the file is written either way; the exit code says if TensorRT will take it
@@ -287,6 +325,11 @@ def export_command(spec, params, weights, seed, input_dtypes, val_ranges, inputs
             click.echo(f"exit 1 from lint, not parity: the graph {parity} and was written to {output}, but TensorRT "
                        "would reject or misread the nodes above")
         return code
+
+
+def _echo_result(description: str) -> None:
+    """export's and convert's account of the file written; with -q its first line alone, which names it."""
+    click.echo(description.splitlines()[0] if _quiet() else description)
 
 
 def _the_onnx_file(model: Path | None, onnx_option: Path | None) -> Path:
@@ -337,7 +380,7 @@ def convert_command(model, onnx_option, output, dysample_impl, shapes, target, f
     names = [value.name for value in graph_inputs(validate_onnx_file(model, "MODEL"))]
     result = convert_onnx(model, output, dysample_impl, [parse_case(text, names) for text in shapes] or None,
                           force=force, threads=threads)
-    click.echo(describe(result))
+    _echo_result(describe(result))
     if report_path:
         write_json(report_path, convert_json(result, names), force=force)
     if target:
@@ -372,38 +415,57 @@ def lint_command(model, onnx_option, target, plugins, report_path, force):
               help="Timing cache file, read if present and written back.")
 @click.option("--workspace", type=click.IntRange(min=1), default=None, help="Workspace limit in MiB.")
 @click.option("--tf32", is_flag=True, help="Allow TF32 for fp32 layers (off: fp32 stays fp32, as parity expects).")
-@force_option("engine file")
+@force_option("engine file and report")
+@report_option("what was built (engine, precision, profiles, TensorRT version, plugins, timing cache)")
 def build_command(model, onnx_option, output, fp16, precision, plugins, profiles, timing_cache, workspace, tf32,
-                  force):
+                  force, report_path):
     """Build a TensorRT engine from MODEL.onnx (lint first: 'deploykit lint')."""
     from deploykit.backends.trt_engine import build_engine, parse_profile
     from deploykit.model_io import shape_text
     from deploykit.onnx_file import validate_onnx_file
+    from deploykit.report import write_json
 
     model = _the_onnx_file(model, onnx_option)
     if fp16 and precision == "fp32":
         raise UserError("--fp16 and --precision fp32 contradict each other", "pass one of them")
     fp16 = fp16 or precision == "fp16"
 
-    _check_outputs({"-o": output}, _inputs(plugins=plugins, MODEL=model), force)
-    if timing_cache is not None:  # read and written back: it may be neither the model nor the engine
+    _check_outputs({"-o": output, "--report": report_path}, _inputs(plugins=plugins, MODEL=model), force)
+    if timing_cache is not None:  # read and written back: it may be neither the model nor an output
         from deploykit.files import refuse_outputs_that_are_inputs
 
-        refuse_outputs_that_are_inputs({"--timing-cache": timing_cache}, {"MODEL": model, "-o": output})
+        refuse_outputs_that_are_inputs({"--timing-cache": timing_cache},
+                                       {"MODEL": model, "-o": output, "--report": report_path})
     validate_onnx_file(model, option="MODEL")
     parsed = dict(parse_profile(text) for text in profiles) or None
+    cache_reused = timing_cache is not None and timing_cache.is_file()
     result = build_engine(model, output, fp16=fp16, tf32=tf32, plugins=list(plugins), profiles=parsed,
                           timing_cache=timing_cache, workspace_mb=workspace, force=force)
     shapes = ", ".join(f"{name}: {shape_text(p.min)} / {shape_text(p.opt)} / {shape_text(p.max)}"
                        for name, p in result.profiles.items())
     click.echo(f"wrote {result.engine_path} (TensorRT {result.tensorrt}, precision {result.precision}; "
                f"min/opt/max {shapes})")
+    if report_path:
+        write_json(report_path, _build_json(result, model, plugins, timing_cache, cache_reused, tf32, workspace),
+                   force=force)
+
+
+def _build_json(result, onnx_path: Path, plugins, timing_cache: Path | None, cache_reused: bool, tf32: bool,
+                workspace_mb: int | None) -> dict:
+    """build --report: what was built from what, with the settings that shape the engine."""
+    return {"onnx": str(onnx_path), "engine": str(result.engine_path), "tensorrt": result.tensorrt,
+            "precision": result.precision, "tf32": tf32, "workspace_mb": workspace_mb,
+            "profiles": {name: {"min": list(p.min), "opt": list(p.opt), "max": list(p.max)}
+                         for name, p in result.profiles.items()},
+            "plugins": [str(plugin) for plugin in plugins],
+            "timing_cache": None if timing_cache is None else {"path": str(timing_cache), "reused": cache_reused}}
 
 
 def _run_and_report(run, printer, spec, params, weights, seed, input_dtypes, val_ranges, inputs_file, onnx_path,
                     backends, shapes, threads, precision, report_path, force, dysample_impl, maxpool_impl,
-                    engine_path, plugins, quiet, cuda_graph=False, html_path=None, **specific):
-    """check and bench alike: load SPEC, run the library over the backends, print, write JSON."""
+                    engine_path, plugins, cuda_graph=False, html_path=None, **specific):
+    """check and bench alike: load SPEC (for check --onnx F alone, the model F's metadata
+    records), run the library over the backends, print, write JSON."""
     from deploykit.backends import RunnerOptions, parse_backends
     from deploykit.export.recipe import export_options
     from deploykit.progress import progress_bar
@@ -416,9 +478,13 @@ def _run_and_report(run, printer, spec, params, weights, seed, input_dtypes, val
         from deploykit.onnx_file import require_file
 
         require_file(onnx_path)  # before the model loads: a typo costs no seconds
-    model, recipe = _load(spec, params, weights, seed, input_dtypes, val_ranges, inputs_file)
+    if spec is None:  # check --onnx F alone
+        model, recipe = _recorded_model(onnx_path, weights, input_dtypes, val_ranges, inputs_file), None
+        specific["reference"] = f"PyTorch fp32, rebuilt from {onnx_path}'s metadata"
+    else:
+        model, recipe = _load(spec, params, weights, seed, input_dtypes, val_ranges, inputs_file)
     runner_options = RunnerOptions(engine_path=engine_path, plugins=list(plugins), cuda_graph=cuda_graph)
-    with progress_bar(run.__name__.removeprefix("run_"), quiet) as progress:
+    with progress_bar(run.__name__.removeprefix("run_"), _quiet()) as progress:
         report = run(model, chosen, _shapes(shapes, model), onnx_path=onnx_path, threads=threads, precision=precision,
                      export_options=export_options(recipe, dysample_impl=dysample_impl, maxpool_impl=maxpool_impl),
                      runner_options=runner_options, progress=progress, **specific)
@@ -428,20 +494,40 @@ def _run_and_report(run, printer, spec, params, weights, seed, input_dtypes, val
     return report
 
 
-def _check_zoo(backends, threads, report_path, force, quiet) -> int:
+def _refuse_model_choices_of_a_recorded_model(params) -> None:
+    """check --onnx F without SPEC rebuilds the model F records: its parameters and seed are the file's."""
+    from click.core import ParameterSource
+
+    seed_given = click.get_current_context().get_parameter_source("seed") != ParameterSource.DEFAULT
+    given = [name for name, chosen in (("-p", bool(params)), ("--seed", seed_given)) if chosen]
+    if given:
+        raise UserError(f"check --onnx F without SPEC rebuilds the model F's metadata records, with its parameters "
+                        f"and seed, so it takes no {' or '.join(given)}", "drop them, or give SPEC to choose them")
+
+
+def _recorded_model(onnx_path, weights, input_dtypes, val_ranges, inputs_file):
+    """check --onnx F without SPEC: the PyTorch reference is the model F's metadata records."""
+    from deploykit.spec import load_recorded_model
+
+    model, origin = load_recorded_model(onnx_path, weights, input_dtypes, val_ranges, inputs_file)
+    _note_line(f"reference: {origin}{f', --weights {weights}' if weights else ''}, rebuilt from {onnx_path}'s "
+               "metadata (give SPEC to choose the model)")
+    return model
+
+
+def _check_zoo(backends, threads, report_path, force) -> int:
     """check --zoo: the support matrix over every zoo entry; exit 1 if any entry failed."""
     from deploykit.backends import parse_backends
     from deploykit.matrix import zoo_matrix
     from deploykit.progress import progress_bar
     from deploykit.report import print_matrix, write_json
 
-    given = _given_options(click.get_current_context(), allowed={"backends", "threads", "report_path", "force",
-                                                                  "quiet", "zoo"})
+    given = _given_options(click.get_current_context(), allowed={"backends", "threads", "report_path", "force", "zoo"})
     if given:
         raise UserError(f"check --zoo runs every entry at its defaults and takes no {', '.join(given)}",
                         "drop those options, or check one SPEC without --zoo")
     _check_outputs({"--report": report_path}, {}, force)
-    with progress_bar("zoo", quiet) as progress:
+    with progress_bar("zoo", _quiet()) as progress:
         report = zoo_matrix(parse_backends(backends) if backends is not None else None, threads, progress=progress)
     print_matrix(report, _console())
     if report_path:
@@ -488,18 +574,21 @@ def _verdict_code(passed: bool) -> int:
 @click.option("--against", "against_path", type=click.Path(path_type=Path), default=None, metavar="REF.onnx",
               help="No SPEC: check --onnx against another ONNX file run on ONNX Runtime's CPU (no PyTorch).")
 def check_command(atol, rtol, localize, html_path, zoo, save_path, load_path, against_path, **common):
-    """Compare every backend with PyTorch fp32 at several shapes. Exit 1 on a parity failure."""
+    """Compare every backend with PyTorch fp32 at several shapes (without SPEC: the model --onnx F records).
+    Exit 1 on a parity failure."""
     from deploykit.check import run_check
     from deploykit.compare import tolerance_for
     from deploykit.report import print_check, print_localizations
 
     if zoo:
-        return (_check_zoo(common["backends"], common["threads"], common["report_path"], common["force"],
-                            common["quiet"]))
+        return _check_zoo(common["backends"], common["threads"], common["report_path"], common["force"])
     if load_path is not None or against_path is not None:
         return _check_onnx_only(load_path, against_path, atol, rtol, save_path, localize, html_path, **common)
+    if common["spec"] is None and common["onnx_path"] is None:
+        raise click.UsageError("missing argument 'SPEC' (or pass --zoo, or --onnx F alone when 'deploykit export' "
+                               "wrote F, or with --load-outputs or --against)")
     if common["spec"] is None:
-        raise click.UsageError("missing argument 'SPEC' (or pass --zoo, or --onnx with --load-outputs or --against)")
+        _refuse_model_choices_of_a_recorded_model(common["params"])
     if save_path is not None:
         _check_outputs({"--save-outputs": save_path, "--report": common["report_path"]},
                        _inputs(common["spec"], common["weights"], common["onnx_path"], **{"--inputs": common["inputs_file"]}),
@@ -518,14 +607,14 @@ def check_command(atol, rtol, localize, html_path, zoo, save_path, load_path, ag
         save_outputs(save_path, [SavedCase(inputs, outputs) for inputs, outputs in report.cases],
                      {"spec": report.spec, "seed": report.seed, "onnx": report.onnx,
                       "tolerance": {"atol": tolerance.atol, "rtol": tolerance.rtol}}, force=common["force"])
-        _stdout_line(f"saved {len(report.cases)} cases' inputs and PyTorch's outputs to {save_path}")
+        _note_line(f"saved {len(report.cases)} cases' inputs and PyTorch's outputs to {save_path}")
     if localize:
         print_localizations(report, _console())
     if html_path:
         from deploykit.html_report import figures_folder, write_html_report
 
         written = write_html_report(html_path, report, report.pictures, report.latency, force=common["force"])
-        _stdout_line(f"wrote {written[0]} and {len(written) - 1} figures in {figures_folder(written[0])}")
+        _note_line(f"wrote {written[0]} and {len(written) - 1} figures in {figures_folder(written[0])}")
     return _verdict_code(report.passed)
 
 
@@ -589,7 +678,7 @@ def bench_command(warmup, iters, max_seconds, **common):
 
 
 def _bench_file(warmup, iters, max_seconds, onnx_path, backends, shapes, threads, seed, report_path, force,
-                engine_path, plugins, quiet, cuda_graph, params, weights, inputs_file, **ignored) -> int:
+                engine_path, plugins, cuda_graph, params, weights, inputs_file, **ignored) -> int:
     """bench --onnx F without SPEC: the file's ONNX backends timed on inputs drawn from its
     signature, no model and no PyTorch (trtexec --onnx's habit)."""
     from deploykit.backends import RunnerOptions, parse_backends
@@ -604,12 +693,45 @@ def _bench_file(warmup, iters, max_seconds, onnx_path, backends, shapes, threads
         raise UserError(f"bench of a file without SPEC takes no {', '.join(used)}", "drop them, or pass SPEC")
     _check_outputs({"--report": report_path}, _inputs(None, None, onnx_path, engine_path, plugins), force)
     options = RunnerOptions(engine_path=engine_path, plugins=list(plugins), cuda_graph=cuda_graph)
-    with progress_bar("bench", quiet) as progress:
+    with progress_bar("bench", _quiet()) as progress:
         report = bench_file(onnx_path, parse_backends(backends or "ort"), list(shapes), warmup, iters, threads, seed,
                             max_seconds, options, progress)
     print_bench(report, _console())
     if report_path:
         write_json(report_path, report.as_json(), force=force)
+    return EXIT_OK
+
+
+@main.command("package")
+@onnx_file_argument
+@click.option("-o", "--output", "repository", type=click.Path(path_type=Path), required=True,
+              help="The Triton model repository (created if missing; its other models are left alone).")
+@click.option("--name", default=None, help="Model name (default: the ONNX file's name); the engine's model is NAME_trt.")
+@click.option("--engine", type=click.Path(path_type=Path), default=None,
+              help="Also serve this TensorRT engine (built from the same ONNX file) on Triton's TensorRT backend.")
+@plugin_option("TensorRT plugin library the engine needs (repeatable), copied beside it.")
+@click.option("--max-batch", type=click.IntRange(min=0), default=None,
+              help="Triton's max_batch_size (0: no batching). Default: the export's batch bound, else Triton's 4.")
+@click.option("--server-root", default=DEFAULT_SERVER_ROOT, show_default=True,
+              help="Where the server mounts the repository: config.pbtxt names the custom-op library by that path.")
+@force_option("model folder (one deploykit package wrote)")
+@report_option("the models written")
+def package_command(model, onnx_option, repository, name, engine, plugins, max_batch, server_root, force,
+                    report_path):
+    """Write a Triton Inference Server model repository for an exported file (and its engine)."""
+    from deploykit.package import package_repository
+    from deploykit.report import write_json
+
+    onnx_path = _the_onnx_file(model, onnx_option)
+    _check_outputs({"--report": report_path}, _inputs(onnx_path=onnx_path, engine_path=engine, plugins=plugins), force)
+    result = package_repository(onnx_path, repository, name=name, engine=engine, plugins=tuple(plugins),
+                                max_batch=max_batch, server_root=server_root, force=force)
+    for packaged, folder in zip(result.models, result.folders):
+        _stdout_line(f"wrote {folder} ({packaged.platform}, max_batch_size {packaged.max_batch_size})")
+    for note in [] if _quiet() else result.notes:
+        _stdout_line(note)
+    if report_path:
+        write_json(report_path, result.to_json(), force=force)
     return EXIT_OK
 
 
@@ -620,16 +742,23 @@ _EXAMPLES = {
                "deploykit export dysample --dysample-impl plugin --target trt -o dys.onnx"],
     "convert": ["deploykit convert theirs.onnx -o mine.onnx --dysample-impl plugin --target trt"],
     "lint": ["deploykit lint net.onnx --target trt --plugin build/libdeploykit_trt_plugins.so"],
-    "build": ["deploykit build net.onnx -o net.engine --profile input=1x3x64x64/1x3x256x256/4x3x512x512"],
+    "build": ["deploykit build net.onnx -o net.engine --profile input=1x3x64x64/1x3x256x256/4x3x512x512 "
+              "--report build.json"],
     "check": ["deploykit check mypkg.net:build --onnx net.onnx --shape 1x3x256x256 --shape 2x3x320x480",
               "deploykit check dysample --backends torch,ort,trt --report check.json",
-              "deploykit check --onnx rewritten.onnx --against net.onnx --shape 1x3x256x256"],
+              "deploykit check --onnx rewritten.onnx --against net.onnx --shape 1x3x256x256",
+              "deploykit check --onnx net.onnx --shape 1x3x256x256   # the model net.onnx's metadata records"],
     "bench": ["deploykit bench mypkg.net:build --onnx net.onnx --shape 1x3x512x512 --threads 2",
               "deploykit bench --onnx net.onnx --shape 1x3x512x512 --backends ort,trt"],
+    "package": ["deploykit package --onnx net.onnx -o model_repository",
+                "deploykit package --onnx net.onnx --engine net.engine --plugin build/libdeploykit_trt_plugins.so "
+                "-o model_repository --max-batch 8"],
 }
 
 for _name, _command in main.commands.items():
-    _command.params.append(_verbose_option())  # -v after the subcommand too, as Polygraphy users type it
+    _command.params.append(_verbose_option())  # -v (and -q) after the subcommand too, as Polygraphy users type it
+    if _name in _QUIET_COMMANDS:
+        _command.params.append(_quiet_option())
     _command.epilog = "\b\nExamples:\n" + "\n".join(f"  {line}" for line in _EXAMPLES[_name])
 
 if __name__ == "__main__":

@@ -177,7 +177,7 @@ def atomic_path(path: Path, force: bool = False) -> Iterator[Path]:
     tmp_path = Path(tmp)
     note_scratch(tmp_path)
     try:
-        os.chmod(tmp_path, 0o666 & ~_umask())  # mkstemp makes 0600; the user expects their umask
+        os.chmod(tmp_path, 0o666 & ~current_umask())  # mkstemp makes 0600; the user expects their umask
         yield tmp_path
         raise_if_terminated()
         _commit(tmp_path, path, force)
@@ -210,7 +210,7 @@ def staged_files(path: Path, force: bool = False) -> Iterator[Path]:
         committed = []
         try:
             for item in produced:
-                os.chmod(item, 0o666 & ~_umask())
+                os.chmod(item, 0o666 & ~current_umask())
                 identity = os.stat(item)
                 _commit(item, path.parent / item.name, force)
                 committed.append((path.parent / item.name, (identity.st_dev, identity.st_ino)))
@@ -381,7 +381,8 @@ def note_scratch(path: Path | str) -> None:
     note(path)
 
 
-def _umask() -> int:
+def current_umask() -> int:
+    """The process umask (read by setting it and putting it back): files are made as the user expects."""
     mask = os.umask(0)
     os.umask(mask)
     return mask

@@ -34,7 +34,7 @@ def validate_onnx_file(path: Path, option: str = "--onnx"):
         except Exception:
             onnx.checker.check_model(str(path))  # the checker's words for a file that is not a model
             raise
-        if _has_external_data(proto):  # checked by path: external data must stay inside the model's folder
+        if has_external_data(proto):  # checked by path: external data must stay inside the model's folder
             onnx.checker.check_model(str(path))
         else:  # the graph already read: the file is read once
             onnx.checker.check_model(proto)
@@ -86,7 +86,7 @@ def _graphs(graph):
                 yield from _graphs(sub)
 
 
-def _has_external_data(proto) -> bool:
+def has_external_data(proto) -> bool:
     """Whether any tensor (initializers and node attributes, subgraphs included) lives in a file
     beside the model."""
     from onnx.external_data_helper import uses_external_data

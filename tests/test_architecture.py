@@ -19,7 +19,7 @@ LAYERS = [
     ("models and ONNX files", ["spec", "onnx_file"]),
     ("runners and engine build", ["backends"]),
     ("latency", ["latency"]),
-    ("export", ["export", "localize"]),
+    ("export and packaging", ["export", "localize", "package"]),
     ("check and bench", ["pipeline", "check", "bench", "matrix", "saved_outputs", "onnx_check"]),
     ("reports", ["report", "html_report"]),
     ("entry points", ["cli_options", "cli", "__main__", "ops.benchmark", "ops.strategy_benchmark",

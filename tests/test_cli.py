@@ -408,3 +408,77 @@ def test_the_onnx_file_is_model_or_onnx_on_every_command(exported, tmp_path):
     assert_user_error(run("lint", exported, "--onnx", tmp_path / "other.onnx"), "name two files")
     assert_user_error(run("build", "--onnx", exported, "-o", tmp_path / "e.engine", "--fp16", "--precision", "fp32"),
                       "--fp16 and --precision fp32 contradict")
+
+
+@pytest.mark.parametrize("where", ["before", "after"])
+def test_quiet_export_prints_only_the_file_it_wrote(tmp_path, where):
+    command = ["export", "pixel_shuffle", "--shape", "1x64x8x8", "-o", tmp_path / "q.onnx"]
+    loud = run(*command[:-1], tmp_path / "loud.onnx")
+    quiet = run("-q", *command) if where == "before" else run(*command, "-q")
+    assert loud.exit_code == 0 and quiet.exit_code == 0, quiet.output
+    assert any(line.startswith("verified at") for line in loud.stdout.splitlines())
+    (line,) = quiet.stdout.splitlines()
+    assert line.startswith(f"wrote {tmp_path / 'q.onnx'} (opset") and quiet.stderr == ""
+
+
+def test_quiet_keeps_deploykits_notes_off_stderr(tmp_path, monkeypatch):
+    """deploykit's warnings are notes (a first-use build, a wait for a lock): -q leaves them out."""
+    import logging
+
+    import deploykit.export.recipe
+
+    resolve_model = deploykit.export.recipe.resolve_model
+
+    def noting(*args, **kwargs):
+        logging.getLogger("deploykit.ops").warning("building the library; first use only")
+        return resolve_model(*args, **kwargs)
+
+    monkeypatch.setattr(deploykit.export.recipe, "resolve_model", noting)
+    command = ["export", "pixel_shuffle", "--no-verify", "-o"]
+    assert "first use only" in run(*command, tmp_path / "a.onnx").stderr
+    quiet = run(*command, tmp_path / "b.onnx", "-q")
+    assert quiet.exit_code == 0 and "first use only" not in quiet.stderr
+
+
+@pytest.mark.parametrize("command", ["export", "convert", "lint", "build", "check", "bench"])
+def test_every_command_that_works_takes_quiet_and_refuses_it_with_verbose(command):
+    assert "-q, --quiet" in run(command, "-h").output
+    assert_user_error(run(command, "-q", "-v"), "-q and -v contradict each other")
+
+
+def _build_double(calls):
+    """build_engine as TensorRT's builder would answer, without TensorRT: writes the engine file."""
+    from pathlib import Path
+
+    from deploykit.backends.trt_engine import BuildResult, Profile
+
+    def build_engine(onnx_path, engine_path, **options):
+        calls.append(options)
+        Path(engine_path).write_bytes(b"engine")
+        return BuildResult(Path(engine_path), {"input": Profile((1, 32, 8, 8), (2, 32, 37, 45), (4, 32, 148, 180))},
+                           "10.3.0", "fp16" if options["fp16"] else "as in the graph")
+
+    return build_engine
+
+
+def test_build_reports_what_it_built_and_refuses_an_existing_report_before_building(exported, tmp_path, monkeypatch):
+    import deploykit.backends.trt_engine
+
+    calls = []
+    monkeypatch.setattr(deploykit.backends.trt_engine, "build_engine", _build_double(calls))
+    engine, report, cache, plugin = (tmp_path / name for name in ("m.engine", "build.json", "cache", "libp.so"))
+    cache.write_bytes(b"an earlier build's timings")
+    args = ["build", "--onnx", exported, "-o", engine, "--fp16", "--plugin", plugin, "--timing-cache", cache,
+            "--report", report]
+    result = run(*args)
+    assert result.exit_code == 0, result.output
+    assert json.loads(report.read_text()) == {
+        "schema_version": 2, "onnx": str(exported), "engine": str(engine), "tensorrt": "10.3.0",
+        "precision": "fp16", "tf32": False, "workspace_mb": None,
+        "profiles": {"input": {"min": [1, 32, 8, 8], "opt": [2, 32, 37, 45], "max": [4, 32, 148, 180]}},
+        "plugins": [str(plugin)], "timing_cache": {"path": str(cache), "reused": True}}
+    engine.unlink()
+    assert_user_error(run(*args), f"{report} already exists", "--force")
+    assert len(calls) == 1 and not engine.exists()  # refused before the build started
+    assert run(*args, "--force").exit_code == 0 and len(calls) == 2
+    assert_user_error(run("build", exported, "-o", engine, "--report", engine, "--force"), "name the same file")

@@ -175,6 +175,15 @@ def _cuda_lib_dir(root: Path) -> Path:
                              "install the CUDA toolkit's runtime, or set CUDA_HOME to a complete toolkit")
 
 
+def library_description(path: Path) -> str:
+    """Which kernels a library holds, for the people who ship it: deploykit's own builds say so
+    in their cache folder's name; a library named by DEPLOYKIT_ORT_LIBRARY is taken as given."""
+    if os.environ.get(LIBRARY_ENV, "").strip():
+        return f"{path}, from {LIBRARY_ENV}: its kernels are as it was built"
+    kernels = "CPU and CUDA kernels" if path.parent.name.startswith("deploykit_ort-cuda-") else "CPU kernel only"
+    return f"{kernels}, built by deploykit"
+
+
 def _version_line(program: str) -> str:
     try:
         result = subprocess.run([program, "--version"], capture_output=True, text=True, timeout=30)
