@@ -218,6 +218,17 @@ class RecordedOrigin:
         params = ", ".join(f"{key}={value!r}" for key, value in self.params.items())
         return f"{self.spec}{f' ({params})' if params else ''}, seed {self.seed}"
 
+    def command(self, onnx_path, input_dtypes: list[str]) -> str:
+        """The check command that names this model itself (strings as typed, other values as
+        Python literals, which is how -p reads them back)."""
+        import shlex
+
+        params = [f"-p {shlex.quote(f'{key}={value if isinstance(value, str) else repr(value)}')}"
+                  for key, value in self.params.items()]
+        dtypes = [f"--input-dtype {shlex.quote(text)}" for text in input_dtypes]
+        return " ".join(["deploykit check", shlex.quote(self.spec), *params, f"--seed {self.seed}", *dtypes,
+                         "--onnx", shlex.quote(str(onnx_path))])
+
 
 def recorded_origin(path, meta: dict[str, str]) -> RecordedOrigin:
     """What ``path``'s metadata records of its model; a UserError when it records none."""
@@ -250,6 +261,12 @@ def load_recorded_model(onnx_path: Path, weights: Path | None = None, input_dtyp
 
     proto = validate_onnx_file(onnx_path)
     origin = recorded_origin(onnx_path, {p.key: p.value for p in proto.metadata_props})
+    # Floats stay float32: the reference is PyTorch fp32, and an fp16 graph's runners cast its inputs.
+    recorded_dtypes = [f"{value.name}={dtype}" for value in graph_inputs(proto)
+                       if (dtype := onnx_dtype_name(value)) in DTYPES and "float" not in dtype]
+    if ":" in origin.spec:  # the file, maybe someone else's, may not choose code for deploykit to run
+        raise UserError(f"{onnx_path} was exported from {origin.spec}, code deploykit imports only when you name it",
+                        f"run: {origin.command(onnx_path, recorded_dtypes)}")
     try:
         model = load_model(origin.spec, weights=weights, seed=origin.seed, typed_params=origin.params)
     except UserError as exc:
@@ -262,10 +279,7 @@ def load_recorded_model(onnx_path: Path, weights: Path | None = None, input_dtyp
                             f"pass --weights FILE, the state dict it was exported with; or {_OTHER_REFERENCES}")
         raise UserError(f"--weights {weights} are not the weights {onnx_path} was exported with",
                         f"pass the state dict it was exported with; or {_OTHER_REFERENCES}")
-    # Floats stay float32: the reference is PyTorch fp32, and an fp16 graph's runners cast its inputs.
-    declared = {value.name: onnx_dtype_name(value) for value in graph_inputs(proto) if value.name in model.input_names}
-    recorded_dtypes = [f"{name}={dtype}" for name, dtype in declared.items()
-                       if dtype in DTYPES and "float" not in dtype]
+    recorded_dtypes = [text for text in recorded_dtypes if text.partition("=")[0] in model.input_names]
     model.inputs = input_specs(model.input_names, [*recorded_dtypes, *input_dtypes], list(val_ranges))
     if inputs_file is not None:
         case, arrays = load_npz(inputs_file, model.inputs)
