@@ -27,7 +27,7 @@ from deploykit.cli_options import (DEFAULT_BACKENDS, DEFAULT_BENCH_SECONDS, MAX_
                                    precision_option, report_option, run_options, shape_option, target_option)
 from deploykit.errors import (EXIT_OK, EXIT_SIGNAL_BASE, EXIT_USAGE, TERMINATION_REQUESTED, ForeignExit, Terminated,
                               UserError, exit_code_for)
-from deploykit.package import DEFAULT_SERVER_ROOT
+from deploykit.package import DEFAULT_SERVER_ROOT, TRITON_MAX_BATCH
 
 HTML_LATENCY_ITERS = 10  # check --html times each backend too, for the report's latency chart
 _CONTEXT = {"help_option_names": ["-h", "--help"], "max_content_width": 100}
@@ -710,7 +710,7 @@ def _bench_file(warmup, iters, max_seconds, onnx_path, backends, shapes, threads
 @click.option("--engine", type=click.Path(path_type=Path), default=None,
               help="Also serve this TensorRT engine (built from the same ONNX file) on Triton's TensorRT backend.")
 @plugin_option("TensorRT plugin library the engine needs (repeatable), copied beside it.")
-@click.option("--max-batch", type=click.IntRange(min=0), default=None,
+@click.option("--max-batch", type=click.IntRange(min=0, max=TRITON_MAX_BATCH), default=None,
               help="Triton's max_batch_size (0: no batching). Default: the export's batch bound, else Triton's 4.")
 @click.option("--server-root", default=DEFAULT_SERVER_ROOT, show_default=True,
               help="Where the server mounts the repository: config.pbtxt names the custom-op library by that path.")

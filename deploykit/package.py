@@ -20,13 +20,14 @@ import errno
 import importlib.util
 import os
 import re
+import shlex
 import shutil
 import uuid
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 
 from deploykit.errors import EnvironmentProblem, UserError, first_line
-from deploykit.files import MANIFEST, current_umask, inside, note_input, note_scratch, require_utf8_path
+from deploykit.files import MANIFEST, current_umask, inside, note_input, note_scratch, require_utf8_path, same_file
 from deploykit.ops.ort_library import LIBRARY_NAME as ORT_LIBRARY_FILE
 from deploykit.text import printable
 
@@ -34,7 +35,9 @@ PLATFORM_ONNX = "onnxruntime_onnx"
 PLATFORM_PLAN = "tensorrt_plan"
 DEFAULT_SERVER_ROOT = "/models"  # where Triton's own quick start mounts the repository
 TRITON_DEFAULT_MAX_BATCH = 4  # tritonserver --backend-config=default-max-batch-size's default
+TRITON_MAX_BATCH = 2**31 - 1  # ModelConfig.max_batch_size is an int32
 VERSION = "1"
+PLAN_SUFFIX = "_trt"  # the engine's model is NAME_trt
 # Triton tensor types by ONNX element type name (onnx.TensorProto.DataType).
 _TRITON_TYPES = {
     "BOOL": "TYPE_BOOL", "UINT8": "TYPE_UINT8", "UINT16": "TYPE_UINT16", "UINT32": "TYPE_UINT32",
@@ -43,7 +46,10 @@ _TRITON_TYPES = {
     "STRING": "TYPE_STRING", "BFLOAT16": "TYPE_BF16",
 }
 # A model folder's name: Triton uses it in URLs and as a directory; no path tricks, no hidden folders.
-_MODEL_NAME = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}")
+_MODEL_NAME = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.-]*")
+MODEL_NAME_MAX = 128
+# What package writes in a model folder besides the libraries: a --plugin may not take one of these names.
+_FOLDER_FILES = (VERSION, "config.pbtxt", "README.md", MANIFEST)
 
 
 @dataclass(frozen=True)
@@ -51,7 +57,7 @@ class TritonTensor:
     name: str
     data_type: str
     dims: tuple[int, ...]  # -1 for a dynamic dim; without the batch dim when the model batches
-    scalar: bool = False  # rank 0: Triton wants dims [1] reshaped to []
+    scalar: bool = False  # rank 0: dims [1], reshaped to [] where the model batches
 
 
 @dataclass(frozen=True)
@@ -69,7 +75,7 @@ class TritonModel:
                  f"max_batch_size: {self.max_batch_size}"]
         for field_name, tensors in (("input", self.inputs), ("output", self.outputs)):
             lines.append(f"{field_name} [")
-            lines.append(",\n".join(_tensor_text(tensor) for tensor in tensors))
+            lines.append(",\n".join(_tensor_text(tensor, self.max_batch_size > 0) for tensor in tensors))
             lines.append("]")
         if self.max_batch_size > 0:
             lines.append("dynamic_batching { }")
@@ -126,9 +132,11 @@ def _quoted(text: str) -> str:
     return '"' + "".join(out) + '"'
 
 
-def _tensor_text(tensor: TritonTensor) -> str:
+def _tensor_text(tensor: TritonTensor, batching: bool) -> str:
+    """Triton refuses an empty reshape where max_batch_size is 0: there a scalar is plain dims [1],
+    as ONNX Runtime's backend writes it itself."""
     dims = ", ".join(str(d) for d in tensor.dims)
-    reshape = "\n    reshape { shape: [ ] }" if tensor.scalar else ""
+    reshape = "\n    reshape { shape: [ ] }" if tensor.scalar and batching else ""
     return (f"  {{\n    name: {_quoted(tensor.name)}\n    data_type: {tensor.data_type}\n"
             f"    dims: [ {dims} ]{reshape}\n  }}")
 
@@ -147,6 +155,10 @@ def read_signature(proto, max_batch: int | None = None) -> Signature:
     inferred = onnx.shape_inference.infer_shapes(proto, strict_mode=False)
     inputs = [(value, "input") for value in graph_inputs(inferred)]
     outputs = [(value, "output") for value in inferred.graph.output]
+    for value, kind in inputs + outputs:
+        if isinstance(value.name, bytes):  # protobuf's form of a name that is not UTF-8
+            raise UserError(f"{kind} name '{value.name.decode('utf-8', 'backslashreplace')}' is not UTF-8, which "
+                            "Triton's config (protobuf text) cannot hold", "rename the tensor in the model")
     shapes = {value.name: _dims(value, kind) for value, kind in inputs + outputs}
     batch_symbol, why_not = _shared_batch_symbol([shapes[v.name] for v, _ in inputs + outputs],
                                                  [(v.name, k) for v, k in inputs + outputs])
@@ -181,7 +193,8 @@ def read_signature(proto, max_batch: int | None = None) -> Signature:
 
 
 def _dims(value, kind: str) -> tuple:
-    """The tensor's dims: ints, and a string (its symbol, or '?') for each dynamic one."""
+    """The tensor's dims: ints, and a string (its symbol, or '?') for each dynamic one (a negative
+    size too: older converters wrote -1 for a dynamic dim). Triton's dims cannot say 0."""
     tensor_type = value.type.tensor_type if value.type.HasField("tensor_type") else None
     if tensor_type is None:
         raise UserError(f"{kind} {printable(value.name)!r} is not a tensor (sequence/map types cannot be served "
@@ -189,12 +202,16 @@ def _dims(value, kind: str) -> tuple:
     if not tensor_type.HasField("shape"):
         raise UserError(f"the file does not say the rank of {kind} {printable(value.name)!r}, and Triton's config "
                         "needs it", "re-export it with 'deploykit export' (which records every output's shape)")
-    return tuple(dim.dim_value if dim.HasField("dim_value") else (dim.dim_param or "?")
+    if any(dim.HasField("dim_value") and dim.dim_value == 0 for dim in tensor_type.shape.dim):
+        raise UserError(f"{kind} {printable(value.name)!r} has a dim of size 0, which Triton's config cannot hold "
+                        "(its dims are >= 1, or -1 for dynamic)", "re-export it with that dim dynamic or non-empty")
+    return tuple(dim.dim_value if dim.HasField("dim_value") and dim.dim_value > 0 else (dim.dim_param or "?")
                  for dim in tensor_type.shape.dim)
 
 
 def _shared_batch_symbol(shapes: list[tuple], names: list[tuple[str, str]]) -> tuple[str | None, str]:
-    """The symbol every tensor's dim 0 is, or None and why not."""
+    """The symbol every tensor's dim 0 is, and no later dim uses (Triton's batcher joins and splits
+    requests along dim 0 alone), or None and why not."""
     symbols = set()
     for shape, (name, kind) in zip(shapes, names):
         if not shape:
@@ -206,11 +223,19 @@ def _shared_batch_symbol(shapes: list[tuple], names: list[tuple[str, str]]) -> t
         symbols.add(shape[0])
     if len(symbols) > 1:
         return None, f"dim 0 is not one dim across inputs and outputs ({', '.join(sorted(map(printable, symbols)))})"
-    return symbols.pop(), ""
+    symbol = symbols.pop()
+    for shape, (name, kind) in zip(shapes, names):
+        if any(d == symbol or symbol in re.findall(r"\w+", d) for d in shape[1:] if isinstance(d, str)):
+            return None, (f"{kind} {printable(name)!r} has {printable(symbol)} in a later dim too "
+                          "(Triton batches along dim 0 alone)")
+    return symbol, ""
 
 
 def _recorded_batch_bound(ranges, symbol: str | None) -> int | None:
-    highs = [r.high for r in ranges if r.axis == 0 and r.dim == symbol and r.high is not None]
+    """The export's bound on the batch; metadata that is no max_batch_size Triton takes (not an
+    int, under 1, past int32) bounds nothing."""
+    highs = [r.high for r in ranges if r.axis == 0 and r.dim == symbol and type(r.high) is int
+             and 1 <= r.high <= TRITON_MAX_BATCH]
     return min(highs) if highs else None
 
 
@@ -238,11 +263,15 @@ def package_repository(onnx_path: Path, repository: Path, name: str | None = Non
         raise UserError(f"{onnx_path} keeps its weights in external data files, which package does not copy yet",
                         "save the model with its weights inside (onnx.save(model, path, save_as_external_data=False))")
     name = name if name is not None else onnx_path.stem
-    _check_model_name(name, "--name" if name != onnx_path.stem else f"the file's name ({onnx_path.name})")
+    _check_model_name(name, "--name" if name != onnx_path.stem else f"the file's name ({onnx_path.name})",
+                      MODEL_NAME_MAX - (len(PLAN_SUFFIX) if engine is not None else 0))
     root = _server_root(server_root)
     for path, option in [(engine, "--engine"), *((p, "--plugin") for p in plugins)]:
         if path is not None:
             _require_regular_file(path, option)
+    _check_distinct_inputs([("--onnx", onnx_path), *([("--engine", engine)] if engine is not None else []),
+                            *(("--plugin", p) for p in plugins)])
+    _check_plugin_names([Path(p).name for p in plugins])
     if plugins and engine is None:
         raise UserError("--plugin is for the TensorRT model, which only --engine makes",
                         "add --engine MODEL.plan, or leave --plugin out")
@@ -267,39 +296,68 @@ def package_repository(onnx_path: Path, repository: Path, name: str | None = Non
     models = [(TritonModel(name, PLATFORM_ONNX, signature.max_batch_size, signature.inputs, signature.outputs,
                            libraries), onnx_files)]
     if engine is not None:
-        plan_name = f"{name}_trt"
-        _check_model_name(plan_name, "--name")
+        plan_name = f"{name}{PLAN_SUFFIX}"
         plan_files = {f"{VERSION}/model.plan": Path(engine), **{Path(p).name: Path(p) for p in plugins}}
-        if len({Path(p).name for p in plugins}) != len(plugins):
-            raise UserError("two --plugin libraries have the same file name", "rename one of them")
         models.append((TritonModel(plan_name, PLATFORM_PLAN, signature.max_batch_size, signature.inputs,
                                    signature.outputs), plan_files))
-    _ensure_repository(repository)
+    created = _ensure_repository(repository)
     folders = [repository / model.name for model, _ in models]
-    for folder in folders:
-        _check_model_folder(folder, force)
-    invalid = _triton_parse_problem([model for model, _ in models])
-    if invalid is not None:
-        notes.append(invalid)
     written = []
-    for (model, files), folder in zip(models, folders):
-        readme = model_readme(model, root, [Path(p).name for p in plugins], signature.batch_reason)
-        _write_model_folder(folder, {**files, "config.pbtxt": model.config_text().encode(),
-                                     "README.md": readme.encode()}, force)
-        written.append(folder)
+    try:
+        for (_, files), folder in zip(models, folders):  # every folder checked before the first is written
+            _check_model_folder(folder, force)
+            _check_inputs_outside(files, folder)
+        invalid = _triton_parse_problem([model for model, _ in models])
+        if invalid is not None:
+            notes.append(invalid)
+        for (model, files), folder in zip(models, folders):
+            readme = model_readme(model, root, [Path(p).name for p in plugins], signature.batch_reason)
+            _write_model_folder(folder, {**files, "config.pbtxt": model.config_text().encode(),
+                                         "README.md": readme.encode()}, force)
+            written.append(folder)
+    except BaseException:
+        if created:
+            with contextlib.suppress(OSError):
+                repository.rmdir()  # the repository this run made, only while it is still empty
+        raise
     return PackageResult(repository, [model for model, _ in models], written, notes)
 
 
-def _check_model_name(name: str, source: str) -> None:
-    if not _MODEL_NAME.fullmatch(name):
+def _check_model_name(name: str, source: str, longest: int) -> None:
+    """``longest`` leaves room for the engine model's suffix when there is one."""
+    if not _MODEL_NAME.fullmatch(name) or len(name) > longest:
         raise UserError(f"{source} gives the model name {printable(name)!r}, which is not a safe Triton model name",
-                        "pass --name with letters, digits, '_', '-' or '.' (not starting with '.' or '-')")
+                        f"pass --name of at most {longest} letters, digits, '_', '-' or '.' (not starting with "
+                        "'.' or '-')")
+
+
+def _check_distinct_inputs(given: list[tuple[str, Path]]) -> None:
+    """Each input its own file: an --engine that is the ONNX file would be served as a plan."""
+    for index, (option, path) in enumerate(given):
+        for other, earlier in given[:index]:
+            if same_file(path, earlier):
+                raise UserError(f"{option} {printable(path)} is the same file as {other} {printable(earlier)}",
+                                "give each option its own file, each --plugin once")
+
+
+def _check_plugin_names(names: list[str]) -> None:
+    """The libraries are copied into the model folder by name: none may take the name of
+    another library or of a file package writes there."""
+    for index, name in enumerate(names):
+        if name in _FOLDER_FILES:
+            raise UserError(f"--plugin {printable(name)} has the name of what package writes in the model folder",
+                            "rename the library (e.g. lib<name>.so)")
+        if name in names[:index]:
+            raise UserError(f"two --plugin libraries are named {printable(name)}, and the model folder holds "
+                            "one file of each name", "rename one of them")
 
 
 def _server_root(text: str) -> str:
+    """A folder below '/' (a container cannot mount a volume at '/'), as the config and README spell it."""
     path = PurePosixPath(text)
-    if not path.is_absolute() or ".." in path.parts or "\n" in text:
-        raise UserError(f"--server-root {printable(text)!r} is not an absolute path",
+    if not path.is_absolute() or len(path.parts) < 2 or ".." in path.parts or not text.isprintable():
+        raise UserError(f"--server-root {printable(text)!r} is not an absolute folder path below '/' (without '..' "
+                        "or control characters)",
                         "give where the server mounts the repository, e.g. --server-root /models")
     return str(path)
 
@@ -314,25 +372,30 @@ def _require_regular_file(path: Path, option: str) -> None:
     note_input(path)
 
 
-def _ensure_repository(repository: Path) -> None:
+def _ensure_repository(repository: Path) -> bool:
+    """Whether this call created the repository (so a failed run can take it back)."""
     require_utf8_path(repository)
     if repository.is_dir():
-        return
+        return False
     if repository.exists() or repository.is_symlink():
         raise UserError(f"-o {printable(repository)} exists and is not a folder", "give the model repository's folder")
     if not repository.parent.is_dir():
-        raise UserError(f"{printable(repository.parent)} does not exist", "create it, or choose another -o")
-    with contextlib.suppress(FileExistsError):
-        try:
-            repository.mkdir()
-        except PermissionError as exc:
-            raise EnvironmentProblem(f"cannot create {printable(repository)} ({exc.strerror})",
-                                     "choose a folder you can write") from None
+        what = "is not a folder" if os.path.lexists(repository.parent) else "does not exist"
+        raise UserError(f"{printable(repository.parent)} {what}", "create it, or choose another -o")
+    try:
+        repository.mkdir()
+    except FileExistsError:
+        return False
+    except PermissionError as exc:
+        raise EnvironmentProblem(f"cannot create {printable(repository)} ({exc.strerror})",
+                                 "choose a folder you can write") from None
+    return True
 
 
 def _check_model_folder(folder: Path, force: bool) -> None:
     """A model folder is replaced only with --force, and only one deploykit wrote (its
-    manifest says so): a folder a person assembled (other versions, their own config) is theirs."""
+    manifest says so) holding nothing else: a folder a person assembled or added to (other
+    versions, their own files) is theirs."""
     if not (folder.exists() or folder.is_symlink()):
         return
     if not force:
@@ -340,15 +403,34 @@ def _check_model_folder(folder: Path, force: bool) -> None:
     if folder.is_symlink() or not folder.is_dir() or not (folder / MANIFEST).is_file():
         raise UserError(f"{printable(folder)} exists and was not written by deploykit package, so --force leaves it",
                         "remove it yourself, or choose another --name")
+    added = _first_unlisted(folder)
+    if added is not None:
+        raise UserError(f"{printable(folder)} also holds {printable(added)}, which deploykit package did not write, "
+                        "so --force leaves the folder", "move what you added out of it, or remove the folder yourself")
+
+
+def _first_unlisted(folder: Path) -> str | None:
+    """A file or folder in ``folder`` (relative, '/'-separated) that its manifest does not list."""
+    listed = {*(folder / MANIFEST).read_text(errors="replace").splitlines(), MANIFEST}
+    parents = {str(parent) for path in listed for parent in PurePosixPath(path).parents}
+    for root, folders, files in os.walk(folder):
+        for entry in sorted(folders) + sorted(files):
+            relative = Path(root, entry).relative_to(folder).as_posix()
+            if relative not in listed and relative not in parents:
+                return relative
+    return None
+
+
+def _check_inputs_outside(files: dict[str, Path], folder: Path) -> None:
+    for path in files.values():
+        if inside(path, folder):
+            raise UserError(f"{printable(path)} is inside {printable(folder)}, which package would replace",
+                            "copy the input elsewhere first, or choose another --name")
 
 
 def _write_model_folder(folder: Path, files: dict[str, Path | bytes], force: bool) -> None:
     """Build the folder beside its final place (inside the repository, so the rename cannot
     cross file systems) and rename it in whole: the server never sees half a model."""
-    for path in files.values():
-        if isinstance(path, Path) and inside(path, folder):
-            raise UserError(f"{printable(path)} is inside {printable(folder)}, which package would replace",
-                            "copy the input elsewhere first, or choose another --name")
     stage = folder.with_name(f".{folder.name}.{uuid.uuid4().hex[:12]}.tmp")
     stage.mkdir()
     note_scratch(stage)
@@ -381,10 +463,10 @@ def _rename_into_place(stage: Path, folder: Path, force: bool) -> None:
     _check_model_folder(folder, force)
     old = folder.with_name(f".{folder.name}.{uuid.uuid4().hex[:12]}.old")
     os.rename(folder, old)
-    note_scratch(old)
     try:
+        note_scratch(old)
         os.rename(stage, folder)
-    except OSError:
+    except BaseException:  # an error, or Ctrl-C between the two renames
         os.rename(old, folder)  # put the previous package back rather than leave none
         raise
     shutil.rmtree(old, ignore_errors=True)
@@ -433,12 +515,13 @@ def model_readme(model: TritonModel, root: str, plugin_names: list[str], batch_r
     tensors = "\n".join(f"| {kind} | {_markdown_code(t.name)} | {t.data_type} | {list(t.dims)}"
                         f"{' (scalar)' if t.scalar else ''} |"
                         for kind, group in (("input", model.inputs), ("output", model.outputs)) for t in group)
-    server = f"tritonserver --model-repository={root}"
+    server = f"tritonserver --model-repository={shlex.quote(root)}"
     lines = [f"# {model.name} (written by deploykit package)", "",
              f"Backend: `{model.platform}`. {batch_reason}.", "",
              "| | tensor | type | dims |", "|---|---|---|---|", tensors, "",
              "Serve it from the repository's folder (the one holding this folder), mounted where the config expects it:", "", "```",
-             f"docker run --gpus all --rm -p8000:8000 -p8001:8001 -v \"$PWD\":{root} nvcr.io/nvidia/tritonserver:<tag>-py3 \\",
+             f"docker run --gpus all --rm -p8000:8000 -p8001:8001 -v \"$PWD\":{shlex.quote(root)} "
+             "nvcr.io/nvidia/tritonserver:<tag>-py3 \\",
              f"    {_plugin_server_line(model, root, plugin_names, server)}", "```", ""]
     if model.op_libraries:
         lines += [f"The graph's `deploykit::DySample` nodes run on deploykit's ONNX Runtime custom-op library "
@@ -470,4 +553,10 @@ def _plugin_server_line(model: TritonModel, root: str, plugin_names: list[str], 
     if model.platform != PLATFORM_PLAN or not plugin_names:
         return server
     paths = ";".join(str(PurePosixPath(root, model.name, name)) for name in plugin_names)
-    return f"{server} --backend-config=tensorrt,plugins=\"{paths}\""
+    return f"{server} --backend-config=tensorrt,plugins={_double_quoted(paths)}"
+
+
+def _double_quoted(text: str) -> str:
+    """``text`` in a shell's double quotes (the form Triton's docs give the plugin list in), with
+    what the shell would still expand there escaped."""
+    return '"' + re.sub(r'(["\\$`])', r"\\\1", text) + '"'

@@ -121,7 +121,8 @@ def test_several_tensors_types_scalars_and_hostile_names_read_back(tmp_path, mod
     assert [(t.name, types(t.data_type), list(t.dims)) for t in config.input] == \
         [(image, "TYPE_FP16", [2, 1, -1, -1]), (mask, "TYPE_BOOL", [2, 1, -1, -1])]
     outputs = {t.name: (types(t.data_type), list(t.dims), t.HasField("reshape")) for t in config.output}
-    assert outputs == {"out.main": ("TYPE_FP16", [2, 1, -1, -1], False), "total": ("TYPE_FP16", [1], True),
+    # no batching: the scalar is plain dims [1] (Triton refuses an empty reshape where max_batch_size is 0)
+    assert outputs == {"out.main": ("TYPE_FP16", [2, 1, -1, -1], False), "total": ("TYPE_FP16", [1], False),
                        "size": ("TYPE_INT64", [4], False)}
     assert config.max_batch_size == 0
 
@@ -188,7 +189,6 @@ def test_an_existing_model_is_replaced_only_with_force_and_only_if_deploykit_wro
     onnx_path = save(tmp_path, relu_graph())
     repository = tmp_path / "repo"
     assert run("package", "--onnx", onnx_path, "-o", repository).exit_code == 0
-    (repository / "net" / "1" / "extra.txt").write_text("not in the manifest")
     assert_user_error(run("package", "--onnx", onnx_path, "-o", repository, "--max-batch", "2"), "--force")
     assert read_config(model_config, repository / "net").max_batch_size == 4
     result = run("package", "--onnx", onnx_path, "-o", repository, "--max-batch", "2", "--force")
@@ -249,3 +249,166 @@ def test_package_never_imports_torch(tmp_path, torch_unimportable):
     assert result.returncode == 0, result.stderr
     assert (tmp_path / "repo" / "net" / "config.pbtxt").is_file()
     assert os.listdir(tmp_path / "repo") == ["net"]
+
+
+def test_a_scalar_keeps_its_empty_reshape_only_where_the_model_batches(tmp_path, model_config):
+    """Triton takes reshape { shape: [] } under max_batch_size > 0 only."""
+    graph = helper.make_graph([helper.make_node("ReduceSum", ["x"], ["s"], keepdims=0)], "g",
+                              [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["batch"])],
+                              [helper.make_tensor_value_info("s", TensorProto.FLOAT, [])])
+    onnx_path = save(tmp_path, graph)
+    assert run("package", "--onnx", onnx_path, "-o", tmp_path / "repo").exit_code == 0
+    config = read_config(model_config, tmp_path / "repo" / "net")
+    assert config.max_batch_size == 0
+    assert [(list(t.dims), t.HasField("reshape")) for t in config.output] == [([1], False)]
+    batched = save(tmp_path, relu_graph(x_dims=("batch",)), "batched.onnx")
+    assert run("package", "--onnx", batched, "-o", tmp_path / "repo").exit_code == 0
+    config = read_config(model_config, tmp_path / "repo" / "batched")
+    assert config.max_batch_size == 4 and all(t.HasField("reshape") and list(t.dims) == [1] for t in config.input)
+
+
+def test_max_batch_past_int32_is_refused(tmp_path):
+    result = run("package", "--onnx", save(tmp_path, relu_graph()), "-o", tmp_path / "repo", "--max-batch", 2**31)
+    assert result.exit_code == 2 and "2147483647" in result.output and "Traceback" not in result.output
+    assert not (tmp_path / "repo").exists()
+
+
+@pytest.mark.parametrize("high", [2**40, 0, -3, "8", 8.5])
+def test_a_recorded_batch_bound_triton_cannot_take_bounds_nothing(tmp_path, model_config, high):
+    bound = json.dumps([{"input": "x", "axis": 0, "dim": "batch", "low": 1, "high": high, "where": ""}])
+    onnx_path = save(tmp_path, relu_graph(), metadata={"deploykit.dim_ranges": bound})
+    result = run("package", "--onnx", onnx_path, "-o", tmp_path / "repo")
+    assert result.exit_code == 0, result.output
+    assert read_config(model_config, tmp_path / "repo" / "net").max_batch_size == 4
+
+
+def test_a_dim_of_size_0_is_refused_and_a_negative_one_is_dynamic(tmp_path, model_config):
+    empty = save(tmp_path, relu_graph(x_dims=("batch", 0)), "empty.onnx")
+    assert_user_error(run("package", "--onnx", empty, "-o", tmp_path / "repo"), "size 0")
+    old = save(tmp_path, relu_graph(x_dims=("batch", -2)), "old.onnx")  # old converters: negative for dynamic
+    assert run("package", "--onnx", old, "-o", tmp_path / "repo").exit_code == 0
+    config = read_config(model_config, tmp_path / "repo" / "old")
+    assert [list(t.dims) for t in [*config.input, *config.output]] == [[-1], [-1]]
+
+
+def test_dim_0s_symbol_in_a_later_dim_is_not_a_batch(tmp_path, model_config):
+    onnx_path = save(tmp_path, relu_graph(x_dims=("batch", "batch")))
+    result = run("package", "--onnx", onnx_path, "-o", tmp_path / "repo")
+    assert result.exit_code == 0 and "later dim" in result.output, result.output
+    config = read_config(model_config, tmp_path / "repo" / "net")
+    assert config.max_batch_size == 0 and list(config.input[0].dims) == [-1, -1]
+
+
+def test_a_tensor_name_that_is_not_utf8_is_refused(tmp_path):
+    model = helper.make_model(relu_graph(), opset_imports=[helper.make_opsetid("", 17)], ir_version=8)
+    path = tmp_path / "net.onnx"
+    path.write_bytes(model.SerializeToString().replace(b"\n\x01x", b"\n\x01\xff"))  # the fields naming x
+    assert_user_error(run("package", "--onnx", path, "-o", tmp_path / "repo"), "not UTF-8")
+    assert not (tmp_path / "repo").exists()
+
+
+def test_force_leaves_a_model_folder_the_user_added_a_version_to(tmp_path, model_config):
+    onnx_path = save(tmp_path, relu_graph())
+    repository = tmp_path / "repo"
+    assert run("package", "--onnx", onnx_path, "-o", repository).exit_code == 0
+    (repository / "net" / "2").mkdir()
+    (repository / "net" / "2" / "model.onnx").write_bytes(onnx_path.read_bytes())
+    assert_user_error(run("package", "--onnx", onnx_path, "-o", repository, "--max-batch", "2", "--force"),
+                      "also holds 2")
+    assert (repository / "net" / "2" / "model.onnx").is_file()
+    assert read_config(model_config, repository / "net").max_batch_size == 4
+
+
+@pytest.mark.parametrize("args, fragment", [
+    (["--engine", "net.onnx"], "same file as --onnx"),
+    (["--engine", "net.plan", "--plugin", "libp.so", "--plugin", "libp.so"], "same file as --plugin"),
+    (["--engine", "net.plan", "--plugin", "libp.so", "--plugin", "other/libp.so"], "two --plugin"),
+    (["--engine", "net.plan", "--plugin", "config.pbtxt"], "what package writes"),
+    (["--engine", "net.plan", "--plugin", "1"], "what package writes"),
+    (["--engine", "net.plan", "--plugin", "net.plan"], "same file as --engine"),
+])
+def test_inputs_that_would_collide_in_the_package_are_refused(tmp_path, monkeypatch, args, fragment):
+    monkeypatch.chdir(tmp_path)
+    save(tmp_path, relu_graph())
+    (tmp_path / "other").mkdir()
+    for name in ["net.plan", "libp.so", "other/libp.so", "config.pbtxt", "1"]:
+        (tmp_path / name).write_bytes(b"\x7fELF " + name.encode())
+    assert_user_error(run("package", "--onnx", "net.onnx", "-o", "repo", *args), fragment)
+    assert not (tmp_path / "repo").exists()
+
+
+def test_an_engine_inside_its_own_model_folder_is_refused_before_anything_is_written(tmp_path, model_config):
+    onnx_path, engine = save(tmp_path, relu_graph()), tmp_path / "net.plan"
+    engine.write_bytes(b"engine bytes")
+    repository = tmp_path / "repo"
+    assert run("package", "--onnx", onnx_path, "-o", repository, "--engine", engine).exit_code == 0
+    assert_user_error(run("package", "--onnx", onnx_path, "-o", repository, "--engine",
+                          repository / "net_trt" / "1" / "model.plan", "--force", "--max-batch", "3"), "inside")
+    assert read_config(model_config, repository / "net").max_batch_size == 4  # the pair stays one package
+
+
+def test_a_name_too_long_for_the_engine_model_says_so(tmp_path):
+    engine = tmp_path / "net.plan"
+    engine.write_bytes(b"engine bytes")
+    onnx_path = save(tmp_path, relu_graph(), name="n" * 125 + ".onnx")
+    assert_user_error(run("package", "--onnx", onnx_path, "-o", tmp_path / "repo", "--engine", engine),
+                      "the file's name", "at most 124")
+
+
+def test_the_readme_commands_keep_an_odd_server_root_whole(tmp_path):
+    root = '/my "models"$x'
+    engine, plugin = tmp_path / "net.plan", tmp_path / "libp.so"
+    engine.write_bytes(b"engine bytes")
+    plugin.write_bytes(b"\x7fELF plugin")
+    result = run("package", "--onnx", save(tmp_path, relu_graph()), "-o", tmp_path / "repo", "--engine", engine,
+                 "--plugin", plugin, "--server-root", root)
+    assert result.exit_code == 0, result.output
+    readme = (tmp_path / "repo" / "net_trt" / "README.md").read_text()
+    command = next(line for line in readme.splitlines() if line.startswith("    tritonserver"))
+    words = subprocess.run(["bash", "-c", f"printf '%s\\n' {command}"], capture_output=True, text=True).stdout
+    assert words.splitlines() == ["tritonserver", f"--model-repository={root}",
+                                  f"--backend-config=tensorrt,plugins={root}/net_trt/libp.so"]
+    mount = next(line for line in readme.splitlines() if line.startswith("docker run"))
+    assert f"-v \"$PWD\":'{root}' " in mount
+    for bad in ["/", "/a/../b"]:
+        assert_user_error(run("package", "--onnx", tmp_path / "net.onnx", "-o", tmp_path / "repo2", "--server-root",
+                              bad), "below '/'")
+
+
+def test_an_output_folder_under_a_file_is_named_as_such(tmp_path):
+    (tmp_path / "file").write_text("not a folder")
+    assert_user_error(run("package", "--onnx", save(tmp_path, relu_graph()), "-o", tmp_path / "file" / "repo"),
+                      "is not a folder")
+
+
+def test_an_interrupted_swap_puts_the_previous_package_back(tmp_path, monkeypatch, model_config):
+    """Ctrl-C between moving the old folder aside and renaming the new one in."""
+    import deploykit.package
+
+    onnx_path = save(tmp_path, relu_graph())
+    repository = tmp_path / "repo"
+    assert run("package", "--onnx", onnx_path, "-o", repository).exit_code == 0
+
+    def interrupted(path):
+        if str(path).endswith(".old"):
+            raise KeyboardInterrupt
+
+    monkeypatch.setattr(deploykit.package, "note_scratch", interrupted)
+    result = run("package", "--onnx", onnx_path, "-o", repository, "--max-batch", "2", "--force")
+    assert result.exit_code == 130, result.output
+    assert os.listdir(repository) == ["net"]
+    assert read_config(model_config, repository / "net").max_batch_size == 4
+
+
+def test_a_failed_write_leaves_no_empty_repository_behind(tmp_path, monkeypatch):
+    import errno
+
+    import deploykit.package
+
+    def disk_full(source, target):
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(deploykit.package.shutil, "copyfile", disk_full)
+    result = run("package", "--onnx", save(tmp_path, relu_graph()), "-o", tmp_path / "repo")
+    assert result.exit_code == 2 and "No space left" in result.output, result.output
+    assert not (tmp_path / "repo").exists()
