@@ -15,9 +15,13 @@ logger = logging.getLogger(__name__)
 
 
 def cache_dir() -> Path:
-    """``$DEPLOYKIT_CACHE``, else ``~/.cache/deploykit``; an empty setting is an error, never
-    the current folder."""
+    """``$DEPLOYKIT_CACHE``, else ``$XDG_CACHE_HOME/deploykit`` (the XDG rule: an absolute path,
+    anything else ignored), else ``~/.cache/deploykit``; an empty DEPLOYKIT_CACHE is an error,
+    never the current folder."""
     value = os.environ.get("DEPLOYKIT_CACHE")
+    xdg = os.environ.get("XDG_CACHE_HOME", "")
+    if value is None and os.path.isabs(xdg):
+        return Path(xdg) / "deploykit"
     if value is None:
         if not os.environ.get("HOME", "x").strip():  # Path.home() would give /, and the cache /.cache
             raise EnvironmentProblem("HOME is set but empty, so the deploykit cache has no home",
