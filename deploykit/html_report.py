@@ -21,7 +21,7 @@ from deploykit.errors import UserError
 from deploykit.files import ensure_folder_writable, ensure_writable, write_folder_atomic, write_text_atomic
 from deploykit.report import format_number
 from deploykit.model_io import Shape, format_shape
-from deploykit.text import html_text
+from deploykit.text import printable
 
 if TYPE_CHECKING:
     from deploykit.latency import LatencyStats
@@ -79,6 +79,7 @@ def write_html_report(path: Path, report: CheckReport, pictures: dict[tuple[str,
     folder = figures_folder(path)
     check_outputs(path, force)
     figure_class = require_matplotlib()
+    environment = _environment()
     pictures = {(backend, tuple(shape), output): p for (backend, shape, output), p in pictures.items()}
     latency = {(backend, tuple(shape)): stats for (backend, shape), stats in latency.items()}
     picture_keys = list(dict.fromkeys(
@@ -96,7 +97,7 @@ def write_html_report(path: Path, report: CheckReport, pictures: dict[tuple[str,
         if section_figures:  # a shape whose every backend was skipped or failed has nothing to draw
             sections.append(section)
             figures += section_figures
-    page = _page(report, sections, folder.name, has_latency=bool(latency))
+    page = _page(environment, report, sections, folder.name, has_latency=bool(latency))
     written = write_folder_atomic(folder, _unique_names(figures), force=force)
     write_text_atomic(path, page, force=force)
     return [path, *written]
@@ -104,16 +105,15 @@ def write_html_report(path: Path, report: CheckReport, pictures: dict[tuple[str,
 
 def _shape_section(figure_class, shape: Shape, latency: dict[str, LatencyStats],
                    pictures: dict[tuple[str, int], ErrorPicture], atol: float, any_latency: bool,
-                   ) -> tuple[str, list[_Figure]]:
-    """One shape's latency chart, then each (backend, output)'s heatmap beside its histogram."""
-    figures, body = [], []
+                   ) -> tuple[dict, list[_Figure]]:
+    """One shape's latency chart, then each (backend, output)'s heatmap beside its histogram:
+    the section's values for the page template, and its figures."""
+    figures, groups, chart = [], [], None
     if latency:
         chart = _Figure(f"latency_{format_shape(shape)}.png", _latency_png(figure_class, shape, latency),
                         f"latency at {format_shape(shape)}: p50 and p90 per backend")
         figures.append(chart)
-        body.append(_figure_html(chart))
-    elif any_latency:
-        body.append('<p class="note">No latency was measured at this shape.</p>')
+        groups.append(([_figure_values(chart)], False))
     for (backend, output), picture in pictures.items():
         stem = f"{_file_safe(backend)}_{format_shape(shape)}_{_file_safe(str(output))}"
         what = f"{backend} {format_shape(shape)} output {output}"
@@ -122,8 +122,9 @@ def _shape_section(figure_class, shape: Shape, latency: dict[str, LatencyStats],
                 _Figure(f"{stem}_histogram.png", _histogram_png(figure_class, picture, backend, shape, output, atol),
                         f"{what}: histogram of |{backend} - PyTorch|")]
         figures += pair
-        body.append('<div class="pair">' + "".join(_figure_html(f) for f in pair) + "</div>")
-    return f"<section>\n<h2>Shape {_esc(format_shape(shape))}</h2>\n" + "\n".join(body) + "\n</section>", figures
+        groups.append(([_figure_values(f) for f in pair], True))
+    section = {"shape": format_shape(shape), "no_latency_note": chart is None and any_latency, "groups": groups}
+    return section, figures
 
 
 def require_matplotlib():
@@ -135,6 +136,18 @@ def require_matplotlib():
     except ImportError:
         raise UserError("the HTML report needs matplotlib", "pip install 'deploykit-vision[html]' (or pip install matplotlib)") from None
     return Figure
+
+
+def _environment():
+    """The Jinja2 environment the page is rendered with: every value is escaped by autoescape
+    (after ``printable``, which shows control characters and undecodable bytes as \\xNN), and
+    a name the template uses but is not given is an error, never an empty string."""
+    try:
+        import jinja2
+    except ImportError:
+        raise UserError("the HTML report needs jinja2", "pip install 'deploykit-vision[html]' (or pip install jinja2)") from None
+    return jinja2.Environment(autoescape=True, undefined=jinja2.StrictUndefined, finalize=printable,
+                              trim_blocks=True, lstrip_blocks=True, keep_trailing_newline=True)
 
 
 def _png(figure) -> bytes:
@@ -225,92 +238,114 @@ def _latency_png(figure_class, shape: Shape, stats: dict[str, LatencyStats]) -> 
     return _png(figure)
 
 
-def _figure_html(figure: _Figure) -> str:
-    data = base64.b64encode(figure.png).decode("ascii")
-    return (f'<figure><img src="data:image/png;base64,{data}" alt="{_esc(figure.description)}">'
-            f"<figcaption>{_esc(figure.name)}</figcaption></figure>")
+def _figure_values(figure: _Figure) -> dict[str, str]:
+    return {"data": base64.b64encode(figure.png).decode("ascii"), "alt": figure.description, "name": figure.name}
 
 
-def _page(report: CheckReport, sections: list[str], folder_name: str, has_latency: bool) -> str:
+# Every value is escaped by autoescape: nothing here is marked safe.
+_PAGE = """<!DOCTYPE html>
+<html lang="en">
+<head>
+<meta charset="utf-8">
+<title>deploykit parity: {{ spec }}</title>
+<style>
+body { font-family: sans-serif; margin: 24px; color: #222; background: #fff; }
+table { border-collapse: collapse; font-size: 13px; margin-bottom: 16px; }
+th, td { border: 1px solid #ccc; padding: 3px 8px; text-align: right; }
+th { background: #f3f3f3; }
+th[scope="row"], .text { text-align: left; }
+.pass { color: #1a7f37; font-weight: bold; }
+.fail { color: #c62828; font-weight: bold; }
+.skip { color: #8a6100; font-weight: bold; }
+.note { color: #555; font-style: italic; }
+figure { display: inline-block; margin: 6px; vertical-align: top; }
+figcaption { font-size: 12px; color: #555; }
+img { max-width: 100%; }
+</style>
+</head>
+<body>
+<h1>deploykit parity vs PyTorch fp32: {{ spec }}</h1>
+{% set note = " (%d skipped)" % skipped if skipped else "" %}
+{% if failed or not ran %}
+<p><span class="fail">parity FAILED</span>: {{ failed }} of {{ ran }} comparisons{{ note }}</p>
+{% else %}
+<p><span class="pass">parity passed</span>: {{ ran }} comparisons{{ note }}</p>
+{% endif %}
+<table>
+{% for key, value in facts %}
+<tr><th scope="row">{{ key }}</th><td class="text">{{ value }}</td></tr>
+{% endfor %}
+</table>
+<h2>Results</h2>
+<table>
+<tr>{% for column, is_text in columns %}<th{% if is_text %} class="text"{% endif %}>{{ column }}</th>{% endfor %}</tr>
+{% for row in rows %}
+<tr><td class="text">{{ row.backend }}</td><td class="text">{{ row.shape }}</td>
+{%- if row.skipped is not none -%}
+<td>-</td>{% for _ in range(5) %}<td>-</td>{% endfor %}<td class="text"><span class="skip">skipped</span> {{ row.skipped }}</td></tr>
+{% else -%}
+{% for cell in row.cells %}<td>{{ cell }}</td>{% endfor %}<td class="text">
+{%- if row.passed %}<span class="pass">pass</span>{% else %}<span class="fail">FAIL</span>{% endif %} {{ row.reason }}</td></tr>
+{% endif %}
+{% endfor %}
+</table>
+<p class="note">The figures are also PNG files in {{ folder_name }}/ beside this file.</p>
+{% if not has_latency %}
+<p class="note">No latency data: this report has no timings, so it has no latency charts.</p>
+{% endif %}
+{% for section in sections %}
+<section>
+<h2>Shape {{ section.shape }}</h2>
+{% if section.no_latency_note %}
+<p class="note">No latency was measured at this shape.</p>
+{% endif %}
+{# the latency chart alone, then each heatmap beside its histogram #}
+{% for group, in_pair in section.groups %}
+{% if in_pair %}<div class="pair">{% endif %}
+{% for f in group %}<figure><img src="data:image/png;base64,{{ f.data }}" alt="{{ f.alt }}"><figcaption>{{ f.name }}</figcaption></figure>{% endfor %}
+{% if in_pair %}</div>{% endif %}
+
+{% endfor %}
+</section>
+{% endfor %}
+</body>
+</html>
+"""
+
+
+def _page(environment, report: CheckReport, sections: list[dict], folder_name: str, has_latency: bool) -> str:
     tolerance = report.tolerance
     facts = [("spec", report.spec), ("seed", str(report.seed)),
              ("tolerance", f"|out - ref| <= atol + rtol * |ref|, atol {tolerance.atol:g}, rtol {tolerance.rtol:g}"),
              ("ONNX file", report.onnx or "not given (exported for the check if a backend needed one)")]
     facts += [(f"backend {name}", ", ".join(f"{key}={value}" for key, value in info.items()))
               for name, info in report.backends.items()]
-    facts_html = "\n".join(f'<tr><th scope="row">{_esc(k)}</th><td class="text">{_esc(v)}</td></tr>' for k, v in facts)
-    notes = [f'<p class="note">The figures are also PNG files in {_esc(folder_name)}/ beside this file.</p>']
-    if not has_latency:
-        notes.append('<p class="note">No latency data: this report has no timings, so it has no latency charts.</p>')
-    page = f"""<!DOCTYPE html>
-<html lang="en">
-<head>
-<meta charset="utf-8">
-<title>deploykit parity: {_esc(report.spec)}</title>
-<style>
-body {{ font-family: sans-serif; margin: 24px; color: #222; background: #fff; }}
-table {{ border-collapse: collapse; font-size: 13px; margin-bottom: 16px; }}
-th, td {{ border: 1px solid #ccc; padding: 3px 8px; text-align: right; }}
-th {{ background: #f3f3f3; }}
-th[scope="row"], .text {{ text-align: left; }}
-.pass {{ color: #1a7f37; font-weight: bold; }}
-.fail {{ color: #c62828; font-weight: bold; }}
-.skip {{ color: #8a6100; font-weight: bold; }}
-.note {{ color: #555; font-style: italic; }}
-figure {{ display: inline-block; margin: 6px; vertical-align: top; }}
-figcaption {{ font-size: 12px; color: #555; }}
-img {{ max-width: 100%; }}
-</style>
-</head>
-<body>
-<h1>deploykit parity vs PyTorch fp32: {_esc(report.spec)}</h1>
-{_verdict_html(report)}
-<table>
-{facts_html}
-</table>
-<h2>Results</h2>
-{_results_html(report)}
-{"".join(notes)}
-{"".join(sections)}
-</body>
-</html>
-"""
+    ran = [r for r in report.results if r.skipped is None]
+    page = environment.from_string(_PAGE).render(
+        spec=report.spec, facts=facts, ran=len(ran), skipped=len(report.results) - len(ran),
+        failed=sum(not r.metrics.passed for r in ran), columns=_RESULT_COLUMNS, rows=_result_rows(report),
+        folder_name=folder_name, has_latency=has_latency, sections=sections)
     return page.encode("ascii", "xmlcharrefreplace").decode("ascii")  # any locale can write it
 
 
-def _verdict_html(report: CheckReport) -> str:
-    ran = [r for r in report.results if r.skipped is None]
-    skipped = len(report.results) - len(ran)
-    note = f" ({skipped} skipped)" if skipped else ""
-    failed = sum(not r.metrics.passed for r in ran)
-    if failed or not ran:
-        return f'<p><span class="fail">parity FAILED</span>: {failed} of {len(ran)} comparisons{note}</p>'
-    return f'<p><span class="pass">parity passed</span>: {len(ran)} comparisons{note}</p>'
+# The terminal table's columns (report.print_check), and whether each is text (left-aligned).
+_RESULT_COLUMNS = [(c, c in ("backend", "shape", "result"))
+                   for c in ("backend", "shape", "out", "max abs", "mean abs", "max rel", "cosine", "PSNR dB", "result")]
 
 
-def _results_html(report: CheckReport) -> str:
-    """The terminal table's columns and rows (report.print_check)."""
-    columns = ("backend", "shape", "out", "max abs", "mean abs", "max rel", "cosine", "PSNR dB", "result")
-    text_columns = ("backend", "shape", "result")
-    rows = ["<tr>" + "".join(f'<th class="text">{c}</th>' if c in text_columns else f"<th>{c}</th>" for c in columns)
-            + "</tr>"]
+def _result_rows(report: CheckReport) -> list[dict]:
+    """The terminal table's rows (report.print_check), as values for the page template."""
+    rows = []
     for r in report.results:
-        head = f'<td class="text">{_esc(r.backend)}</td><td class="text">{_esc(format_shape(r.shape))}</td>'
-        if r.skipped is not None:
-            rows.append(f"<tr>{head}<td>-</td>" + "<td>-</td>" * 5
-                        + f'<td class="text"><span class="skip">skipped</span> {_esc(r.skipped)}</td></tr>')
-            continue
-        m = r.metrics
-        verdict = (f'<span class="pass">pass</span> {_esc(m.reason)}' if m.passed
-                   else f'<span class="fail">FAIL</span> {_esc(m.reason)}')
-        cells = (_esc(r.output), format_number(m.max_abs), format_number(m.mean_abs), format_number(m.max_rel),
-                 format_number(m.cosine, ".6f"), format_number(m.psnr, ".1f"))
-        rows.append(f"<tr>{head}" + "".join(f"<td>{c}</td>" for c in cells) + f'<td class="text">{verdict}</td></tr>')
-    return "<table>\n" + "\n".join(rows) + "\n</table>"
-
-
-def _esc(text: str) -> str:
-    return html_text(text)
+        row = {"backend": r.backend, "shape": format_shape(r.shape), "skipped": r.skipped,
+               "cells": [], "passed": False, "reason": ""}
+        if r.skipped is None:
+            m = r.metrics
+            row.update(cells=[r.output, format_number(m.max_abs), format_number(m.mean_abs),
+                              format_number(m.max_rel), format_number(m.cosine, ".6f"), format_number(m.psnr, ".1f")],
+                       passed=m.passed, reason=m.reason)
+        rows.append(row)
+    return rows
 
 
 def _file_safe(name: str) -> str:

@@ -169,6 +169,37 @@ def test_failures_skips_and_missing_latency_are_shown_and_text_is_escaped(tmp_pa
     assert len(_embedded_pngs(checker)) == 4  # heatmap and histogram for each picture, no latency chart
 
 
+def test_hostile_backend_output_and_reason_text_is_escaped_everywhere(tmp_path):
+    """Names from plugins, models and runtimes reach the page as text, in cells, captions and alt
+    attributes alike: never as markup, and control characters shown as \\xNN."""
+    shape = (1, 2, 8, 8)
+    ref = np.random.default_rng(2).standard_normal(shape).astype(np.float32)
+    hostile, quotes = "<script>alert(1)</script>", "\"&'"
+    tolerance = tolerance_for("fp32")
+    report = CheckReport(spec="spec\x1b[31m", seed=0, tolerance=tolerance, onnx=None,
+                         backends={hostile: {"device": quotes}})
+    report.results = [CheckResult(hostile, shape, quotes, compare(ref, ref + 1.0, tolerance)),
+                      CheckResult("ort", shape, None, None, skipped=f"{hostile} {quotes}")]
+    path = tmp_path / "r.html"
+    write_html_report(path, report, {(hostile, shape, quotes): error_picture(ref, ref + 1.0)},
+                      {(hostile, shape): summarize([1.0], batch=1)})
+    text = path.read_text(encoding="ascii")
+    checker = _parse(text)
+    assert "<script" not in text.lower() and "\x1b" not in text
+    page_text = " ".join(checker.text)
+    assert page_text.count(hostile) >= 3 and f"device={quotes}" in page_text and f"{hostile} {quotes}" in page_text
+    assert "spec\\x1b[31m" in page_text
+    alts = [image["alt"] for image in checker.images]  # the latency chart, the heatmap, the histogram
+    assert len(alts) == 3 and all(alt.startswith(f"{hostile} 1x2x8x8 output {quotes}:") for alt in alts[1:])
+
+
+def test_without_jinja2_says_how_to_install_it_and_writes_nothing(tmp_path, small_report, monkeypatch):
+    monkeypatch.setitem(sys.modules, "jinja2", None)
+    with pytest.raises(UserError, match="needs jinja2") as caught:
+        write_html_report(tmp_path / "r.html", *small_report)
+    assert "deploykit-vision[html]" in caught.value.fix and list(tmp_path.iterdir()) == []
+
+
 def test_latency_charts_with_and_without_a_torch_baseline(tmp_path, small_report):
     report, pictures, latency = small_report
     written = write_html_report(tmp_path / "r.html", report, pictures, latency)
