@@ -310,11 +310,18 @@ def package_repository(onnx_path: Path, repository: Path, name: str | None = Non
         invalid = _triton_parse_problem([model for model, _ in models])
         if invalid is not None:
             notes.append(invalid)
-        for (model, files), folder in zip(models, folders):
-            readme = model_readme(model, root, [Path(p).name for p in plugins], signature.batch_reason)
-            _write_model_folder(folder, {**files, "config.pbtxt": model.config_text().encode(),
-                                         "README.md": readme.encode()}, force)
-            written.append(folder)
+        stages = []
+        try:  # every folder staged (the copies, where a disk fills) before the first is committed
+            for (model, files), folder in zip(models, folders):
+                readme = model_readme(model, root, [Path(p).name for p in plugins], signature.batch_reason)
+                stages.append(_stage_model_folder(repository, folder.name, {
+                    **files, "config.pbtxt": model.config_text().encode(), "README.md": readme.encode()}))
+            for stage, folder in zip(stages, folders):
+                _rename_into_place(stage, folder, force)
+                written.append(folder)
+        finally:
+            for stage in stages:
+                shutil.rmtree(stage, ignore_errors=True)
     except BaseException:
         if created:
             with contextlib.suppress(OSError):
@@ -344,6 +351,9 @@ def _check_plugin_names(names: list[str]) -> None:
     """The libraries are copied into the model folder by name: none may take the name of
     another library or of a file package writes there."""
     for index, name in enumerate(names):
+        if ";" in name:
+            raise UserError(f"--plugin {printable(name)} has ';' in its name, which separates Triton's plugin list",
+                            "rename the library")
         if name in _FOLDER_FILES:
             raise UserError(f"--plugin {printable(name)} has the name of what package writes in the model folder",
                             "rename the library (e.g. lib<name>.so)")
@@ -355,9 +365,9 @@ def _check_plugin_names(names: list[str]) -> None:
 def _server_root(text: str) -> str:
     """A folder below '/' (a container cannot mount a volume at '/'), as the config and README spell it."""
     path = PurePosixPath(text)
-    if not path.is_absolute() or len(path.parts) < 2 or ".." in path.parts or not text.isprintable():
-        raise UserError(f"--server-root {printable(text)!r} is not an absolute folder path below '/' (without '..' "
-                        "or control characters)",
+    if not path.is_absolute() or len(path.parts) < 2 or ".." in path.parts or not text.isprintable() or ";" in text:
+        raise UserError(f"--server-root {printable(text)!r} is not an absolute folder path below '/' (without '..', "
+                        "';', which separates Triton's plugin list, or control characters)",
                         "give where the server mounts the repository, e.g. --server-root /models")
     return str(path)
 
@@ -428,11 +438,24 @@ def _check_inputs_outside(files: dict[str, Path], folder: Path) -> None:
                             "copy the input elsewhere first, or choose another --name")
 
 
-def _write_model_folder(folder: Path, files: dict[str, Path | bytes], force: bool) -> None:
-    """Build the folder beside its final place (inside the repository, so the rename cannot
-    cross file systems) and rename it in whole: the server never sees half a model."""
-    stage = folder.with_name(f".{folder.name}.{uuid.uuid4().hex[:12]}.tmp")
-    stage.mkdir()
+def _stage_model_folder(repository: Path, name: str, files: dict[str, Path | bytes]) -> Path:
+    """Fill a folder that is renamed into place whole, so no one sees half a model: beside the
+    repository where that is the same file system (a server polling the repository would try
+    to load a folder inside it), else in the repository, hidden."""
+    stage = None
+    for parent in (repository.resolve().parent, repository):
+        candidate = parent / f".{name}.{uuid.uuid4().hex[:12]}.tmp"
+        try:
+            candidate.mkdir()
+        except OSError:
+            continue
+        if candidate.stat().st_dev == repository.stat().st_dev:
+            stage = candidate
+            break
+        candidate.rmdir()
+    if stage is None:
+        raise EnvironmentProblem(f"cannot create a folder in {printable(repository)}",
+                                 "choose a repository folder you can write")
     note_scratch(stage)
     try:
         for relative, source in files.items():
@@ -445,9 +468,10 @@ def _write_model_folder(folder: Path, files: dict[str, Path | bytes], force: boo
                 if os.access(source, os.X_OK):
                     target.chmod(0o755 & ~current_umask())
         (stage / MANIFEST).write_text("".join(f"{relative}\n" for relative in files))
-        _rename_into_place(stage, folder, force)
-    finally:
+    except BaseException:
         shutil.rmtree(stage, ignore_errors=True)
+        raise
+    return stage
 
 
 def _rename_into_place(stage: Path, folder: Path, force: bool) -> None:
@@ -461,7 +485,7 @@ def _rename_into_place(stage: Path, folder: Path, force: bool) -> None:
         raise UserError(f"{printable(folder)} appeared while deploykit was writing it, and was left alone",
                         "pass --force to replace it, or choose another --name")
     _check_model_folder(folder, force)
-    old = folder.with_name(f".{folder.name}.{uuid.uuid4().hex[:12]}.old")
+    old = stage.with_name(f".{folder.name}.{uuid.uuid4().hex[:12]}.old")  # beside the stage: out of sight too
     os.rename(folder, old)
     try:
         note_scratch(old)

@@ -4,8 +4,10 @@ it; the custom-op wiring is proven by doing what Triton's ONNX Runtime backend d
 
 import json
 import os
+import shutil
 import subprocess
 import sys
+from pathlib import Path
 
 import numpy as np
 import onnx
@@ -195,6 +197,7 @@ def test_an_existing_model_is_replaced_only_with_force_and_only_if_deploykit_wro
     assert result.exit_code == 0, result.output
     assert read_config(model_config, repository / "net").max_batch_size == 2
     assert sorted(p.name for p in repository.iterdir()) == ["net"]  # no staging or old folder left
+    assert not [p.name for p in tmp_path.iterdir() if p.name.startswith(".")]  # nor beside the repository
     theirs = repository / "theirs"
     (theirs / "1").mkdir(parents=True)
     (theirs / "config.pbtxt").write_text('name: "theirs"')
@@ -397,6 +400,7 @@ def test_an_interrupted_swap_puts_the_previous_package_back(tmp_path, monkeypatc
     result = run("package", "--onnx", onnx_path, "-o", repository, "--max-batch", "2", "--force")
     assert result.exit_code == 130, result.output
     assert os.listdir(repository) == ["net"]
+    assert not [p.name for p in tmp_path.iterdir() if p.name.startswith(".")]
     assert read_config(model_config, repository / "net").max_batch_size == 4
 
 
@@ -412,3 +416,40 @@ def test_a_failed_write_leaves_no_empty_repository_behind(tmp_path, monkeypatch)
     result = run("package", "--onnx", save(tmp_path, relu_graph()), "-o", tmp_path / "repo")
     assert result.exit_code == 2 and "No space left" in result.output, result.output
     assert not (tmp_path / "repo").exists()
+
+
+def test_folders_are_staged_out_of_the_servers_sight_and_committed_together(tmp_path, monkeypatch):
+    """A polling Triton lists every folder in the repository, hidden ones too: the models are
+    filled beside it and renamed in; a failure while filling the second commits neither."""
+    import deploykit.package
+
+    onnx_path, engine = save(tmp_path, relu_graph()), tmp_path / "net.plan"
+    engine.write_bytes(b"engine bytes")
+    repository = tmp_path / "repo"
+    repository.mkdir()
+    renamed = []
+    real_rename = os.rename
+    monkeypatch.setattr(deploykit.package.os, "rename", lambda a, b: (renamed.append(Path(a)), real_rename(a, b)))
+    assert run("package", "--onnx", onnx_path, "-o", repository, "--engine", engine).exit_code == 0
+    assert len(renamed) == 2 and all(stage.parent == tmp_path for stage in renamed)
+    real_copy = shutil.copyfile
+
+    def disk_full_on_the_plan(source, target):
+        if Path(target).name == "model.plan":
+            raise OSError(28, "No space left on device")
+        return real_copy(source, target)
+
+    monkeypatch.setattr(deploykit.package.shutil, "copyfile", disk_full_on_the_plan)
+    result = run("package", "--onnx", onnx_path, "-o", repository, "--engine", engine, "--name", "other")
+    assert result.exit_code != 0
+    assert sorted(os.listdir(repository)) == ["net", "net_trt"]  # no 'other' without its 'other_trt'
+    assert not [p.name for p in tmp_path.iterdir() if p.name.startswith(".")]
+
+
+def test_a_semicolon_cannot_reach_tritons_plugin_list(tmp_path):
+    onnx_path, engine, plugin = save(tmp_path, relu_graph()), tmp_path / "net.plan", tmp_path / "lib;x.so"
+    engine.write_bytes(b"engine bytes")
+    plugin.write_bytes(b"plugin")
+    assert_user_error(run("package", "--onnx", onnx_path, "-o", tmp_path / "repo", "--server-root", "/mo;dels"), "';'")
+    assert_user_error(run("package", "--onnx", onnx_path, "-o", tmp_path / "repo", "--engine", engine,
+                          "--plugin", plugin), "';'")
