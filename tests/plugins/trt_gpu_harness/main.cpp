@@ -45,7 +45,6 @@ using nvinfer1::PluginField;
 using nvinfer1::PluginFieldCollection;
 using nvinfer1::PluginFieldType;
 using nvinfer1::PluginTensorDesc;
-using nvinfer1::TensorFormat;
 
 namespace {
 
@@ -192,17 +191,7 @@ void CUDART_CB wait_at_gate(void* data) {
   }
 }
 
-PluginTensorDesc tensor(DataType type, int64_t b, int64_t c, int64_t h, int64_t w) {
-  PluginTensorDesc t{};
-  t.type = type;
-  t.format = TensorFormat::kLINEAR;
-  t.dims.nbDims = 4;
-  t.dims.d[0] = b;
-  t.dims.d[1] = c;
-  t.dims.d[2] = h;
-  t.dims.d[3] = w;
-  return t;
-}
+using harness::tensor;
 
 // The plugin a context holds for one engine: one data type, scale and groups, any shape.
 struct Engine {

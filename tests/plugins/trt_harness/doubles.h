@@ -40,6 +40,20 @@ void fail(std::string const& what, char const* file, int line);
 int checks_passed();
 int checks_failed();
 
+// A linear tensor of ``nb_dims`` dims (a, b, c, d), as TensorRT describes one to enqueue.
+inline nvinfer1::PluginTensorDesc tensor(nvinfer1::DataType type, int64_t a, int64_t b, int64_t c, int64_t d,
+                                         int nb_dims = 4) {
+  nvinfer1::PluginTensorDesc t{};
+  t.type = type;
+  t.format = nvinfer1::TensorFormat::kLINEAR;
+  t.dims.nbDims = nb_dims;
+  t.dims.d[0] = a;
+  t.dims.d[1] = b;
+  t.dims.d[2] = c;
+  t.dims.d[3] = d;
+  return t;
+}
+
 // ---- logging --------------------------------------------------------------------------------
 class RecordingLogger : public nvinfer1::ILogger {
  public:

@@ -10,24 +10,11 @@
 
 using nvinfer1::DataType;
 using nvinfer1::PluginTensorDesc;
-using nvinfer1::TensorFormat;
 
 namespace harness {
 namespace {
 
 using Plugin = deploykit::trt::DySamplePlugin;
-
-PluginTensorDesc tensor(DataType type, int64_t a, int64_t b, int64_t c, int64_t d, int nb_dims = 4) {
-  PluginTensorDesc t{};
-  t.type = type;
-  t.format = TensorFormat::kLINEAR;
-  t.dims.nbDims = nb_dims;
-  t.dims.d[0] = a;
-  t.dims.d[1] = b;
-  t.dims.d[2] = c;
-  t.dims.d[3] = d;
-  return t;
-}
 
 struct Call {
   PluginTensorDesc in[2];
