@@ -255,7 +255,7 @@ def package_repository(onnx_path: Path, repository: Path, name: str | None = Non
                        server_root: str = DEFAULT_SERVER_ROOT, force: bool = False) -> PackageResult:
     """Write ``<repository>/<name>`` (ONNX Runtime backend) and, with an engine,
     ``<repository>/<name>_trt`` (TensorRT backend), each committed whole."""
-    from deploykit.onnx_file import has_external_data, has_plugin_nodes, validate_onnx_file
+    from deploykit.onnx_file import has_external_data, validate_onnx_file
 
     onnx_path, repository = Path(onnx_path), Path(repository)
     proto = validate_onnx_file(onnx_path)
@@ -266,6 +266,22 @@ def package_repository(onnx_path: Path, repository: Path, name: str | None = Non
     _check_model_name(name, "--name" if name != onnx_path.stem else f"the file's name ({onnx_path.name})",
                       MODEL_NAME_MAX - (len(PLAN_SUFFIX) if engine is not None else 0))
     root = _server_root(server_root)
+    _check_engine_and_plugins(onnx_path, proto, engine, plugins)
+    signature = read_signature(proto, max_batch)
+    models, notes = _models(onnx_path, proto, name, root, signature, engine, plugins)
+    readmes = [model_readme(model, root, [Path(p).name for p in plugins], signature.batch_reason)
+               for model, _ in models]
+    written = _write_models(repository, [(model, {**files, "config.pbtxt": model.config_text().encode(),
+                                                  "README.md": readme.encode()})
+                                         for (model, files), readme in zip(models, readmes)], force, notes)
+    return PackageResult(repository, [model for model, _ in models], written, notes)
+
+
+def _check_engine_and_plugins(onnx_path: Path, proto, engine: Path | None, plugins: tuple[Path, ...]) -> None:
+    """Each file given is a readable, distinct file; plugins come with an engine, and a plugin
+    graph's engine comes with them."""
+    from deploykit.onnx_file import has_plugin_nodes
+
     for path, option in [(engine, "--engine"), *((p, "--plugin") for p in plugins)]:
         if path is not None:
             _require_regular_file(path, option)
@@ -275,17 +291,21 @@ def package_repository(onnx_path: Path, repository: Path, name: str | None = Non
     if plugins and engine is None:
         raise UserError("--plugin is for the TensorRT model, which only --engine makes",
                         "add --engine MODEL.plan, or leave --plugin out")
-    plugin_graph = has_plugin_nodes(proto)
-    if plugin_graph and engine is not None and not plugins:
+    if engine is not None and not plugins and has_plugin_nodes(proto):
         raise UserError("the graph holds deploykit::DySample nodes, so the TensorRT engine needs deploykit's plugin "
                         "library in the server", "pass --plugin build/libdeploykit_trt_plugins.so, built against "
                         "the server's TensorRT (README: The TensorRT plugin)")
-    signature = read_signature(proto, max_batch)
-    notes = [signature.batch_reason]
 
+
+def _models(onnx_path: Path, proto, name: str, root: str, signature: Signature, engine: Path | None,
+            plugins: tuple[Path, ...]) -> tuple[list[tuple[TritonModel, dict[str, Path]]], list[str]]:
+    """Each model with the files its folder holds, and what the user should know about them."""
+    from deploykit.onnx_file import has_plugin_nodes
+
+    notes = [signature.batch_reason]
     onnx_files: dict[str, Path] = {f"{VERSION}/model.onnx": onnx_path}
     libraries: tuple[str, ...] = ()
-    if plugin_graph:
+    if has_plugin_nodes(proto):
         from deploykit.ops.ort_library import library_description, ort_library_path
 
         library = ort_library_path()
@@ -296,38 +316,41 @@ def package_repository(onnx_path: Path, repository: Path, name: str | None = Non
     models = [(TritonModel(name, PLATFORM_ONNX, signature.max_batch_size, signature.inputs, signature.outputs,
                            libraries), onnx_files)]
     if engine is not None:
-        plan_name = f"{name}{PLAN_SUFFIX}"
         plan_files = {f"{VERSION}/model.plan": Path(engine), **{Path(p).name: Path(p) for p in plugins}}
-        models.append((TritonModel(plan_name, PLATFORM_PLAN, signature.max_batch_size, signature.inputs,
-                                   signature.outputs), plan_files))
+        models.append((TritonModel(f"{name}{PLAN_SUFFIX}", PLATFORM_PLAN, signature.max_batch_size,
+                                   signature.inputs, signature.outputs), plan_files))
+    return models, notes
+
+
+def _write_models(repository: Path, models: list[tuple[TritonModel, dict[str, Path | bytes]]], force: bool,
+                  notes: list[str]) -> list[Path]:
+    """Check every folder, then stage every folder (the copies, where a disk fills), then commit
+    them: a failure leaves no half pair, and an empty repository this run made is taken back."""
     created = _ensure_repository(repository)
     folders = [repository / model.name for model, _ in models]
-    written = []
+    written: list[Path] = []
+    stages: list[Path] = []
     try:
-        for (_, files), folder in zip(models, folders):  # every folder checked before the first is written
+        for (_, files), folder in zip(models, folders):
             _check_model_folder(folder, force)
             _check_inputs_outside(files, folder)
         invalid = _triton_parse_problem([model for model, _ in models])
         if invalid is not None:
             notes.append(invalid)
-        stages = []
-        try:  # every folder staged (the copies, where a disk fills) before the first is committed
-            for (model, files), folder in zip(models, folders):
-                readme = model_readme(model, root, [Path(p).name for p in plugins], signature.batch_reason)
-                stages.append(_stage_model_folder(repository, folder.name, {
-                    **files, "config.pbtxt": model.config_text().encode(), "README.md": readme.encode()}))
-            for stage, folder in zip(stages, folders):
-                _rename_into_place(stage, folder, force)
-                written.append(folder)
-        finally:
-            for stage in stages:
-                shutil.rmtree(stage, ignore_errors=True)
+        for (_, files), folder in zip(models, folders):
+            stages.append(_stage_model_folder(repository, folder.name, files))
+        for stage, folder in zip(stages, folders):
+            _rename_into_place(stage, folder, force)
+            written.append(folder)
     except BaseException:
         if created:
             with contextlib.suppress(OSError):
-                repository.rmdir()  # the repository this run made, only while it is still empty
+                repository.rmdir()  # only while it is still empty
         raise
-    return PackageResult(repository, [model for model, _ in models], written, notes)
+    finally:
+        for stage in stages:
+            shutil.rmtree(stage, ignore_errors=True)
+    return written
 
 
 def _check_model_name(name: str, source: str, longest: int) -> None:
@@ -431,9 +454,10 @@ def _first_unlisted(folder: Path) -> str | None:
     return None
 
 
-def _check_inputs_outside(files: dict[str, Path], folder: Path) -> None:
+def _check_inputs_outside(files: dict[str, Path | bytes], folder: Path) -> None:
+    """No input is copied from the folder its copy would replace."""
     for path in files.values():
-        if inside(path, folder):
+        if isinstance(path, Path) and inside(path, folder):
             raise UserError(f"{printable(path)} is inside {printable(folder)}, which package would replace",
                             "copy the input elsewhere first, or choose another --name")
 
