@@ -100,10 +100,11 @@ def _report(exc: BaseException) -> int:
 
 
 def _stderr_line(text: str) -> None:
+    """One line, whatever it quotes: a newline from a file's metadata or names shows as \\n."""
     from deploykit.text import printable
 
     with contextlib.suppress(OSError, ValueError):
-        click.echo(printable(text), err=True)
+        click.echo(printable(text).replace("\n", "\\n"), err=True)
 
 
 def _stdout_line(text: str) -> None:
@@ -619,17 +620,20 @@ def check_command(atol, rtol, localize, html_path, zoo, save_path, load_path, ag
 
 
 def _check_onnx_only(load_path, against_path, atol, rtol, save_path, localize, html_path, spec, onnx_path, backends,
-                     shapes, threads, precision, seed, report_path, force, engine_path, plugins, **ignored) -> int:
+                     shapes, threads, precision, seed, report_path, force, engine_path, plugins, params, weights,
+                     input_dtypes, val_ranges, inputs_file, **ignored) -> int:
     """check --onnx F with --load-outputs ref.npz or --against REF.onnx: the file's backends
     without SPEC, the model's code or PyTorch (Polygraphy's --load-outputs, and its comparison
-    of two runners)."""
+    of two runners). What would choose a model or its inputs is refused, never ignored."""
     from deploykit.backends import RunnerOptions, parse_backends
     from deploykit.compare import tolerance_for
     from deploykit.onnx_check import check_against, check_saved
     from deploykit.report import print_check, write_json
 
     used = [name for name, value in (("SPEC", spec), ("--save-outputs", save_path), ("--localize", localize),
-                                     ("--html", html_path)) if value]
+                                     ("--html", html_path), ("-p", params), ("--weights", weights),
+                                     ("--input-dtype", input_dtypes), ("--val-range", val_ranges),
+                                     ("--inputs", inputs_file)) if value]
     if load_path is not None and against_path is not None:
         used.append("--against with --load-outputs")
     elif load_path is not None and shapes:
@@ -678,9 +682,10 @@ def bench_command(warmup, iters, max_seconds, **common):
 
 
 def _bench_file(warmup, iters, max_seconds, onnx_path, backends, shapes, threads, seed, report_path, force,
-                engine_path, plugins, cuda_graph, params, weights, inputs_file, **ignored) -> int:
+                engine_path, plugins, cuda_graph, params, weights, inputs_file, input_dtypes, val_ranges,
+                **ignored) -> int:
     """bench --onnx F without SPEC: the file's ONNX backends timed on inputs drawn from its
-    signature, no model and no PyTorch (trtexec --onnx's habit)."""
+    signature (its dtypes, deploykit's ranges), no model and no PyTorch (trtexec --onnx's habit)."""
     from deploykit.backends import RunnerOptions, parse_backends
     from deploykit.onnx_check import bench_file
     from deploykit.progress import progress_bar
@@ -688,7 +693,8 @@ def _bench_file(warmup, iters, max_seconds, onnx_path, backends, shapes, threads
 
     if onnx_path is None:
         raise click.UsageError("missing argument 'SPEC' (or pass --onnx model.onnx to time the file alone)")
-    used = [name for name, value in (("-p", params), ("--weights", weights), ("--inputs", inputs_file)) if value]
+    used = [name for name, value in (("-p", params), ("--weights", weights), ("--inputs", inputs_file),
+                                     ("--input-dtype", input_dtypes), ("--val-range", val_ranges)) if value]
     if used:
         raise UserError(f"bench of a file without SPEC takes no {', '.join(used)}", "drop them, or pass SPEC")
     _check_outputs({"--report": report_path}, _inputs(None, None, onnx_path, engine_path, plugins), force)

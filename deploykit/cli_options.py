@@ -13,10 +13,10 @@ from deploykit.export.dysample import DEFAULT_DYSAMPLE_IMPL, DYSAMPLE_IMPLS
 from deploykit.export.maxpool_indices import DEFAULT_MAXPOOL_IMPL, MAXPOOL_IMPLS
 from deploykit.export.options import TARGETS
 from deploykit.model_io import check_case_syntax, parse_input_dtype, parse_val_range
+from deploykit.spec import MAX_SEED
 
 DEFAULT_BACKENDS = "torch,ort"
 MAX_THREADS = 256  # beyond this a typo, not a setting: ONNX Runtime would start that many threads
-MAX_SEED = 2**32 - 1
 MAX_ITERS = 1_000_000  # bench: timed runs; a bound, so a typo cannot grow the timing list without limit
 MAX_WARMUP = 100_000
 DEFAULT_BENCH_SECONDS = 120.0  # per backend and shape; bench stops timing there

@@ -308,17 +308,7 @@ def parse_case(text: str, names: list[str]):
             raise UserError(f"--shape {text!r} gives one shape; the model takes {', '.join(names)}",
                             f"write --shape {','.join(f'{n}=NxCxHxW' for n in names)}")
         return parse_shape(text.strip().strip("[]"))
-    shapes = {}
-    for part in _named_entries(text):
-        name, _, value = part.partition("=") if "=" in part else part.rpartition(":")
-        name, value = name.strip(), value.strip()
-        if not name:
-            raise UserError(f"--shape {text!r} has a shape without an input name", "write NAME=NxCxHxW")
-        if value.startswith("[") and value.endswith("]"):
-            value = value[1:-1]
-        if name in shapes:
-            raise UserError(f"--shape {text!r} names input {name!r} twice", "give each input once")
-        shapes[name] = parse_shape(value)
+    shapes = _named_shapes(text)
     unknown = [n for n in shapes if n not in names and not (len(names) == 1 and n in (SINGLE_INPUT,))]
     if unknown:
         raise UserError(f"--shape names unknown input {unknown[0]!r}", f"the model's inputs are {', '.join(names)}")
@@ -332,18 +322,30 @@ def parse_case(text: str, names: list[str]):
 def check_case_syntax(text: str) -> str:
     """``text`` unchanged if it is a shape in one of the forms parse_case reads, else the
     UserError parse_case would raise: what the command line checks before any model loads."""
-    from deploykit.errors import UserError
-
     if "=" not in text and ":" not in text:
         parse_shape(text.strip().strip("[]"))
-        return text
+    else:
+        _named_shapes(text)
+    return text
+
+
+def _named_shapes(text: str) -> dict[str, Shape]:
+    """'a=1x2x3x4,b:[1,1,3,4]' -> {'a': (1, 2, 3, 4), 'b': (1, 1, 3, 4)}: each entry named, and
+    each name once, which needs no model to check."""
+    from deploykit.errors import UserError
+
+    shapes = {}
     for part in _named_entries(text):
         name, _, value = part.partition("=") if "=" in part else part.rpartition(":")
-        if not name.strip():
+        name, value = name.strip(), value.strip()
+        if not name:
             raise UserError(f"--shape {text!r} has a shape without an input name", "write NAME=NxCxHxW")
-        value = value.strip()
-        parse_shape(value[1:-1] if value.startswith("[") and value.endswith("]") else value)
-    return text
+        if value.startswith("[") and value.endswith("]"):
+            value = value[1:-1]
+        if name in shapes:
+            raise UserError(f"--shape {text!r} names input {name!r} twice", "give each input once")
+        shapes[name] = parse_shape(value)
+    return shapes
 
 
 def _named_entries(text: str) -> list[str]:
@@ -398,12 +400,26 @@ def parse_val_range(text: str) -> tuple[str | None, float, float]:
     return name, low, high
 
 
-def onnx_dtype_name(value) -> str:
-    """The NumPy dtype name ('float32', 'int64') of an ONNX graph input (a ValueInfo)."""
+def onnx_dtype_name(value, path) -> str:
+    """The NumPy dtype name ('float32', 'int64') of an ONNX graph input (a ValueInfo) of the
+    file at ``path``; a UserError for an input deploykit cannot draw (a sequence or map, strings,
+    complex numbers, bfloat16), which another exporter's file may take."""
     import numpy as np
-    from onnx import helper
+    from onnx import TensorProto, helper
 
-    return np.dtype(helper.tensor_dtype_to_np_dtype(value.type.tensor_type.elem_type)).name
+    from deploykit.errors import UserError
+
+    kind = value.type.WhichOneof("value") or "untyped"
+    elem_type = value.type.tensor_type.elem_type if kind == "tensor_type" else TensorProto.UNDEFINED
+    known = elem_type != TensorProto.UNDEFINED and elem_type in TensorProto.DataType.values()
+    dtype = np.dtype(helper.tensor_dtype_to_np_dtype(elem_type)) if known else None
+    if dtype is None or dtype.kind not in "fiub":
+        what = (TensorProto.DataType.Name(elem_type).lower() if known
+                else f"{kind.removesuffix('_type')} of element type {elem_type}" if kind == "tensor_type"
+                else kind.removesuffix("_type"))
+        raise UserError(f"{path} input {value.name!r} is {what}, which deploykit cannot draw inputs for",
+                        "deploykit feeds float, integer and bool tensors: check this file with the tool that made it")
+    return dtype.name
 
 
 def _inputs_named(name: str | None, option: str, names: list[str]) -> list[str]:

@@ -58,7 +58,7 @@ def signature_feeds(proto, path: Path, shapes: list[str], seed: int) -> list[tup
 
     signature = graph_inputs(proto)
     names = [v.name for v in signature]
-    specs = {v.name: InputSpec(v.name, onnx_dtype_name(v)) for v in signature}
+    specs = {v.name: InputSpec(v.name, onnx_dtype_name(v, path)) for v in signature}
     if shapes:
         cases = [parse_case(text, names) for text in shapes]
     else:

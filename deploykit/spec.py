@@ -22,6 +22,7 @@ from deploykit.errors import UserError, first_line, is_out_of_memory, out_of_mem
 from deploykit.model_io import Shape, format_shape
 
 logger = logging.getLogger(__name__)
+MAX_SEED = 2**32 - 1  # --seed's bound, and a recorded seed's
 
 
 def parse_assignment(text: str) -> tuple[str, str]:
@@ -169,23 +170,23 @@ def check_same_model(model: LoadedModel, meta: dict[str, str], path) -> None:
 
 
 def load_model(spec: str, params: dict[str, str] | None = None, weights: Path | None = None,
-               seed: int = 0, typed_params: dict[str, Any] | None = None) -> LoadedModel:
-    """Build the module for SPEC with deterministic weights, then load --weights if given.
-    ``params`` are -p texts; ``typed_params`` values already parsed (a file's recorded ones)."""
+               seed: int = 0) -> LoadedModel:
+    """Build the module for SPEC with deterministic weights (``params`` are -p texts), then load
+    --weights if given."""
     import torch
 
     params = params or {}
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
         if ":" in spec:
-            typed = {**{key: _literal(value) for key, value in params.items()}, **(typed_params or {})}
+            typed = {key: _literal(value) for key, value in params.items()}
             module = _build_callable(spec, typed)
             default_shapes, rule = None, None
         else:
             from deploykit import zoo
 
             entry = zoo.get(spec)
-            typed = entry.resolve_params(params, typed_params)
+            typed = entry.resolve_params(params)
             module = entry.build(**typed)
             default_shapes = entry.default_shapes(typed)
             rule = lambda shape, e=entry, p=typed: e.shape_problem(shape, p)  # noqa: E731
@@ -207,46 +208,65 @@ _OTHER_REFERENCES = "give the SPEC it was exported from, --load-outputs FILE.npz
 
 @dataclass(frozen=True)
 class RecordedOrigin:
-    """The SPEC, parameters and seed an ONNX file's metadata says it was exported from."""
+    """The SPEC, parameters (as -p texts) and seed an ONNX file's metadata says it was exported from."""
 
     spec: str
-    params: dict[str, Any]
+    params: dict[str, str]
     seed: int
     weights_sha256: str | None
 
     def __str__(self) -> str:
-        params = ", ".join(f"{key}={value!r}" for key, value in self.params.items())
+        params = ", ".join(f"{key}={text}" for key, text in self.params.items())
         return f"{self.spec}{f' ({params})' if params else ''}, seed {self.seed}"
 
     def command(self, onnx_path, input_dtypes: list[str]) -> str:
-        """The check command that names this model itself (strings as typed, other values as
-        Python literals, which is how -p reads them back)."""
+        """The check command that names this model itself."""
         import shlex
 
-        params = [f"-p {shlex.quote(f'{key}={value if isinstance(value, str) else repr(value)}')}"
-                  for key, value in self.params.items()]
+        params = [f"-p {shlex.quote(f'{key}={text}')}" for key, text in self.params.items()]
         dtypes = [f"--input-dtype {shlex.quote(text)}" for text in input_dtypes]
         return " ".join(["deploykit check", shlex.quote(self.spec), *params, f"--seed {self.seed}", *dtypes,
                          "--onnx", shlex.quote(str(onnx_path))])
 
 
 def recorded_origin(path, meta: dict[str, str]) -> RecordedOrigin:
-    """What ``path``'s metadata records of its model; a UserError when it records none."""
+    """What ``path``'s metadata records of its model; a UserError when it records none, or
+    anything 'deploykit export' could not have written (the file may be hand-edited): a SPEC
+    that is no zoo name or package.module:callable, a seed outside --seed's range, parameters
+    that no -p value reads back as."""
     import json
 
-    if not meta.get(METADATA_SPEC):
+    spec = meta.get(METADATA_SPEC)
+    if not spec:
         raise UserError(f"{path} does not record the SPEC it was exported from ('deploykit export' writes it)",
                         _OTHER_REFERENCES)
-    unreadable = UserError(f"{path}'s metadata has unreadable {METADATA_PARAMS} or {METADATA_SEED}",
-                           _OTHER_REFERENCES)
+    module, colon, attr = spec.partition(":")
+    if not all(part.isidentifier() for part in [*module.split("."), *(attr.split(".") if colon else [])]):
+        raise UserError(f"{path}'s metadata records SPEC {spec[:100]!r}, neither a zoo name nor "
+                        "package.module:callable", _OTHER_REFERENCES)
+    seed = meta.get(METADATA_SEED) or "0"
+    if not (seed.isascii() and seed.isdigit() and int(seed) <= MAX_SEED):
+        raise UserError(f"{path}'s metadata has unreadable {METADATA_SEED} {seed[:40]!r} (not a whole number in "
+                        f"0..{MAX_SEED})", _OTHER_REFERENCES)
     try:
-        params = json.loads(meta.get(METADATA_PARAMS) or "{}")
-        seed = int(meta.get(METADATA_SEED) or 0)
-    except ValueError:
-        raise unreadable from None
-    if not isinstance(params, dict) or seed < 0:
-        raise unreadable
-    return RecordedOrigin(meta[METADATA_SPEC], params, seed, meta.get(METADATA_WEIGHTS))
+        values = json.loads(meta.get(METADATA_PARAMS) or "{}")
+        params = {key: _p_text(value) for key, value in values.items()}
+    except (ValueError, AttributeError, RecursionError):  # not JSON, not an object, nested past the stack
+        params = None
+    if params is None or not all(text is not None and key and key == key.strip() and "=" not in key
+                                 and key.isprintable() for key, text in params.items()):
+        raise UserError(f"{path}'s metadata has unreadable {METADATA_PARAMS} (not an object of values -p "
+                        "gives)", _OTHER_REFERENCES)
+    return RecordedOrigin(spec, params, int(seed), meta.get(METADATA_WEIGHTS))
+
+
+def _p_text(value: Any) -> str | None:
+    """The -p text that reads back as ``value`` (a string as typed when it reads back as itself,
+    else its Python literal), printable on one line; None when none does (NaN, infinity)."""
+    for text in ([value] if isinstance(value, str) else []) + [repr(value)]:
+        if text.isprintable() and text == text.strip() and _literal(text) == value:
+            return text
+    return None
 
 
 def load_recorded_model(onnx_path: Path, weights: Path | None = None, input_dtypes=(), val_ranges=(),
@@ -263,16 +283,21 @@ def load_recorded_model(onnx_path: Path, weights: Path | None = None, input_dtyp
     origin = recorded_origin(onnx_path, {p.key: p.value for p in proto.metadata_props})
     # Floats stay float32: the reference is PyTorch fp32, and an fp16 graph's runners cast its inputs.
     recorded_dtypes = [f"{value.name}={dtype}" for value in graph_inputs(proto)
-                       if (dtype := onnx_dtype_name(value)) in DTYPES and "float" not in dtype]
+                       if (dtype := onnx_dtype_name(value, onnx_path)) in DTYPES and "float" not in dtype]
     if ":" in origin.spec:  # the file, maybe someone else's, may not choose code for deploykit to run
         raise UserError(f"{onnx_path} was exported from {origin.spec}, code deploykit imports only when you name it",
-                        f"run: {origin.command(onnx_path, recorded_dtypes)}")
+                        f"if you trust {origin.spec.partition(':')[0]}, run: {origin.command(onnx_path, recorded_dtypes)}")
+    if not origin.weights_sha256:  # a file of a deploykit before fingerprints: it may hold --weights
+        raise UserError(f"{onnx_path} records no fingerprint of its weights (an older deploykit wrote it), so the "
+                        "model its metadata names cannot be shown to be the one it was exported from",
+                        "run the check that names it, adding any --weights it was exported with: "
+                        f"{origin.command(onnx_path, recorded_dtypes)}")
     try:
-        model = load_model(origin.spec, weights=weights, seed=origin.seed, typed_params=origin.params)
+        model = load_model(origin.spec, origin.params, weights, origin.seed)
     except UserError as exc:
         raise UserError(f"{onnx_path} was exported from {origin.spec}, which cannot be rebuilt here: {exc.problem}",
                         f"{exc.fix}; or {_OTHER_REFERENCES}") from None
-    if origin.weights_sha256 and weights_fingerprint(model.module) != origin.weights_sha256:
+    if weights_fingerprint(model.module) != origin.weights_sha256:
         if weights is None:
             raise UserError(f"{onnx_path} was exported from {origin.spec} with weights other than its seeded ones "
                             "(a --weights file, or its code changed since)",

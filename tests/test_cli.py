@@ -21,9 +21,10 @@ def exported(tmp_path_factory):
     return path
 
 
-def test_help_imports_no_heavy_backend():
+@pytest.mark.parametrize("args", [["--help"], ["check", "-h"]])
+def test_help_imports_no_heavy_backend(args):
     code = ("import sys; from click.testing import CliRunner; from deploykit.cli import main;"
-            "r = CliRunner().invoke(main, ['--help']); assert r.exit_code == 0;"
+            f"r = CliRunner().invoke(main, {args!r}); assert r.exit_code == 0;"
             "print(sorted(m for m in ('torch', 'onnxruntime', 'tensorrt', 'onnx') if m in sys.modules))")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert out.strip() == "[]"

@@ -248,7 +248,7 @@ def test_without_torch_the_console_script_says_how_to_install_it(tmp_path, comma
     assert "torch is not installed" in line and "download.pytorch.org/whl/cpu" in line
 
 
-@pytest.mark.parametrize("shape", ["1x64xx32", "image:[1,3,x]", ":1x3x8x8"])
+@pytest.mark.parametrize("shape", ["1x64xx32", "image:[1,3,x]", ":1x3x8x8", "input=1x64x8x8,input=1x64x8x8"])
 def test_a_malformed_shape_is_refused_before_torch_loads(shape, torch_unimportable):
     result = deploykit("check", "dysample", "--shape", shape, env=torch_unimportable())
     assert result.returncode == EXIT_USAGE, result.stderr

@@ -11,7 +11,7 @@ from deploykit.errors import UserError
 import torch
 
 from deploykit.model_io import flatten_outputs
-from tests.cli_helpers import run
+from tests.cli_helpers import assert_user_error, run
 from tests.user_models import SegOutput
 
 SHAPES = ("--shape", "1x3x8x8", "--shape", "2x3x10x14", "--shape", "3x3x13x6")
@@ -87,3 +87,32 @@ def test_a_name_holding_a_colon_and_a_bracketed_shape_alone():
     assert parse_case("[1,3,8,8]", ["x"]) == (1, 3, 8, 8)
     with pytest.raises(UserError, match="without an input name"):
         parse_case(":1x3x8x8,mask:1x1x8x8", ["image", "mask"])
+
+
+def _identity_file(path, value_info):
+    """A one-node graph taking ``value_info``, as another exporter may write one."""
+    output = onnx.helper.make_tensor_value_info("y", onnx.TensorProto.FLOAT, [1, 4])
+    graph = onnx.helper.make_graph([onnx.helper.make_node("Identity", [value_info.name], ["y"])], "g", [value_info],
+                                   [output])
+    onnx.save(onnx.helper.make_model(graph, opset_imports=[onnx.helper.make_opsetid("", 17)]), str(path))
+    return path
+
+
+@pytest.mark.parametrize("make, what", [
+    (lambda: onnx.helper.make_tensor_sequence_value_info("x", onnx.TensorProto.FLOAT, None), "is sequence"),
+    (lambda: onnx.helper.make_tensor_value_info("x", onnx.TensorProto.BFLOAT16, [1, 4]), "is bfloat16"),
+    (lambda: onnx.helper.make_tensor_value_info("x", onnx.TensorProto.STRING, [1, 4]), "is string"),
+])
+def test_an_input_deploykit_cannot_draw_is_named_not_a_crash_or_a_wrong_dtype(tmp_path, make, what):
+    """A sequence input was a KeyError (exit 3); bfloat16 and strings were reported as float32 inputs."""
+    path = _identity_file(tmp_path / "other.onnx", make())
+    for command in (["bench", "--onnx", path, "--iters", 1, "--warmup", 0],
+                    ["check", "--onnx", path, "--against", path]):
+        assert_user_error(run(*command, "--shape", "x=1x4"), f"input 'x' {what}", "float, integer and bool tensors")
+
+
+def test_an_element_type_onnx_does_not_know_is_named_not_a_crash(tmp_path):
+    value = onnx.helper.make_tensor_value_info("x", onnx.TensorProto.FLOAT, [1, 4])
+    value.type.tensor_type.elem_type = 99  # the checker lets it through
+    path = _identity_file(tmp_path / "odd.onnx", value)
+    assert_user_error(run("bench", "--onnx", path, "--shape", "x=1x4"), "tensor of element type 99")

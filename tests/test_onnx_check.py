@@ -47,6 +47,14 @@ def test_a_file_that_computes_otherwise_fails_against_the_reference(files):
     assert result.exit_code == 1 and "parity FAILED" in result.output
 
 
+@pytest.mark.parametrize("option, value", [("--val-range", "0,1"), ("--input-dtype", "int64"), ("-p", "stride=2"),
+                                           ("--weights", "w.pt"), ("--inputs", "x.npz")])
+def test_a_check_against_another_file_refuses_model_and_input_choices_it_would_ignore(files, option, value):
+    model, changed = files
+    assert_user_error(run("check", "--onnx", changed, "--against", model, *SHAPES, option, value),
+                      f"takes no {option}")
+
+
 def test_a_dynamic_reference_needs_a_shape_and_one_reference_at_a_time(files, tmp_path):
     model, changed = files
     assert_user_error(run("check", "--onnx", changed, "--against", model), "has dynamic dims", "--shape")
@@ -71,6 +79,8 @@ def test_a_bench_without_spec_needs_the_file_and_no_model_options(files):
     model, _ = files
     assert_user_error(run("bench"), "missing argument 'SPEC'", "--onnx")
     assert_user_error(run("bench", "--onnx", model, "--shape", "1x32x8x8", "-p", "stride=2"), "takes no -p")
+    for option, value in (("--val-range", "0,1"), ("--input-dtype", "int64")):  # drawn from the file, never ignored
+        assert_user_error(run("bench", "--onnx", model, "--shape", "1x32x8x8", option, value), f"takes no {option}")
     assert_user_error(run("bench", "--onnx", model, "--shape", "1x32x8x8", "--backends", "torch,ort"),
                       "backend torch runs the PyTorch model")
 
@@ -117,11 +127,66 @@ def test_the_recorded_model_takes_no_parameters_or_seed_of_its_own(recorded):
 @pytest.mark.parametrize("changes, fragments", [
     ({"spec": None}, ["does not record the SPEC"]),
     ({"params": "not json"}, ["unreadable deploykit.params"]),
+    # hand-edited: values export never writes are refused as -p would refuse them, never a crash
+    ({"params": '{"in_channels": {"a": [1]}}'}, ["bad value", "'in_channels'"]),
+    ({"params": '{"in_channels": "8"}'}, ["bad value", "'in_channels'"]),
+    ({"params": '{"in_channels": true}'}, ["bad value 'True'"]),
+    ({"params": '{"in_channels": 8.5}'}, ["bad value '8.5'"]),  # not "must be divisible by groups"
+    ({"params": '{"in_channels": NaN}'}, ["unreadable deploykit.params"]),
+    ({"params": "[" * 5000 + "]" * 5000}, ["unreadable deploykit.params"]),
+    ({"params": '{" in_channels": 8}'}, ["unreadable deploykit.params"]),
+    ({"seed": "99999999999999999999999"}, ["unreadable deploykit.seed", "0..4294967295"]),
+    ({"seed": "7_0"}, ["unreadable deploykit.seed"]),  # not seed 70
+    ({"spec": "x;rm -rf ~:y$(id)"}, ["neither a zoo name nor package.module:callable"]),
+    ({"spec": "mod:f\n\x1b[31mRED"}, ["records SPEC 'mod:f\\n\\x1b[31mRED'"]),
+    ({"spec": "--help:x"}, ["neither a zoo name"]),
 ])
 def test_a_file_whose_metadata_cannot_rebuild_its_model_is_refused(recorded, tmp_path, changes, fragments):
     changed = _with_metadata(recorded, tmp_path / "changed.onnx", **changes)
     assert_user_error(run("check", "--onnx", changed), *fragments, "give the SPEC it was exported from",
                       "--load-outputs", "--against")
+
+
+def test_a_file_without_a_weights_fingerprint_is_not_checked_against_seeded_weights(recorded, tmp_path):
+    """A file of a deploykit before fingerprints may hold --weights: its seeded rebuild would be a
+    parity failure (exit 1) of a right graph, so the check that names the model is printed instead."""
+    import shlex
+
+    older = _with_metadata(recorded, tmp_path / "older.onnx", weights_sha256=None)
+    refused = run("check", "--onnx", older, "--backends", "ort")
+    assert_user_error(refused, "records no fingerprint of its weights", "adding any --weights")
+    command = shlex.split(refused.stderr.split("exported with: ", 1)[1])
+    assert command[:3] == ["deploykit", "check", "conv_transpose"] and "stride=4" in command
+    assert run(*command[1:], "--backends", "ort").exit_code == 0
+
+
+def test_a_recorded_callable_is_never_imported_and_its_command_reads_back_the_same_values(recorded, tmp_path):
+    """Values a file records are printed so that the command gives the callable the same values
+    (a string that reads as another literal quoted, control characters escaped), on one line;
+    os:system is never called."""
+    import shlex
+
+    values = {"style": "none", "n": "3", "w": " x", "k": "a\x1b[2Jb\nc\u202e", "l": [1, "a", None, True]}
+    odd = _with_metadata(recorded, tmp_path / "odd.onnx", spec="tests.user_models:fpn_renamed",
+                         params=json.dumps(values))
+    refused = run("check", "--onnx", odd)
+    assert_user_error(refused, "code deploykit imports only when you name it")
+    assert "\x1b" not in refused.stderr and "\u202e" not in refused.stderr
+    command = shlex.split(refused.stderr.split("run: ", 1)[1])
+    given = ", ".join(f"{key}={value!r}" for key, value in values.items())
+    assert_user_error(run(*command[1:]), f"fpn_renamed({given}) raised TypeError")
+
+    touched = tmp_path / "touched"
+    system = _with_metadata(recorded, tmp_path / "system.onnx", spec="os:system",
+                            params=json.dumps({"command": f"touch {touched}"}))
+    assert_user_error(run("check", "--onnx", system), "code deploykit imports only when you name it")
+    assert not touched.exists()
+
+
+def test_an_error_quoting_a_files_newlines_stays_one_line(recorded, tmp_path):
+    other = _with_metadata(recorded, tmp_path / "other.onnx", params='{\n"stride": 2}', weights_sha256="ab\ncd")
+    assert_user_error(run("check", "conv_transpose", "--onnx", other, "--backends", "ort"),
+                      "exported from other weights", "params {\\n\"stride\": 2}")
 
 
 def test_an_export_with_weights_is_checked_only_with_those_weights(tmp_path):
