@@ -678,7 +678,7 @@ def bench_command(warmup, iters, max_seconds, **common):
 
     if common["spec"] is None:
         return _bench_file(warmup, iters, max_seconds, **common)
-    _run_and_report(run_bench, print_bench, warmup=warmup, iters=iters, max_seconds=max_seconds, **common)
+    _run_and_report(run_bench, functools.partial(print_bench, notes=not _quiet()), warmup=warmup, iters=iters, max_seconds=max_seconds, **common)
 
 
 def _bench_file(warmup, iters, max_seconds, onnx_path, backends, shapes, threads, seed, report_path, force,
@@ -702,7 +702,7 @@ def _bench_file(warmup, iters, max_seconds, onnx_path, backends, shapes, threads
     with progress_bar("bench", _quiet()) as progress:
         report = bench_file(onnx_path, parse_backends(backends or "ort"), list(shapes), warmup, iters, threads, seed,
                             max_seconds, options, progress)
-    print_bench(report, _console())
+    print_bench(report, _console(), notes=not _quiet())
     if report_path:
         write_json(report_path, report.as_json(), force=force)
     return EXIT_OK

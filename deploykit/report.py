@@ -96,7 +96,8 @@ def print_check(report, console: Console) -> None:
         console.print(f"[red]parity FAILED[/red]: no comparison ran{note}")
 
 
-def print_bench(report, console: Console) -> None:
+def print_bench(report, console: Console, notes: bool = True) -> None:
+    """The latency table; ``notes`` (off with -q) adds what its columns mean and why a p99 is flagged."""
     table = Table(title=plain(f"latency: {report.spec} (warmup {report.warmup}, iters {report.iters}, "
                               f"threads {report.threads or 'default'})"))
     columns = ("backend", "shape", "min ms", "p50 ms", "p90 ms", "p99 ms", "mean ms", "samples/s", "vs torch",
@@ -116,17 +117,20 @@ def print_bench(report, console: Console) -> None:
                       format_number(s.h2d_ms, ".3f"), format_number(s.d2h_ms, ".3f"))
     console.print(table)
     _print_plain(console, f"backends: {_runner_line(report.backends)}")
-    console.print("vs torch = p50 / torch p50 at the same shape (below 1 is faster). Times are execution only; "
-                  "h2d/d2h are the input and output copies, measured apart: GPU backends copy between "
-                  "pinned, preallocated host buffers and the device as trtexec does (ort-cuda: ONNX Runtime's "
-                  "own copies), CPU backends prepare and fetch their arrays.", highlight=False)
+    ratios = any(r.ratio_to_torch is not None for r in report.results)
+    if notes:
+        console.print(("vs torch = p50 / torch p50 at the same shape (below 1 is faster). " if ratios else "")
+                      + "Times are execution only; h2d/d2h are the input and output copies, measured apart: GPU "
+                      "backends copy between pinned, preallocated host buffers and the device as trtexec does "
+                      "(ort-cuda: ONNX Runtime's own copies), CPU backends prepare and fetch their arrays.",
+                      highlight=False)
     short = [r for r in report.results if r.stats is not None and r.stats.stopped_by_time]
     if short:
         runs = ", ".join(f"{r.backend} at {format_shape(r.shape)}: {r.stats.iters} of {report.iters} runs"
                          for r in short)
         console.print(f"[yellow]![/yellow] the time budget (--max-seconds {getattr(report, 'max_seconds', None)}) "
                       f"ended timing early: {markup(runs)}", highlight=False)
-    if any(r.stats is not None and r.stats.unstable for r in report.results):
+    if notes and any(r.stats is not None and r.stats.unstable for r in report.results):
         console.print("[yellow]![/yellow] p99 above 1.5x p50: the machine was busy or the timing is noisy; "
                       "raise --iters or close other work", highlight=False)
 

@@ -12,19 +12,23 @@ from __future__ import annotations
 import html
 import re
 
-_CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f]")
+# Terminal control characters, and Unicode's bidirectional controls, which reorder what a
+# terminal or editor shows (a name could display as another: "Trojan Source").
+_CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f\u061c\u200e\u200f\u202a-\u202e\u2066-\u2069]")
 
 
 def printable(text: object) -> str:
     """``text`` as a string any terminal or file can show: bytes that are not UTF-8 (surrogate
-    escapes from file names) as ``\\xNN``, control characters (escape sequences) as ``\\xNN``."""
+    escapes from file names) as ``\\xNN``, control characters (escape sequences) as ``\\xNN``,
+    bidirectional controls as ``\\uNNNN``."""
     text = str(text)
     try:
         text.encode("utf-8")
     except UnicodeEncodeError:
         text = text.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
         text = text.encode("utf-8", "backslashreplace").decode("utf-8")  # surrogates that are not escapes
-    return _CONTROL.sub(lambda m: f"\\x{ord(m.group()):02x}", text)
+    return _CONTROL.sub(lambda m: f"\\x{ord(m.group()):02x}" if ord(m.group()) < 0x100 else f"\\u{ord(m.group()):04x}",
+                        text)
 
 
 def markup(text: object) -> str:

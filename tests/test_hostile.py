@@ -285,3 +285,17 @@ def test_markup_in_node_names_and_paths_prints_as_text(tmp_path):
                   tmp_path / "[i]c[/i].onnx".replace("/", ""))
     ok = run("lint", clean)
     assert ok.exit_code == 0 and clean.name in ok.output.replace("\n", ""), ok.output
+
+
+def test_bidirectional_controls_in_names_print_escaped(tmp_path):
+    """A right-to-left override in a node name would make the terminal show another name."""
+    x = helper.make_tensor_value_info("input", TensorProto.FLOAT, [1, 4, 4, 4])
+    indices = helper.make_tensor_value_info("indices", TensorProto.INT64, [1, 4, 4, 4])
+    unpool = helper.make_node("MaxUnpool", ["input", "indices"], ["output"], kernel_shape=[2, 2], strides=[2, 2],
+                              name="up\u202eslaed\u2066x")
+    path = _save([unpool], [x, indices], [helper.make_tensor_value_info("output", TensorProto.FLOAT, [1, 4, 8, 8])],
+                 tmp_path / "m.onnx")
+    result = run("lint", path, "--target", "trt")
+    assert result.exit_code == 1, result.output
+    assert "\u202e" not in result.output and "\u2066" not in result.output
+    assert "up\\u202eslaed\\u2066x" in result.output.replace("\n", "")

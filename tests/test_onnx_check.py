@@ -75,6 +75,16 @@ def test_a_file_is_benched_alone_without_spec_or_torch(files, tmp_path, torch_un
     assert row["backend"] == "ort" and row["shape"] == {"input": [1, 32, 8, 8]} and row["ratio_to_torch"] is None
 
 
+def test_a_bench_of_a_file_explains_no_ratio_it_lacks_and_nothing_with_quiet(files):
+    model, _ = files
+    args = ["bench", "--onnx", model, "--shape", "1x32x8x8", "--iters", "3", "--warmup", "1"]
+    told = run(*args)
+    assert told.exit_code == 0, told.output
+    assert "Times are execution only" in told.stdout and "vs torch = " not in told.stdout  # no torch row: no ratio
+    quiet = run(*args, "-q")
+    assert quiet.exit_code == 0 and "Times are execution only" not in quiet.stdout and "latency" in quiet.stdout
+
+
 def test_a_bench_without_spec_needs_the_file_and_no_model_options(files):
     model, _ = files
     assert_user_error(run("bench"), "missing argument 'SPEC'", "--onnx")

@@ -116,7 +116,7 @@ class TrtRunner(Runner):
             tensor = torch.from_numpy(np.ascontiguousarray(array)).to("cuda", self._dtype(name))
             if not self.context.set_input_shape(name, tuple(tensor.shape)):
                 raise UserError(f"shape {shape_text(tensor.shape)} is outside the engine's profile "
-                                f"for {name!r}", "rebuild the engine with --shapes covering it")
+                                f"for {name!r}", "rebuild the engine with a --profile covering it")
             buffers[name] = tensor
         for name in self.outputs:
             shape = tuple(self.context.get_tensor_shape(name))

@@ -186,15 +186,15 @@ def build_engine(onnx_path: Path, engine_path: Path, *, fp16: bool = False, tf32
     for i in range(network.num_inputs):
         name = network.get_input(i).name
         if name not in profiles:
-            raise UserError(f"no shapes for engine input {name!r}", f"pass --shapes {name}=MIN/OPT/MAX")
+            raise UserError(f"no shapes for engine input {name!r}", f"pass --profile {name}=MIN/OPT/MAX")
         try:
             profile.set_shape(name, profiles[name].min, profiles[name].opt, profiles[name].max)
         except RuntimeError as exc:
             raise UserError(f"profile for {name!r} does not fit the network's input "
                             f"{tuple(network.get_input(i).shape)}: {first_line(exc)}",
-                            "fix --shapes (rank and fixed dims must match)") from None
+                            "fix --profile (rank and fixed dims must match)") from None
     if config.add_optimization_profile(profile) < 0:
-        raise UserError(f"TensorRT rejected the optimization profile: {log.last_error()}", "fix --shapes")
+        raise UserError(f"TensorRT rejected the optimization profile: {log.last_error()}", "fix --profile")
     cache = None
     if timing_cache is not None:
         cache = config.create_timing_cache(Path(timing_cache).read_bytes() if Path(timing_cache).is_file() else b"")
@@ -263,7 +263,7 @@ def within_bounds(profile: Profile, name: str, ranges) -> Profile:
 
 def traced_case_by_input(text: str, names: list[str]) -> dict[str, tuple[int, ...]]:
     """The recorded traced case by input: '2x64x37x45' is the one input's, 'a=...,b=...' names
-    each (deploykit.model_io); unreadable metadata gives no defaults (--shapes then)."""
+    each (deploykit.model_io); unreadable metadata gives no defaults (--profile then)."""
     from deploykit.model_io import parse_case
 
     try:
@@ -282,9 +282,9 @@ def parse_profile(text: str) -> tuple[str, Profile]:
     name, sep, spec = text.partition("=")
     parts = spec.split("/")
     if not sep or not name or len(parts) != 3:
-        raise UserError(f"malformed --shapes {text!r}",
+        raise UserError(f"malformed --profile {text!r}",
                         "write NAME=MIN/OPT/MAX, e.g. input=1x64x16x16/2x64x64x64/4x64x128x128")
     low, opt, high = (parse_shape(p) for p in parts)
     if not (len(low) == len(opt) == len(high)) or any(not a <= b <= c for a, b, c in zip(low, opt, high)):
-        raise UserError(f"--shapes {text!r} is not ordered min <= opt <= max in every dim", "fix the shapes")
+        raise UserError(f"--profile {text!r} is not ordered min <= opt <= max in every dim", "fix the shapes")
     return name, Profile(low, opt, high)
