@@ -43,6 +43,7 @@ class LoadedModel:
     default_shapes: list[Shape] | None
     shape_rule: Any = None  # callable(shape) -> problem text or None
     seed: int = 0
+    recipe: str | None = None  # the recipe (.toml) SPEC came from, as given: export records it
     # name -> InputSpec, in forward's order (deploykit.model_io); filled from forward's signature
     inputs: dict = field(default_factory=dict)
     data_cases: dict = field(default_factory=dict)  # Case from --inputs FILE -> its arrays by name
@@ -203,6 +204,7 @@ def load_model(spec: str, params: dict[str, str] | None = None, weights: Path | 
 METADATA_SPEC = "deploykit.spec"
 METADATA_PARAMS = "deploykit.params"
 METADATA_SEED = "deploykit.seed"
+METADATA_RECIPE = "deploykit.recipe"
 _OTHER_REFERENCES = "give the SPEC it was exported from, --load-outputs FILE.npz or --against REF.onnx"
 
 
@@ -214,6 +216,7 @@ class RecordedOrigin:
     params: dict[str, str]
     seed: int
     weights_sha256: str | None
+    recipe: str | None = None  # the recipe that named SPEC: its module imports from the recipe's folder
 
     def __str__(self) -> str:
         params = ", ".join(f"{key}={text}" for key, text in self.params.items())
@@ -225,7 +228,7 @@ class RecordedOrigin:
 
         params = [f"-p {shlex.quote(f'{key}={text}')}" for key, text in self.params.items()]
         dtypes = [f"--input-dtype {shlex.quote(text)}" for text in input_dtypes]
-        return " ".join(["deploykit check", shlex.quote(self.spec), *params, f"--seed {self.seed}", *dtypes,
+        return " ".join(["deploykit check", shlex.quote(self.recipe or self.spec), *params, f"--seed {self.seed}", *dtypes,
                          "--onnx", shlex.quote(str(onnx_path))])
 
 
@@ -257,7 +260,10 @@ def recorded_origin(path, meta: dict[str, str]) -> RecordedOrigin:
                                  and key.isprintable() for key, text in params.items()):
         raise UserError(f"{path}'s metadata has unreadable {METADATA_PARAMS} (not an object of values -p "
                         "gives)", _OTHER_REFERENCES)
-    return RecordedOrigin(spec, params, int(seed), meta.get(METADATA_WEIGHTS))
+    recipe = meta.get(METADATA_RECIPE)
+    if recipe is not None and not (recipe.isprintable() and recipe.endswith(".toml")):
+        raise UserError(f"{path}'s metadata records recipe {recipe[:100]!r}, not a .toml path", _OTHER_REFERENCES)
+    return RecordedOrigin(spec, params, int(seed), meta.get(METADATA_WEIGHTS), recipe)
 
 
 def _p_text(value: Any) -> str | None:

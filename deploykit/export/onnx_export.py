@@ -24,7 +24,7 @@ from deploykit.export.program import (METADATA_MAXPOOL_IMPL, ExportError, dynami
                                       export_program, pools_with_indices)
 from deploykit.files import staged_files
 from deploykit.model_io import Shape, bare_text, flatten_outputs, format_shape, shape_text
-from deploykit.spec import METADATA_WEIGHTS, LoadedModel, weights_fingerprint
+from deploykit.spec import METADATA_RECIPE, METADATA_WEIGHTS, LoadedModel, weights_fingerprint
 
 logger = logging.getLogger(__name__)
 
@@ -136,6 +136,8 @@ def export_onnx(model: LoadedModel, path: Path, *, opset: int | None = None, dyn
             props["deploykit.traced_shape"] = bare_text(shape)  # engine profile defaults
             props["deploykit.spec"] = model.spec
             props["deploykit.seed"] = str(reference.seed)
+            if reference.recipe is not None:
+                props[METADATA_RECIPE] = reference.recipe
             props["deploykit.params"] = json.dumps(reference.params, sort_keys=True, default=str)
             props[METADATA_WEIGHTS] = fingerprint
             props.update(metadata(conversion))  # only what the graph contains

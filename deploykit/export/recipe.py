@@ -146,6 +146,7 @@ def resolve_model(spec: str, params: dict[str, str] | None = None, weights: Path
         model = load_model(spec, params, weights, seed)
     else:
         model = load_model(recipe.spec, {**recipe.params, **(params or {})}, weights, seed)
+        model.recipe = spec
         if recipe.shapes:
             model.default_shapes = [parse_case(text, model.input_names) for text in recipe.shapes]
         if recipe.trace_shape:

@@ -83,3 +83,21 @@ def test_malformed_recipes_are_user_errors(tmp_path):
     bad.write_text('description = "no spec"\n')
     with pytest.raises(UserError, match="no 'spec'"):
         load_recipe(bad)
+
+
+def test_a_file_exported_from_a_recipe_names_the_recipe_in_the_check_it_asks_for(tmp_path, monkeypatch):
+    """The recipe's module imports from the recipe's folder only: the command check prints for
+    the file (its code is not imported on the file's word) names the recipe, and runs anywhere."""
+    import shlex
+
+    recipe = next(p for p in RECIPES if p.stem == "super_resolution")
+    onnx_path = tmp_path / "sr.onnx"
+    assert run("export", recipe, "-o", onnx_path, "--shape", "1x32x8x8").exit_code == 0
+    assert _metadata(onnx_path)["deploykit.recipe"] == str(recipe)
+    monkeypatch.chdir(tmp_path)  # away from exports/, where sr_tail is not importable
+    refused = run("check", "--onnx", onnx_path, "--shape", "2x32x9x7")
+    assert refused.exit_code == 2, refused.output
+    command = shlex.split(refused.stderr.split("run: ", 1)[1])
+    assert command[2] == str(recipe)
+    checked = run(*command[1:], "--shape", "2x32x9x7", "--backends", "ort")
+    assert checked.exit_code == 0, checked.output
