@@ -269,14 +269,19 @@ def test_an_unusable_kernel_cache_is_an_environment_error(tmp_path, cache, fragm
     assert sorted(p.name for p in tmp_path.iterdir()) == (["file"] if cache != "" else []), "built in the cwd"
 
 
-def test_markup_in_node_names_and_paths_prints_as_text(tmp_path):
-    """Rich markup in a node name, an input path and a finding (MarkupError before)."""
+def _unpool_named(name: str, path):
+    """One MaxUnpool node named ``name`` (lint --target trt reports it, by name)."""
     x = helper.make_tensor_value_info("input", TensorProto.FLOAT, [1, 4, 4, 4])
     indices = helper.make_tensor_value_info("indices", TensorProto.INT64, [1, 4, 4, 4])
     unpool = helper.make_node("MaxUnpool", ["input", "indices"], ["output"], kernel_shape=[2, 2], strides=[2, 2],
-                              name="[/]up[bold]:smile:")
-    path = _save([unpool], [x, indices], [helper.make_tensor_value_info("output", TensorProto.FLOAT, [1, 4, 8, 8])],
-                 tmp_path / "[red]m[bold].onnx")
+                              name=name)
+    return _save([unpool], [x, indices], [helper.make_tensor_value_info("output", TensorProto.FLOAT, [1, 4, 8, 8])],
+                 path)
+
+
+def test_markup_in_node_names_and_paths_prints_as_text(tmp_path):
+    """Rich markup in a node name, an input path and a finding (MarkupError before)."""
+    path = _unpool_named("[/]up[bold]:smile:", tmp_path / "[red]m[bold].onnx")
     result = run("lint", path, "--target", "trt")
     assert result.exit_code == 1 and "Traceback" not in result.output, result.output
     assert "[/]up[bold]:smile:" in result.output
@@ -289,12 +294,7 @@ def test_markup_in_node_names_and_paths_prints_as_text(tmp_path):
 
 def test_bidirectional_controls_in_names_print_escaped(tmp_path):
     """A right-to-left override in a node name would make the terminal show another name."""
-    x = helper.make_tensor_value_info("input", TensorProto.FLOAT, [1, 4, 4, 4])
-    indices = helper.make_tensor_value_info("indices", TensorProto.INT64, [1, 4, 4, 4])
-    unpool = helper.make_node("MaxUnpool", ["input", "indices"], ["output"], kernel_shape=[2, 2], strides=[2, 2],
-                              name="up\u202eslaed\u2066x")
-    path = _save([unpool], [x, indices], [helper.make_tensor_value_info("output", TensorProto.FLOAT, [1, 4, 8, 8])],
-                 tmp_path / "m.onnx")
+    path = _unpool_named("up\u202eslaed\u2066x", tmp_path / "m.onnx")
     result = run("lint", path, "--target", "trt")
     assert result.exit_code == 1, result.output
     assert "\u202e" not in result.output and "\u2066" not in result.output
