@@ -25,8 +25,8 @@ from deploykit.cli_options import (DEFAULT_BACKENDS, DEFAULT_BENCH_SECONDS, MAX_
                                    MAX_WARMUP, SHAPE, dysample_impl_option, finite_tolerance, force_option,
                                    maxpool_impl_option, model_options, onnx_file_argument, plugin_option,
                                    precision_option, report_option, run_options, shape_option, target_option)
-from deploykit.errors import (EXIT_OK, EXIT_SIGNAL_BASE, EXIT_USAGE, TERMINATION_REQUESTED, ForeignExit, Terminated,
-                              UserError, exit_code_for)
+from deploykit.errors import (EXIT_OK, EXIT_PARITY, EXIT_SIGNAL_BASE, EXIT_USAGE, TERMINATION_REQUESTED, ForeignExit,
+                              Terminated, UserError, exit_code_for)
 from deploykit.package import DEFAULT_SERVER_ROOT, TRITON_MAX_BATCH
 
 HTML_LATENCY_ITERS = 10  # check --html times each backend too, for the report's latency chart
@@ -95,7 +95,10 @@ def _report(exc: BaseException) -> int:
     decision = exit_code_for(exc, debug=_DEBUG["on"])
     if decision.traceback:
         sys.stderr.write(decision.traceback)
-    _stderr_line(decision.line)
+    # A parity finding (exit 1: export's verification) reads as the lines it was written in; every
+    # other error is one line, whatever it quotes.
+    for line in decision.line.split("\n") if decision.code == EXIT_PARITY else [decision.line]:
+        _stderr_line(line)
     return decision.code
 
 
@@ -345,7 +348,6 @@ def _the_onnx_file(model: Path | None, onnx_option: Path | None) -> Path:
 def _print_lint(path: Path, target: str, plugins, report_path: Path | None = None, force: bool = False,
                 plugin_pending: bool = False) -> int:
     """Lint, print the findings, optionally write them as JSON; returns the exit code."""
-    from deploykit.errors import EXIT_PARITY
     from deploykit.export.lint import has_errors, lint_file, lint_json
     from deploykit.report import print_findings, write_json
 
@@ -550,7 +552,6 @@ def _given_options(ctx: click.Context, allowed: set[str]) -> list[str]:
 
 
 def _verdict_code(passed: bool) -> int:
-    from deploykit.errors import EXIT_PARITY
 
     return EXIT_OK if passed else EXIT_PARITY
 

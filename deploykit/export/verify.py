@@ -288,7 +288,8 @@ def _first_diverging_node(model, path, verifier, shape, metrics, tolerance, thre
         found = localize(model, path, verifier, model.feed(shape), tolerance,
                          runner_options=RunnerOptions(threads=threads), reference_at_input_shape=True)
     except UserError as exc:
-        return f"not found ({first_line(exc)})"
+        return (f"not found (the model could not be traced again at {format_shape(shape)} to localize it: "
+                f"{first_line(exc)})")
     if found.node is None:
         return None
     return f"{found.node.name} ({found.node.op_type}) from module {found.node.module_text()}"

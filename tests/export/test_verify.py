@@ -28,6 +28,19 @@ def test_a_specialised_dynamic_export_fails_naming_the_shape_and_the_fix(tmp_pat
     assert not list(tmp_path.iterdir())  # no file, no staging folder
 
 
+def test_the_cli_prints_the_finding_in_its_lines_and_an_input_error_on_one(tmp_path):
+    """Exit 1 (a finding) reads as the lines it was written in; exit 2 stays one line."""
+    from tests.cli_helpers import run
+
+    failed = run("export", "tests.user_models:pyramid_pooling", "--shape", "2x8x40x48", "-o", tmp_path / "psp.onnx")
+    assert failed.exit_code == 1, failed.output
+    lines = failed.stderr.splitlines()
+    assert lines[0].startswith("error: the exported graph") and "\\n" not in failed.stderr
+    assert any(line.startswith("  nothing was written to psp.onnx") for line in lines[1:])
+    refused = run("export", "tests.user_models:pyramid_pooling", "--shape", "2x8x40", "-o", tmp_path / "x.onnx")
+    assert refused.exit_code == 2 and len(refused.stderr.strip().splitlines()) == 1, refused.stderr
+
+
 def test_the_same_model_exported_static_passes_and_records_its_verified_shape(tmp_path):
     result = export_onnx(load_model("tests.user_models:pyramid_pooling"), tmp_path / "psp.onnx",
                          trace_shape=PSP_TRACE, dynamic=False)
