@@ -320,10 +320,9 @@ def _page(environment, report: CheckReport, sections: list[dict], folder_name: s
              ("ONNX file", report.onnx or "not given (exported for the check if a backend needed one)")]
     facts += [(f"backend {name}", ", ".join(f"{key}={value}" for key, value in info.items()))
               for name, info in report.backends.items()]
-    ran = [r for r in report.results if r.skipped is None]
     page = environment.from_string(_PAGE).render(
-        spec=report.spec, facts=facts, ran=len(ran), skipped=len(report.results) - len(ran),
-        failed=sum(not r.metrics.passed for r in ran), columns=_RESULT_COLUMNS, rows=_result_rows(report),
+        spec=report.spec, facts=facts, ran=len(report.ran), skipped=len(report.results) - len(report.ran),
+        failed=len(report.failures), columns=_RESULT_COLUMNS, rows=_result_rows(report),
         folder_name=folder_name, has_latency=has_latency, sections=sections)
     return page.encode("ascii", "xmlcharrefreplace").decode("ascii")  # any locale can write it
 

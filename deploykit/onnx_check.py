@@ -13,10 +13,10 @@ import numpy as np
 from deploykit.backends import RunnerOptions
 from deploykit.backends.runners import describe_runners, open_runners, plan_backends, run_and_compare, run_backend
 from deploykit.check import CheckReport, CheckResult
-from deploykit.compare import Tolerance
+from deploykit.compare import PRESETS, Tolerance
 from deploykit.errors import UserError
 
-DEFAULT_TOLERANCE = Tolerance(atol=1e-4, rtol=1e-4)
+DEFAULT_TOLERANCE = PRESETS["fp32"]
 
 
 def check_saved(onnx_path: Path, saved: Path, backends: list[str], tolerance: Tolerance | None,

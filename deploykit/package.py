@@ -28,7 +28,6 @@ from pathlib import Path, PurePosixPath
 
 from deploykit.errors import EnvironmentProblem, UserError, first_line
 from deploykit.files import MANIFEST, current_umask, inside, note_input, note_scratch, require_utf8_path, same_file
-from deploykit.ops.ort_library import LIBRARY_NAME as ORT_LIBRARY_FILE
 from deploykit.text import printable
 
 PLATFORM_ONNX = "onnxruntime_onnx"
@@ -255,7 +254,7 @@ def package_repository(onnx_path: Path, repository: Path, name: str | None = Non
                        server_root: str = DEFAULT_SERVER_ROOT, force: bool = False) -> PackageResult:
     """Write ``<repository>/<name>`` (ONNX Runtime backend) and, with an engine,
     ``<repository>/<name>_trt`` (TensorRT backend), each committed whole."""
-    from deploykit.onnx_file import has_external_data, validate_onnx_file
+    from deploykit.onnx_file import has_external_data, has_plugin_nodes, validate_onnx_file
 
     onnx_path, repository = Path(onnx_path), Path(repository)
     proto = validate_onnx_file(onnx_path)
@@ -266,9 +265,10 @@ def package_repository(onnx_path: Path, repository: Path, name: str | None = Non
     _check_model_name(name, "--name" if name != onnx_path.stem else f"the file's name ({onnx_path.name})",
                       MODEL_NAME_MAX - (len(PLAN_SUFFIX) if engine is not None else 0))
     root = _server_root(server_root)
-    _check_engine_and_plugins(onnx_path, proto, engine, plugins)
+    plugin_graph = has_plugin_nodes(proto)
+    _check_engine_and_plugins(onnx_path, plugin_graph, engine, plugins)
     signature = read_signature(proto, max_batch)
-    models, notes = _models(onnx_path, proto, name, root, signature, engine, plugins)
+    models, notes = _models(onnx_path, plugin_graph, name, root, signature, engine, plugins)
     readmes = [model_readme(model, root, [Path(p).name for p in plugins], signature.batch_reason)
                for model, _ in models]
     written = _write_models(repository, [(model, {**files, "config.pbtxt": model.config_text().encode(),
@@ -277,11 +277,10 @@ def package_repository(onnx_path: Path, repository: Path, name: str | None = Non
     return PackageResult(repository, [model for model, _ in models], written, notes)
 
 
-def _check_engine_and_plugins(onnx_path: Path, proto, engine: Path | None, plugins: tuple[Path, ...]) -> None:
+def _check_engine_and_plugins(onnx_path: Path, plugin_graph: bool, engine: Path | None,
+                              plugins: tuple[Path, ...]) -> None:
     """Each file given is a readable, distinct file; plugins come with an engine, and a plugin
     graph's engine comes with them."""
-    from deploykit.onnx_file import has_plugin_nodes
-
     for path, option in [(engine, "--engine"), *((p, "--plugin") for p in plugins)]:
         if path is not None:
             _require_regular_file(path, option)
@@ -291,26 +290,24 @@ def _check_engine_and_plugins(onnx_path: Path, proto, engine: Path | None, plugi
     if plugins and engine is None:
         raise UserError("--plugin is for the TensorRT model, which only --engine makes",
                         "add --engine MODEL.plan, or leave --plugin out")
-    if engine is not None and not plugins and has_plugin_nodes(proto):
+    if engine is not None and not plugins and plugin_graph:
         raise UserError("the graph holds deploykit::DySample nodes, so the TensorRT engine needs deploykit's plugin "
                         "library in the server", "pass --plugin build/libdeploykit_trt_plugins.so, built against "
                         "the server's TensorRT (README: The TensorRT plugin)")
 
 
-def _models(onnx_path: Path, proto, name: str, root: str, signature: Signature, engine: Path | None,
+def _models(onnx_path: Path, plugin_graph: bool, name: str, root: str, signature: Signature, engine: Path | None,
             plugins: tuple[Path, ...]) -> tuple[list[tuple[TritonModel, dict[str, Path]]], list[str]]:
     """Each model with the files its folder holds, and what the user should know about them."""
-    from deploykit.onnx_file import has_plugin_nodes
-
     notes = [signature.batch_reason]
     onnx_files: dict[str, Path] = {f"{VERSION}/model.onnx": onnx_path}
     libraries: tuple[str, ...] = ()
-    if has_plugin_nodes(proto):
-        from deploykit.ops.ort_library import library_description, ort_library_path
+    if plugin_graph:
+        from deploykit.ops.ort_library import LIBRARY_NAME, library_description, ort_library_path
 
         library = ort_library_path()
-        onnx_files[ORT_LIBRARY_FILE] = library
-        libraries = (str(PurePosixPath(root, name, ORT_LIBRARY_FILE)),)
+        onnx_files[LIBRARY_NAME] = library
+        libraries = (str(PurePosixPath(root, name, LIBRARY_NAME)),)
         notes.append(f"{name}: the graph's DySample nodes run on deploykit's custom-op library "
                      f"({library_description(library)}), registered from {libraries[0]} as the server sees it")
     models = [(TritonModel(name, PLATFORM_ONNX, signature.max_batch_size, signature.inputs, signature.outputs,
@@ -573,7 +570,7 @@ def model_readme(model: TritonModel, root: str, plugin_names: list[str], batch_r
              f"    {_plugin_server_line(model, root, plugin_names, server)}", "```", ""]
     if model.op_libraries:
         lines += [f"The graph's `deploykit::DySample` nodes run on deploykit's ONNX Runtime custom-op library "
-                  f"(`{ORT_LIBRARY_FILE}`, in this folder). `config.pbtxt` registers it through "
+                  f"(`{PurePosixPath(model.op_libraries[0]).name}`, in this folder). `config.pbtxt` registers it through "
                   f"`model_operations` at `{model.op_libraries[0]}`: that is the path inside the server, so the "
                   f"repository must be mounted at `{root}` (write the package again with `--server-root` otherwise). "
                   "The library uses ONNX Runtime's C API 17, so any server whose ONNX Runtime is 1.17 or newer "

@@ -163,8 +163,8 @@ def check_same_model(model: LoadedModel, meta: dict[str, str], path) -> None:
         return
     mine = weights_fingerprint(model.module)
     if mine != recorded:
-        origin = ", ".join(f"{key} {meta[f'deploykit.{key}']}" for key in ("spec", "params", "seed")
-                           if meta.get(f"deploykit.{key}"))
+        origin = ", ".join(f"{key.removeprefix('deploykit.')} {meta[key]}"
+                           for key in (METADATA_SPEC, METADATA_PARAMS, METADATA_SEED) if meta.get(key))
         raise UserError(f"{path} was exported from other weights than {model.spec} has now (the file: {origin}; "
                         f"weights {recorded[:12]}, here {mine[:12]}): the comparison would only measure that",
                         "check the file against the SPEC, -p parameters, --seed and --weights it was exported with")

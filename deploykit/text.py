@@ -3,13 +3,12 @@
 Node names, paths, parameter values and runtime error messages may hold rich markup
 (``[bold]``, ``[/]``), emoji codes, terminal control characters or, in file names that are not
 UTF-8, lone surrogates that no UTF-8 stream can write. Every such string goes through
-``printable`` before it is shown; ``markup`` (rich) and ``html_text`` (HTML) add the escaping
-for where it is shown.
+``printable`` before it is shown; ``markup`` and ``plain`` (rich) add the escaping for where it
+is shown, and the HTML report's template escapes its values itself.
 """
 
 from __future__ import annotations
 
-import html
 import re
 
 # Terminal control characters, and Unicode's bidirectional controls, which reorder what a
@@ -43,7 +42,3 @@ def plain(text: object, style: str = ""):
     from rich.text import Text
 
     return Text(printable(text), style=style)
-
-
-def html_text(text: object) -> str:
-    return html.escape(printable(text))

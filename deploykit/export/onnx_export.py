@@ -24,7 +24,8 @@ from deploykit.export.program import (METADATA_MAXPOOL_IMPL, ExportError, dynami
                                       export_program, pools_with_indices)
 from deploykit.files import staged_files
 from deploykit.model_io import Shape, bare_text, flatten_outputs, format_shape, shape_text
-from deploykit.spec import METADATA_RECIPE, METADATA_WEIGHTS, LoadedModel, weights_fingerprint
+from deploykit.spec import (METADATA_PARAMS, METADATA_RECIPE, METADATA_SEED, METADATA_SPEC, METADATA_WEIGHTS, LoadedModel,
+                            weights_fingerprint)
 
 logger = logging.getLogger(__name__)
 
@@ -134,11 +135,11 @@ def export_onnx(model: LoadedModel, path: Path, *, opset: int | None = None, dyn
                                 "drop --dysample-impl for this model, or check that forward uses its DySample layers")
             props = program.model.metadata_props
             props["deploykit.traced_shape"] = bare_text(shape)  # engine profile defaults
-            props["deploykit.spec"] = model.spec
-            props["deploykit.seed"] = str(reference.seed)
+            props[METADATA_SPEC] = model.spec
+            props[METADATA_SEED] = str(reference.seed)
             if reference.recipe is not None:
                 props[METADATA_RECIPE] = reference.recipe
-            props["deploykit.params"] = json.dumps(reference.params, sort_keys=True, default=str)
+            props[METADATA_PARAMS] = json.dumps(reference.params, sort_keys=True, default=str)
             props[METADATA_WEIGHTS] = fingerprint
             props.update(metadata(conversion))  # only what the graph contains
             computes_indices = pools_with_indices(program.exported_program)
